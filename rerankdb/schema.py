@@ -1,0 +1,102 @@
+"""SQLAlchemy Core definitions of rerankdb's tables.
+
+They mirror the migrations exactly (a test compares them with a migrated
+database) and serve applications that prefer SQLAlchemy to raw SQL.  The
+vector dimension is an install-time choice, hence :func:`build_metadata`.
+"""
+
+from __future__ import annotations
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, REAL
+
+from rerankdb.config import DEFAULT_DIM
+
+SCHEMA = "rerankdb"
+
+
+def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
+    md = MetaData(schema=SCHEMA)
+    now = func.now()
+    Table(
+        "config",
+        md,
+        Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+        Column("dim", Integer, nullable=False),
+        Column("installed_at", DateTime(timezone=True), nullable=False, server_default=now),
+        comment="install-time facts; dim is the dimension of every embedding",
+    )
+    Table(
+        "items",
+        md,
+        Column("item_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("content", Text, nullable=False),
+        Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+    )
+    Table(
+        "interaction_kinds",
+        md,
+        Column("kind", Text, primary_key=True),
+        Column("weight", REAL, nullable=False),
+    )
+    interactions = Table(
+        "interactions",
+        md,
+        Column("interaction_id", BigInteger, primary_key=True),
+        Column("user_id", BigInteger, nullable=False),
+        Column("item_id", BigInteger, nullable=False),
+        Column(
+            "kind",
+            Text,
+            ForeignKey(f"{SCHEMA}.interaction_kinds.kind", onupdate="CASCADE"),
+            nullable=False,
+            server_default=text("'view'::text"),
+        ),
+        Column("weight", REAL, nullable=True),
+        Column("context", Text, nullable=True),
+        Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=now),
+    )
+    Index("interactions_user_item_idx", interactions.c.user_id, interactions.c.item_id)
+    Index("interactions_item_idx", interactions.c.item_id)
+    item_vectors = Table(
+        "item_vectors",
+        md,
+        Column(
+            "item_id",
+            BigInteger,
+            ForeignKey(f"{SCHEMA}.items.item_id", ondelete="CASCADE"),
+            primary_key=True,
+            autoincrement=False,
+        ),
+        Column("embedding", Vector(dim), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+    )
+    Index(
+        "item_vectors_embedding_hnsw",
+        item_vectors.c.embedding,
+        postgresql_using="hnsw",
+        postgresql_ops={"embedding": "vector_ip_ops"},
+    )
+    Table(
+        "user_vectors",
+        md,
+        Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("embedding", Vector(dim), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+    )
+    return md

@@ -1,0 +1,137 @@
+"""Migrations: install, remove, reinstall; the DBA's alembic CLI; offline SQL; no drift."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, pool
+
+from rerankdb import db, migrate
+from rerankdb.errors import ConfigError
+from rerankdb.schema import build_metadata
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED_TABLES = {"config", "items", "interaction_kinds", "interactions", "item_vectors", "user_vectors"}
+EXPECTED_FUNCTIONS = {"dimension", "normalize_embedding", "rerank", "recommend", "similar_items"}
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(db.libpq_url(url)) as c:
+        rows = c.execute("select table_name from information_schema.tables where table_schema = 'rerankdb'")
+        return {r[0] for r in rows}
+
+
+def functions(url: str) -> set[str]:
+    with psycopg.connect(db.libpq_url(url)) as c:
+        rows = c.execute("select proname from pg_proc where pronamespace = 'rerankdb'::regnamespace")
+        return {r[0] for r in rows}
+
+
+def has_extension(url: str) -> bool:
+    with psycopg.connect(db.libpq_url(url)) as c:
+        return c.execute("select 1 from pg_extension where extname = 'vector'").fetchone() is not None
+
+
+def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
+    url = empty_db_url
+    assert migrate.current_revision(url) is None
+    migrate.upgrade(url)
+    assert migrate.current_revision(url) == migrate.head_revision()
+    assert tables(url) == EXPECTED_TABLES
+    assert functions(url) == EXPECTED_FUNCTIONS
+
+    migrate.downgrade(url)
+    assert migrate.current_revision(url) is None
+    assert tables(url) == set()
+    assert not has_extension(url), "downgrade base removes the extension it installed"
+
+    migrate.upgrade(url)
+    assert tables(url) == EXPECTED_TABLES
+
+
+def test_downgrade_keeps_vector_extension_used_elsewhere(empty_db_url: str) -> None:
+    url = empty_db_url
+    migrate.upgrade(url)
+    with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
+        c.execute("create table public.app_embeddings (v vector(3))")
+    migrate.downgrade(url)
+    assert tables(url) == set()
+    assert has_extension(url)
+
+
+def test_dimension_is_recorded_and_enforced(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, dim=8)
+    with psycopg.connect(db.libpq_url(empty_db_url)) as c:
+        assert c.execute("select rerankdb.dimension()").fetchone() == (8,)
+        types = c.execute(
+            "select format_type(atttypid, atttypmod) from pg_attribute "
+            "where attrelid in ('rerankdb.item_vectors'::regclass, 'rerankdb.user_vectors'::regclass) "
+            "and attname = 'embedding'"
+        ).fetchall()
+        assert types == [("vector(8)",), ("vector(8)",)]
+
+
+@pytest.mark.parametrize("bad", [0, 2001, -3])
+def test_bad_dimension_is_refused_before_anything_is_written(empty_db_url: str, bad: int) -> None:
+    with pytest.raises(ConfigError, match="between 1 and 2000"):
+        migrate.upgrade(empty_db_url, dim=bad)
+    assert tables(empty_db_url) == set()
+    assert migrate.current_revision(empty_db_url) is None
+
+
+def test_dba_alembic_cli_with_x_arguments(empty_db_url: str) -> None:
+    """The documented DBA path: `alembic -x url=... -x dim=... upgrade head` from the root."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKDB_")}
+    cmd = [sys.executable, "-m", "alembic", "-x", f"url={empty_db_url}", "-x", "dim=16", "upgrade", "head"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    with psycopg.connect(db.libpq_url(empty_db_url)) as c:
+        assert c.execute("select rerankdb.dimension()").fetchone() == (16,)
+        assert c.execute("select version_num from public.rerankdb_alembic_version").fetchone() == ("0001",)
+
+
+def test_offline_sql_installs_the_same_schema(empty_db_url: str, template_url: str) -> None:
+    """`alembic upgrade head --sql` gives a script a DBA can run by hand, with the same result."""
+    script = migrate.upgrade_sql(dim=384)
+    assert "create table rerankdb.items" in script
+    assert "create or replace function rerankdb.rerank(" in script
+    assert "insert into rerankdb.config (dim) values (384)" in script
+    with psycopg.connect(db.libpq_url(empty_db_url), autocommit=True) as c:
+        c.execute(script)  # type: ignore[call-overload]  # a whole script, no parameters
+    assert tables(empty_db_url) == tables(template_url)
+    assert functions(empty_db_url) == functions(template_url)
+    assert migrate.current_revision(empty_db_url) == migrate.head_revision()
+    assert diff(empty_db_url, 384) == []
+
+
+def diff(url: str, dim: int) -> list[object]:
+    engine = create_engine(db.sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(
+                conn,
+                opts={
+                    "include_schemas": True,
+                    "version_table": migrate.VERSION_TABLE,
+                    "include_name": lambda name, type_, parent: type_ != "schema" or name == "rerankdb",
+                },
+            )
+            return list(compare_metadata(ctx, build_metadata(dim)))
+    finally:
+        engine.dispose()
+
+
+def test_models_match_migrations(template_url: str) -> None:
+    assert diff(template_url, 384) == []
+
+
+def test_drift_check_detects_a_difference(template_url: str) -> None:
+    """The drift check above can fail: a model of another dimension differs."""
+    assert diff(template_url, 385) != []
