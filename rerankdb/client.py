@@ -236,14 +236,14 @@ class Client:
                       set content = excluded.content, metadata = excluded.metadata, updated_at = now()
                     where (t.content, t.metadata) is distinct from (excluded.content, excluded.metadata)"""
             )
-            return cur.rowcount
+            return int(cur.rowcount)
 
     def delete_items(self, item_ids: Iterable[int]) -> int:
         """Delete items (and, by cascade, their vectors); returns how many existed."""
         ids = [_check_id(i, "item_id") for i in item_ids]
         with self._pool.connection() as conn:
             cur = conn.execute("delete from rerankdb.items where item_id = any(%s::bigint[])", [ids])
-            return cur.rowcount
+            return int(cur.rowcount)
 
     def record_interactions(self, interactions: Iterable[Interaction | Mapping[str, Any]]) -> int:
         """Append interactions to the log in one COPY; returns how many were written.
@@ -280,7 +280,7 @@ class Client:
         )
         with self._pool.connection() as conn, conn.transaction():
             # occurred_at None means "now": COPY has no DEFAULT per row, so fill it here.
-            now = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
+            now = conn.execute("select now()").fetchone()[0]
             try:
                 with conn.cursor().copy(copy) as cp:
                     for r in rows:
@@ -309,11 +309,9 @@ class Client:
             conn.execute(
                 sql.SQL("create temp table {} ({} bigint, embedding vector) on commit drop").format(stage, k)
             )
-            with conn.cursor().copy(
-                sql.SQL("copy {} from stdin with (format binary)").format(stage)
-            ) as cp:
+            with conn.cursor().copy(sql.SQL("copy {} from stdin with (format binary)").format(stage)) as cp:
                 cp.set_types(["int8", "vector"])
-                for i, v in zip(ids_, arr):
+                for i, v in zip(ids_, arr, strict=True):
                     cp.write_row((i, v))
             if table == "item_vectors":
                 missing = conn.execute(
@@ -332,7 +330,7 @@ class Client:
                     " on conflict ({k}) do update set embedding = excluded.embedding, updated_at = now()"
                 ).format(t=target, k=k, s=stage)
             )
-            return cur.rowcount
+            return int(cur.rowcount)
 
     # -- reads ----------------------------------------------------------------
 

@@ -51,9 +51,5 @@ class Settings:
         env = os.environ if env is None else env
         url = env.get("RERANKDB_DATABASE_URL") or None
         home = Path(env["RERANKDB_HOME"]) if env.get("RERANKDB_HOME") else _default_home(env)
-        dim = (
-            parse_dim(env["RERANKDB_DIM"], "RERANKDB_DIM")
-            if env.get("RERANKDB_DIM")
-            else DEFAULT_DIM
-        )
+        dim = parse_dim(env["RERANKDB_DIM"], "RERANKDB_DIM") if env.get("RERANKDB_DIM") else DEFAULT_DIM
         return cls(database_url=url, home=home.expanduser(), dim=dim)

@@ -26,9 +26,7 @@ def sqlalchemy_url(url: str) -> str:
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
-    raise ConfigError(
-        f"database URL must start with postgresql://, got {url.split(':', 1)[0]}://..."
-    )
+    raise ConfigError(f"database URL must start with postgresql://, got {url.split(':', 1)[0]}://...")
 
 
 def with_database(url: str, name: str) -> str:

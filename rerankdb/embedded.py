@@ -114,7 +114,5 @@ def stop(home: Path) -> bool:
             user=server.system_user,
         )
     except subprocess.SubprocessError as exc:
-        raise EmbeddedServerError(
-            f"could not stop the embedded PostgreSQL in {pgdata}: {exc}"
-        ) from exc
+        raise EmbeddedServerError(f"could not stop the embedded PostgreSQL in {pgdata}: {exc}") from exc
     return True

@@ -25,9 +25,7 @@ from rerankdb.sqlfiles import migrations_dir, read_sql
 VERSION_TABLE = "rerankdb_alembic_version"
 
 
-def alembic_config(
-    url: str | None = None, dim: int | None = None, stdout: TextIO | None = None
-) -> Config:
+def alembic_config(url: str | None = None, dim: int | None = None, stdout: TextIO | None = None) -> Config:
     """An Alembic Config for rerankdb's scripts; no alembic.ini needed."""
     cfg = Config(stdout=stdout, output_buffer=stdout) if stdout is not None else Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
@@ -90,7 +88,9 @@ def apply_sql(relative: str) -> None:
         context.get_context().impl.static_output(sql.rstrip() + "\n")
     else:
         # Straight to psycopg, without parameters: '%' in the SQL stays as written.
-        op.get_bind().connection.driver_connection.execute(sql)
+        driver = op.get_bind().connection.driver_connection
+        assert driver is not None
+        driver.execute(sql)
 
 
 def execute(sql: str, **params: object) -> None:

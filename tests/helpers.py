@@ -45,7 +45,7 @@ def assert_same_ranking(got: list[tuple[int, float | None]], want: list[tuple[in
     assert sorted(i for i, _ in got) == sorted(i for i, _ in want)
     assert len(got) == len(want)
     want_score = dict(want)
-    for (gi, gs), (wi, ws) in zip(got, want):
+    for (gi, gs), (wi, ws) in zip(got, want, strict=True):
         assert (gs is None) == (want_score[gi] is None), (gi, gs)
         if gs is not None:
             assert abs(gs - want_score[gi]) < 1e-5, (gi, gs, want_score[gi])
