@@ -115,6 +115,19 @@ def _as_matrix(vectors: Any, n: int, dim: int, what: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def _candidates(candidates: Sequence[int | None] | np.ndarray) -> db.BigintArray | list[int | None]:
+    """Validate candidate ids; integers go over the wire as one binary array."""
+    arr = np.asarray(candidates)
+    if arr.ndim == 1 and arr.dtype.kind in "iu":
+        if arr.dtype.kind == "u" and arr.size and arr.max() > INT8_MAX:
+            raise InvalidInputError(f"candidate {arr.max()} does not fit a bigint")
+        return db.BigintArray(arr)
+    if arr.ndim == 1 and arr.size == 0:
+        return db.BigintArray(np.empty(0, dtype=np.int64))
+    # Mixed, None, or wrong types: check one by one for a precise message.
+    return [None if c is None else _check_id(c, "candidate") for c in candidates]
+
+
 def _unique_ids(ids: Iterable[Any], what: str) -> list[int]:
     out = [_check_id(i, what) for i in ids]
     dups = [i for i, n in Counter(out).items() if n > 1]
@@ -334,13 +347,20 @@ class Client:
 
     # -- reads ----------------------------------------------------------------
 
-    def rerank(self, user_id: int, candidates: Sequence[int], k: int | None = None) -> list[Ranked]:
-        """``rerankdb.rerank``: the candidates ordered for this user (see its SQL contract)."""
+    def rerank(
+        self, user_id: int, candidates: Sequence[int | None] | np.ndarray, k: int | None = None
+    ) -> list[Ranked]:
+        """``rerankdb.rerank``: the candidates ordered for this user (see its SQL contract).
+
+        ``candidates`` is a sequence of ints (None allowed and ignored, as in
+        SQL) or an integer numpy array.
+        """
         uid = _check_id(user_id, "user_id")
-        # None is allowed and ignored, as in SQL.
-        cands = [None if c is None else _check_id(c, "candidate") for c in candidates]
         return self._ranked(
-            "select * from rerankdb.rerank(%s, %s::bigint[], %s)", uid, cands, _check_k(k, allow_none=True)
+            "select * from rerankdb.rerank(%s, %s, %s)",
+            uid,
+            _candidates(candidates),
+            _check_k(k, allow_none=True),
         )
 
     def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> list[Ranked]:
@@ -362,5 +382,5 @@ class Client:
 
     def _ranked(self, query: str, *params: Any) -> list[Ranked]:
         with self._pool.connection() as conn:
-            rows = conn.execute(query, params).fetchall()
-        return [Ranked(int(i), None if s is None else float(s), int(r)) for i, s, r in rows]
+            rows = conn.execute(query, params, binary=True).fetchall()
+        return [Ranked(i, s, r) for i, s, r in rows]

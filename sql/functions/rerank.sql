@@ -53,15 +53,17 @@ begin
         return;
     end if;
 
+    -- Distinct candidates in item_id order (first position kept), so that the
+    -- index probes and heap reads below walk the table in ascending order.
     return query
         select s.item_id, s.score, (row_number() over (order by s.score desc nulls last, s.pos))::integer
         from (
             select c.item_id, c.pos, -(v.embedding <#> user_embedding) as score
             from (
-                select x.item_id, min(x.pos) as pos
+                select distinct on (x.item_id) x.item_id, x.pos
                 from unnest(candidates) with ordinality as x(item_id, pos)
                 where x.item_id is not null
-                group by x.item_id
+                order by x.item_id, x.pos
             ) c
             left join rerankdb.item_vectors v on v.item_id = c.item_id
         ) s

@@ -1,0 +1,73 @@
+"""Shared benchmark plumbing: the bench database, timing, machine facts, tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from rerankdb import db
+from rerankdb.config import Settings
+
+BENCH_DATABASE = "rerankdb_bench"
+
+
+def bench_url(settings: Settings) -> str:
+    """A database of its own on the configured server, created if missing."""
+    url = db.resolve_url(settings)
+    with psycopg.connect(db.libpq_url(db.with_database(url, "postgres")), autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", [BENCH_DATABASE]).fetchone():
+            conn.execute(f'create database "{BENCH_DATABASE}"')
+    return db.with_database(url, BENCH_DATABASE)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine(conn: psycopg.Connection[Any]) -> str:
+    pg = conn.execute("show server_version").fetchone()[0]  # type: ignore[index]
+    vec = conn.execute("select extversion from pg_extension where extname = 'vector'").fetchone()
+    sb = conn.execute("show shared_buffers").fetchone()[0]  # type: ignore[index]
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores; PostgreSQL {pg}, pgvector {vec[0] if vec else '?'}, "
+        f"shared_buffers {sb}"
+    )
+
+
+def timed(fn: Callable[[], Any], repeats: int, warmup: int = 20) -> np.ndarray:
+    """Wall-clock milliseconds of ``repeats`` calls after ``warmup`` unmeasured ones."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeats)
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out[i] = (time.perf_counter() - t0) * 1000
+    return out
+
+
+def p50_p99(ms: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    arr = np.asarray(ms)
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table (readable in a terminal, pasteable into the README)."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
