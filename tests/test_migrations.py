@@ -19,7 +19,7 @@ from rerankdb.schema import build_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_TABLES = {"config", "items", "interaction_kinds", "interactions", "item_vectors", "user_vectors"}
-EXPECTED_FUNCTIONS = {"dimension", "normalize_embedding", "rerank", "recommend", "similar_items"}
+EXPECTED_FUNCTIONS = {"dimension", "normalize_embedding", "rerank", "nearest", "recommend", "similar_items"}
 
 
 def tables(url: str) -> set[str]:

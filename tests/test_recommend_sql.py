@@ -66,7 +66,7 @@ def test_recommend_cold_user_and_k(conn: Any, client: Client, catalog: np.ndarra
     assert recommend(conn, 1, 0) == []
     assert len(recommend(conn, 1, 50)) == 50
     for bad in (-1, None):
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be >= 0"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be >= 0, got"):
             recommend(conn, 1, bad)
 
 

@@ -18,6 +18,7 @@ FUNCTIONS = [
     "functions/normalize_embedding.sql",
     "functions/dimension.sql",
     "functions/rerank.sql",
+    "functions/nearest.sql",
     "functions/recommend.sql",
     "functions/similar_items.sql",
 ]

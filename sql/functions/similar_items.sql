@@ -11,35 +11,14 @@ create or replace function rerankdb.similar_items(
     source_item_id bigint,
     k integer default 10
 ) returns table (item_id bigint, score double precision, rank integer)
-language plpgsql stable
+language sql stable
 set search_path = pg_catalog, public
-set hnsw.iterative_scan = 'relaxed_order'
 as $fn$
-#variable_conflict use_column
-declare
-    item_embedding vector;
-begin
-    if k is null or k < 0 then
-        raise exception 'rerankdb.similar_items: k must be >= 0, got %', coalesce(k::text, 'NULL')
-            using errcode = '22023';
-    end if;
-
-    select v.embedding into item_embedding
-    from rerankdb.item_vectors v
-    where v.item_id = similar_items.source_item_id;
-    if item_embedding is null or k = 0 then
-        return;
-    end if;
-
-    return query
-        select n.item_id, n.score, (row_number() over (order by n.score desc, n.item_id))::integer
-        from (
-            select v.item_id, -(v.embedding <#> item_embedding) as score
-            from rerankdb.item_vectors v
-            where v.item_id <> similar_items.source_item_id
-            order by v.embedding <#> item_embedding
-            limit k
-        ) n
-        order by n.score desc, n.item_id;
-end
+    select n.item_id, n.score, n.rank
+    from rerankdb.nearest(
+        (select v.embedding from rerankdb.item_vectors v where v.item_id = similar_items.source_item_id),
+        k,
+        null,
+        similar_items.source_item_id
+    ) n
 $fn$;
