@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -85,6 +86,8 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         ),
         Column("embedding", Vector(dim), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+        Column("content_sha256", LargeBinary, nullable=True),
+        Column("model", Text, nullable=True),
     )
     Index(
         "item_vectors_embedding_hnsw",
@@ -99,4 +102,63 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         Column("embedding", Vector(dim), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
     )
+    _worker_tables(md)
     return md
+
+
+def _worker_tables(md: MetaData) -> None:
+    """Revision 0002: the worker's queues and state."""
+    clock = func.clock_timestamp()
+    item_queue = Table(
+        "item_queue",
+        md,
+        Column(
+            "item_id",
+            BigInteger,
+            ForeignKey(f"{SCHEMA}.items.item_id", ondelete="CASCADE"),
+            primary_key=True,
+            autoincrement=False,
+        ),
+        Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=clock),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("last_error", Text, nullable=True),
+        Column("not_before", DateTime(timezone=True), nullable=False, server_default=text("'-infinity'")),
+    )
+    Index("item_queue_due_idx", item_queue.c.not_before, item_queue.c.item_id)
+    interaction_queue = Table(
+        "interaction_queue",
+        md,
+        Column(
+            "interaction_id",
+            BigInteger,
+            ForeignKey(f"{SCHEMA}.interactions.interaction_id", ondelete="CASCADE"),
+            primary_key=True,
+            autoincrement=False,
+        ),
+        Column("item_id", BigInteger, nullable=False),
+        Column("deferred", Boolean, nullable=False, server_default=text("false")),
+        Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=clock),
+    )
+    Index(
+        "interaction_queue_deferred_idx",
+        interaction_queue.c.item_id,
+        postgresql_where=interaction_queue.c.deferred,
+    )
+    Table(
+        "user_state",
+        md,
+        Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("weighted_sum", LargeBinary, nullable=False),
+        Column("ref_time", DateTime(timezone=True), nullable=False),
+        Column("interactions", BigInteger, nullable=False, server_default=text("0")),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    Table(
+        "worker_state",
+        md,
+        Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+        Column("model", Text, nullable=True),
+        Column("last_item_refresh_at", DateTime(timezone=True), nullable=True),
+        Column("last_user_refresh_at", DateTime(timezone=True), nullable=True),
+        Column("last_rebuild_at", DateTime(timezone=True), nullable=True),
+    )

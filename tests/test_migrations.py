@@ -18,8 +18,14 @@ from rerankdb.errors import ConfigError
 from rerankdb.schema import build_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED_TABLES = {"config", "items", "interaction_kinds", "interactions", "item_vectors", "user_vectors"}
-EXPECTED_FUNCTIONS = {"dimension", "normalize_embedding", "rerank", "nearest", "recommend", "similar_items"}
+EXPECTED_TABLES = {
+    "config", "items", "interaction_kinds", "interactions", "item_vectors", "user_vectors",
+    "item_queue", "interaction_queue", "user_state", "worker_state", "status",
+}  # fmt: skip
+EXPECTED_FUNCTIONS = {
+    "dimension", "normalize_embedding", "rerank", "nearest", "recommend", "similar_items",
+    "enqueue_item", "enqueue_interaction", "release_deferred", "notify_worker",
+}  # fmt: skip
 
 
 def tables(url: str) -> set[str]:
@@ -94,7 +100,9 @@ def test_dba_alembic_cli_with_x_arguments(empty_db_url: str) -> None:
     assert out.returncode == 0, out.stderr
     with psycopg.connect(db.libpq_url(empty_db_url)) as c:
         assert c.execute("select rerankdb.dimension()").fetchone() == (16,)
-        assert c.execute("select version_num from public.rerankdb_alembic_version").fetchone() == ("0001",)
+        assert c.execute("select version_num from public.rerankdb_alembic_version").fetchone() == (
+            migrate.head_revision(),
+        )
 
 
 def test_offline_sql_installs_the_same_schema(empty_db_url: str, template_url: str) -> None:
