@@ -7,13 +7,14 @@ with a one-line message and exit status 1 or 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg
 import sqlalchemy.exc
 
-from rerankdb import db, embedded, migrate
+from rerankdb import db, embedded, migrate, refresh
 from rerankdb.client import Client, Ranked
 from rerankdb.config import Settings, parse_dim
 from rerankdb.errors import RerankdbError
@@ -56,8 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("item_id", type=int, metavar="ITEM")
     s.add_argument("-k", type=int, default=10, help="how many (default 10)")
 
-    sub.add_parser("status", help="schema revision, dimension and row counts")
+    sub.add_parser("status", help="schema revision, dimension, counts and the worker's backlog")
+
+    w = sub.add_parser("worker", help="keep item and user vectors fresh (runs until SIGTERM)")
+    w.add_argument("--once", action="store_true", help="drain all pending work, then exit")
+    w.add_argument("--no-listen", action="store_true", help="poll only, without LISTEN/NOTIFY")
+    _encoder_arguments(w)
+
+    rb = sub.add_parser("rebuild", help="recompute every user vector from the log (after a weight change)")
+    rb.add_argument("--items", action="store_true", help="re-embed every item first (after a model change)")
+    _encoder_arguments(rb)
     return p
+
+
+def _encoder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=["fp32", "int8"],
+        default=None,
+        help="encoder backend (default RERANKDB_ENCODER_BACKEND or fp32)",
+    )
+    p.add_argument(
+        "--no-encoder",
+        action="store_true",
+        help="do not load the encoder: no item embedding, contexts ignored (bring-your-own vectors)",
+    )
 
 
 def print_ranked(rows: Sequence[Ranked]) -> None:
@@ -94,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     url = db.resolve_url(settings)
+    if args.command in ("worker", "rebuild"):
+        return run_worker(args, url, settings)
     if args.command == "migrate":
         migrate.upgrade(url, revision=args.to, dim=args.dim)
         print(f"rerankdb schema at revision {migrate.current_revision(url)}")
@@ -115,6 +141,54 @@ def run(args: argparse.Namespace) -> int:
             print(f"items           {st.items} ({st.item_vectors} with vectors)")
             print(f"user vectors    {st.user_vectors}")
             print(f"interactions    {st.interactions}")
+            with db.connect(url, autocommit=True) as conn:
+                cur = conn.execute("select * from rerankdb.status")
+                row = cur.fetchone()
+                assert cur.description is not None and row is not None
+                for col, value in zip((c.name for c in cur.description), row, strict=True):
+                    print(f"{col.replace('_', ' '):<23} {'-' if value is None else value}")
+    return 0
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr)
+        if done >= total:
+            print(file=sys.stderr)
+
+    return show
+
+
+def run_worker(args: argparse.Namespace, url: str, settings: Settings) -> int:
+    from rerankdb import encoder as enc
+    from rerankdb.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    encoder = None
+    if not args.no_encoder:
+        print("loading the encoder...", file=sys.stderr)
+        encoder = enc.from_env(args.backend)
+    worker = Worker(url, settings, encoder, listen=not getattr(args, "no_listen", False))
+    if args.command == "rebuild":
+        if args.items:
+            with db.connect(url, autocommit=True) as conn:
+                n = refresh.requeue_all_items(conn)
+            print(f"re-embedding {n} items...", file=sys.stderr)
+            worker.drain_once()
+        counted = worker.rebuild(progress=_progress("rebuilding users"))
+        print(f"rebuilt user vectors from {counted} interactions")
+        return 0
+    if args.once:
+        report = worker.drain_once()
+        print(
+            f"drained in {report.seconds:.2f} s: {report.items_embedded} items embedded, "
+            f"{report.items_unchanged} unchanged, {report.items_failed} failed; "
+            f"{report.interactions_folded} interactions folded, {report.interactions_deferred} deferred"
+        )
+        return 0
+    worker.run()
     return 0
 
 

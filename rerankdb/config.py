@@ -6,6 +6,14 @@
                             (default ``~/.local/share/rerankdb``)
 ``RERANKDB_DIM``            vector dimension used when the schema is installed
                             (default 384, the default encoder's)
+``RERANKDB_HALF_LIFE_DAYS`` half-life of an interaction's weight, in days
+                            (default 30; ``none`` or 0: no decay)
+``RERANKDB_CONTEXT_WEIGHT`` weight of an interaction's context text relative
+                            to its item (default 0.5)
+``RERANKDB_POLL_SECONDS``   worker poll interval, the fallback to NOTIFY
+                            (default 1)
+``RERANKDB_REBUILD_CRON``   crontab line for the periodic full rebuild
+                            (default unset: off)
 ==========================  ===================================================
 """
 
@@ -38,6 +46,23 @@ def parse_dim(raw: str | int, source: str) -> int:
     return dim
 
 
+def parse_float(raw: str, source: str, *, minimum: float = 0.0) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{source} must be a number, got {raw!r}") from None
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(f"{source} must be a finite number >= {minimum:g}, got {raw!r}")
+    return value
+
+
+def parse_half_life(raw: str, source: str) -> float | None:
+    """Days, or None for no decay ('none', 'off' or 0)."""
+    if raw.strip().lower() in ("none", "off", "0", "0.0"):
+        return None
+    return parse_float(raw, source, minimum=1e-9)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide settings; build with :meth:`from_env`."""
@@ -45,6 +70,10 @@ class Settings:
     database_url: str | None = None
     home: Path = field(default_factory=lambda: _default_home(os.environ))
     dim: int = DEFAULT_DIM
+    half_life_days: float | None = 30.0
+    context_weight: float = 0.5
+    poll_seconds: float = 1.0
+    rebuild_cron: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,4 +81,15 @@ class Settings:
         url = env.get("RERANKDB_DATABASE_URL") or None
         home = Path(env["RERANKDB_HOME"]) if env.get("RERANKDB_HOME") else _default_home(env)
         dim = parse_dim(env["RERANKDB_DIM"], "RERANKDB_DIM") if env.get("RERANKDB_DIM") else DEFAULT_DIM
-        return cls(database_url=url, home=home.expanduser(), dim=dim)
+        hl = env.get("RERANKDB_HALF_LIFE_DAYS")
+        cw = env.get("RERANKDB_CONTEXT_WEIGHT")
+        poll = env.get("RERANKDB_POLL_SECONDS")
+        return cls(
+            database_url=url,
+            home=home.expanduser(),
+            dim=dim,
+            half_life_days=parse_half_life(hl, "RERANKDB_HALF_LIFE_DAYS") if hl else 30.0,
+            context_weight=parse_float(cw, "RERANKDB_CONTEXT_WEIGHT") if cw else 0.5,
+            poll_seconds=parse_float(poll, "RERANKDB_POLL_SECONDS", minimum=0.01) if poll else 1.0,
+            rebuild_cron=env.get("RERANKDB_REBUILD_CRON") or None,
+        )

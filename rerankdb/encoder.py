@@ -78,7 +78,9 @@ class TransformerEncoder:
         if backend == "int8":
             with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
                 warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+                model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                    model, {torch.nn.Linear}, dtype=torch.qint8
+                )
         self.model = model.to(self.device)
         self.dim = int(model.config.hidden_size)
 

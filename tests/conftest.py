@@ -102,3 +102,11 @@ def client(db_url: str) -> Iterator[Client]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Any:
+    """The real default encoder (all-MiniLM-L6-v2 from its PyPI package), loaded once."""
+    from rerankdb.encoder import TransformerEncoder
+
+    return TransformerEncoder()

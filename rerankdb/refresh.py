@@ -1,0 +1,525 @@
+"""Item and user vector refresh: the worker's work, one batch at a time.
+
+User vectors.  A user's vector is the direction of
+
+    S = sum_i  w_i * 2^(-(ref - t_i) / half_life) * (v_item_i + c * v_context_i)
+
+over the interactions i the user has, where w_i is the interaction's weight
+(or its kind's), t_i its time, ref the newest t_i, v unit vectors and c the
+context weight.  ``user_state`` keeps S and ref, so one more interaction
+costs O(1): rescale S by the decay from the old ref to the new one and add its
+term (:func:`fold`).  Decaying to any later instant only scales S, so the
+direction, the user vector, is the same.  A full rebuild recomputes S from the
+log with the same function.
+
+Exactly once.  Interactions are claimed from ``interaction_queue`` with FOR
+UPDATE SKIP LOCKED and the queue rows are deleted in the same transaction
+that writes the state and vectors they account for: a crash rolls all of it
+back, a second worker skips claimed rows, and user_state rows are locked in
+user_id order so two workers never fold into the same user at once.
+
+Items.  Claimed items get a lease (``not_before``) in a short transaction and
+are embedded outside any transaction; their vectors are written, and their
+queue rows deleted, only if the text is still the one embedded and the item
+was not queued again meanwhile.  A text that cannot be embedded is recorded
+with its error and retried with exponential backoff, without holding up the
+others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from rerankdb.encoder import Encoder
+
+log = logging.getLogger(__name__)
+
+EPS = 1e-9  # |S| below this has no direction: the user has no vector
+LEASE_SECONDS = 120
+MAX_BACKOFF_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class FoldParams:
+    half_life_seconds: float | None  # None: no decay
+    context_weight: float
+
+    @classmethod
+    def from_days(cls, half_life_days: float | None, context_weight: float) -> FoldParams:
+        return cls(None if half_life_days is None else half_life_days * 86400.0, context_weight)
+
+    def decay(self, age_seconds: np.ndarray) -> np.ndarray:
+        if self.half_life_seconds is None:
+            return np.ones_like(age_seconds)
+        return np.exp2(-age_seconds / self.half_life_seconds)
+
+
+# --- the arithmetic (pure) ----------------------------------------------------
+
+
+def fold(
+    sums: np.ndarray,
+    refs: np.ndarray,
+    user_idx: np.ndarray,
+    times: np.ndarray,
+    weights: np.ndarray,
+    vectors: np.ndarray,
+    params: FoldParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fold interactions into users' states.
+
+    sums (U, D) and refs (U,) are the states (ref -inf for an empty state);
+    row k of times/weights/vectors belongs to user ``user_idx[k]``.  Returns
+    the new (sums, refs); the inputs are not modified.
+    """
+    new_refs = refs.copy()
+    np.maximum.at(new_refs, user_idx, times)
+    old = np.isfinite(refs)
+    scale = np.zeros_like(refs)
+    scale[old] = params.decay(new_refs[old] - refs[old])
+    out = sums * scale[:, None]
+    coef = weights * params.decay(new_refs[user_idx] - times)
+    np.add.at(out, user_idx, coef[:, None] * vectors)
+    return out, new_refs
+
+
+def direction(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit float32 rows of ``sums`` and a mask of the rows that have one."""
+    norms = np.linalg.norm(sums, axis=1)
+    ok = norms > EPS
+    unit = np.zeros(sums.shape, dtype=np.float32)
+    unit[ok] = (sums[ok] / norms[ok, None]).astype(np.float32)
+    return unit, ok
+
+
+def interaction_vectors(
+    item_vecs: np.ndarray, contexts: Sequence[str | None], encoder: Encoder | None, params: FoldParams
+) -> np.ndarray:
+    """v_item + c * v_context per interaction (context ignored without an encoder)."""
+    vecs = item_vecs.astype(np.float64)
+    with_ctx = [i for i, c in enumerate(contexts) if c and c.strip()]
+    if with_ctx and encoder is not None and params.context_weight > 0:
+        texts = [contexts[i] for i in with_ctx]
+        uniq = sorted(set(texts))  # type: ignore[type-var]
+        enc = dict(zip(uniq, encoder.encode(uniq), strict=True))  # type: ignore[arg-type]
+        vecs[with_ctx] += params.context_weight * np.stack([enc[t] for t in texts]).astype(np.float64)
+    return vecs
+
+
+# --- user state in the database --------------------------------------------------
+
+
+def _unpack(blob: bytes, dim: int) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f8").copy() if blob else np.zeros(dim)
+
+
+def _lock_states(
+    conn: psycopg.Connection[Any], users: np.ndarray, dim: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lock (creating empty ones first) the states of sorted ``users``; return sums, refs, counts."""
+    # An empty placeholder first: a concurrent worker creating the same user
+    # makes this wait for its commit, so the state read below is never stale.
+    conn.execute(
+        "insert into rerankdb.user_state (user_id, weighted_sum, ref_time)"
+        " select u, '', '-infinity' from unnest(%s::bigint[]) as u order by u"
+        " on conflict (user_id) do nothing",
+        [users.tolist()],
+    )
+    rows = conn.execute(
+        "select user_id, weighted_sum, extract(epoch from ref_time)::float8, interactions"
+        " from rerankdb.user_state where user_id = any(%s::bigint[]) order by user_id for update",
+        [users.tolist()],
+        binary=True,
+    ).fetchall()
+    pos = {u: k for k, u in enumerate(users.tolist())}
+    sums = np.zeros((len(users), dim))
+    refs = np.full(len(users), -np.inf)
+    counts = np.zeros(len(users), dtype=np.int64)
+    for uid, blob, ref, n in rows:
+        k = pos[uid]
+        sums[k] = _unpack(blob, dim)
+        refs[k] = ref
+        counts[k] = n
+    return sums, refs, counts
+
+
+def _write_states(
+    conn: psycopg.Connection[Any], users: np.ndarray, sums: np.ndarray, refs: np.ndarray, counts: np.ndarray
+) -> None:
+    """Store states and user vectors (deleting the vector of a user with no direction)."""
+    unit, ok = direction(sums)
+    conn.execute(
+        "create temp table if not exists _user_state"
+        " (user_id bigint, weighted_sum bytea, ref float8, interactions bigint, embedding vector)"
+        " on commit delete rows"
+    )
+    with conn.cursor().copy("copy _user_state from stdin with (format binary)") as cp:
+        cp.set_types(["int8", "bytea", "float8", "int8", "vector"])
+        for k, uid in enumerate(users.tolist()):
+            ref = float(refs[k]) if np.isfinite(refs[k]) else None
+            emb = unit[k] if ok[k] else None
+            cp.write_row((uid, sums[k].astype("<f8").tobytes(), ref, int(counts[k]), emb))
+    conn.execute(
+        "update rerankdb.user_state u set weighted_sum = s.weighted_sum,"
+        " ref_time = coalesce(to_timestamp(s.ref), '-infinity'), interactions = s.interactions,"
+        " updated_at = now() from _user_state s where u.user_id = s.user_id"
+    )
+    conn.execute(
+        "insert into rerankdb.user_vectors (user_id, embedding)"
+        " select user_id, embedding from _user_state where embedding is not null order by user_id"
+        " on conflict (user_id) do update set embedding = excluded.embedding, updated_at = now()"
+    )
+    conn.execute(
+        "delete from rerankdb.user_vectors v using _user_state s"
+        " where v.user_id = s.user_id and s.embedding is null"
+    )
+
+
+@dataclass(frozen=True)
+class UserBatch:
+    folded: int
+    deferred: int
+    users: int
+
+
+CLAIM_INTERACTIONS = """
+select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
+       extract(epoch from i.occurred_at)::float8, v.embedding
+from rerankdb.interaction_queue q
+join rerankdb.interactions i on i.interaction_id = q.interaction_id
+join rerankdb.interaction_kinds k on k.kind = i.kind
+left join rerankdb.item_vectors v on v.item_id = q.item_id
+where not q.deferred
+order by q.interaction_id
+limit %s
+for update of q skip locked
+"""
+
+# Test hook: a callable run just before a batch commits (fault injection).
+before_commit: Callable[[], None] | None = None
+
+
+def refresh_users(
+    conn: psycopg.Connection[Any], encoder: Encoder | None, params: FoldParams, dim: int, limit: int = 5000
+) -> UserBatch:
+    """Fold one batch of queued interactions into user states and vectors."""
+    with conn.transaction():
+        rows = conn.execute(CLAIM_INTERACTIONS, [limit], binary=True).fetchall()
+        if not rows:
+            return UserBatch(0, 0, 0)
+        ready = [r for r in rows if r[5] is not None]
+        waiting = [r[0] for r in rows if r[5] is None]
+        if waiting:  # the item has no vector yet: keep the interaction for later
+            conn.execute(
+                "update rerankdb.interaction_queue set deferred = true where interaction_id = any(%s)",
+                [waiting],
+            )
+        n_users = 0
+        if ready:
+            user_ids = np.array([r[1] for r in ready], dtype=np.int64)
+            users, user_idx = np.unique(user_ids, return_inverse=True)
+            sums, refs, counts = _lock_states(conn, users, dim)
+            item_vecs = np.stack([np.asarray(r[5].to_numpy()) for r in ready])
+            vecs = interaction_vectors(item_vecs, [r[3] for r in ready], encoder, params)
+            times = np.array([r[4] for r in ready])
+            weights = np.array([r[2] for r in ready])
+            sums, refs = fold(sums, refs, user_idx, times, weights, vecs, params)
+            counts += np.bincount(user_idx, minlength=len(users))
+            _write_states(conn, users, sums, refs, counts)
+            conn.execute(
+                "delete from rerankdb.interaction_queue where interaction_id = any(%s)",
+                [[r[0] for r in ready]],
+            )
+            conn.execute("update rerankdb.worker_state set last_user_refresh_at = now()")
+            n_users = len(users)
+        if before_commit is not None:
+            before_commit()
+    return UserBatch(len(ready), len(waiting), n_users)
+
+
+def release_deferred(conn: psycopg.Connection[Any]) -> int:
+    """Make due again the deferred interactions whose item now has a vector.
+
+    The item_vectors trigger does this as vectors arrive; this sweep closes the
+    race where a vector commits while its interaction is being deferred.
+    """
+    cur = conn.execute(
+        "update rerankdb.interaction_queue q set deferred = false"
+        " where q.deferred and exists (select 1 from rerankdb.item_vectors v where v.item_id = q.item_id)"
+    )
+    return int(cur.rowcount)
+
+
+def rebuild_users(
+    conn: psycopg.Connection[Any],
+    encoder: Encoder | None,
+    params: FoldParams,
+    dim: int,
+    users: Sequence[int],
+) -> int:
+    """Recompute the states of ``users`` from the whole log; returns interactions counted.
+
+    Runs in one REPEATABLE READ transaction: the queue rows it locks and the
+    log it reads are the same snapshot, so nothing is counted twice (queued
+    interactions it counts are dequeued) or missed (those whose item has no
+    vector are queued as deferred).  A concurrent fold makes it fail with a
+    serialization error; the caller retries.
+    """
+    ids = sorted(set(users))
+    with conn.transaction():
+        conn.execute("set transaction isolation level repeatable read")
+        conn.execute(
+            "select q.interaction_id from rerankdb.interaction_queue q"
+            " join rerankdb.interactions i on i.interaction_id = q.interaction_id"
+            " where i.user_id = any(%s::bigint[]) for update of q",
+            [ids],
+        )
+        arr = np.array(ids, dtype=np.int64)
+        _lock_states(conn, arr, dim)  # the old states are replaced, but locked first
+        rows = conn.execute(
+            "select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,"
+            " extract(epoch from i.occurred_at)::float8, v.embedding"
+            " from rerankdb.interactions i"
+            " join rerankdb.interaction_kinds k on k.kind = i.kind"
+            " left join rerankdb.item_vectors v on v.item_id = i.item_id"
+            " where i.user_id = any(%s::bigint[])",
+            [ids],
+            binary=True,
+        ).fetchall()
+        ready = [r for r in rows if r[5] is not None]
+        waiting = [r for r in rows if r[5] is None]
+        sums = np.zeros((len(arr), dim))
+        refs = np.full(len(arr), -np.inf)
+        counts = np.zeros(len(arr), dtype=np.int64)
+        if ready:
+            pos = {u: k for k, u in enumerate(ids)}
+            user_idx = np.array([pos[r[1]] for r in ready])
+            item_vecs = np.stack([np.asarray(r[5].to_numpy()) for r in ready])
+            vecs = interaction_vectors(item_vecs, [r[3] for r in ready], encoder, params)
+            sums, refs = fold(
+                sums,
+                refs,
+                user_idx,
+                np.array([r[4] for r in ready]),
+                np.array([r[2] for r in ready]),
+                vecs,
+                params,
+            )
+            counts = np.bincount(user_idx, minlength=len(arr))
+        _write_states(conn, arr, sums, refs, counts)
+        if ready:
+            conn.execute(
+                "delete from rerankdb.interaction_queue where interaction_id = any(%s)",
+                [[r[0] for r in ready]],
+            )
+        if waiting:
+            conn.execute(
+                "insert into rerankdb.interaction_queue (interaction_id, item_id, deferred)"
+                " select i.interaction_id, i.item_id, true from rerankdb.interactions i"
+                " where i.interaction_id = any(%s)"
+                " on conflict (interaction_id) do update set deferred = true",
+                [[r[0] for r in waiting]],
+            )
+    return len(ready)
+
+
+def all_users(conn: psycopg.Connection[Any]) -> list[int]:
+    rows = conn.execute(
+        "select user_id from rerankdb.interactions union select user_id from rerankdb.user_state order by 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+# --- items ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemBatch:
+    embedded: int
+    unchanged: int
+    failed: int
+
+    @property
+    def claimed(self) -> int:
+        return self.embedded + self.unchanged + self.failed
+
+
+def content_hash(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Retry delay after the ``attempts``-th failure: 5 s, 10 s, 20 s, ... up to an hour."""
+    return float(min(5 * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
+
+
+def _claim_items(conn: psycopg.Connection[Any], limit: int) -> list[tuple[Any, ...]]:
+    with conn.transaction():
+        return conn.execute(
+            """
+            with due as (
+                select item_id from rerankdb.item_queue
+                where not_before <= clock_timestamp()
+                order by not_before, item_id
+                limit %(limit)s
+                for update skip locked
+            )
+            update rerankdb.item_queue q
+               set not_before = clock_timestamp() + make_interval(secs => %(lease)s)
+              from due
+             where q.item_id = due.item_id
+            returning q.item_id, q.enqueued_at, q.attempts
+            """,
+            {"limit": limit, "lease": LEASE_SECONDS},
+        ).fetchall()
+
+
+def _encode_isolating_failures(encoder: Encoder, texts: list[str]) -> list[np.ndarray | str]:
+    """Vectors, or an error message where a text could not be embedded."""
+    try:
+        return list(encoder.encode(texts))
+    except Exception:  # one bad text must not sink the batch: find it
+        out: list[np.ndarray | str] = []
+        for t in texts:
+            try:
+                out.append(encoder.encode([t])[0])
+            except Exception as exc:
+                out.append(f"encoder error: {type(exc).__name__}: {exc}")
+        return out
+
+
+def refresh_items(conn: psycopg.Connection[Any], encoder: Encoder, limit: int = 256) -> ItemBatch:
+    """Embed one batch of queued items (new, or whose text changed)."""
+    claimed = _claim_items(conn, limit)
+    if not claimed:
+        return ItemBatch(0, 0, 0)
+    enqueued = {r[0]: (r[1], r[2]) for r in claimed}
+    rows = conn.execute(
+        "select i.item_id, i.content, v.content_sha256, v.model from rerankdb.items i"
+        " left join rerankdb.item_vectors v on v.item_id = i.item_id where i.item_id = any(%s)",
+        [list(enqueued)],
+    ).fetchall()
+    unchanged, to_embed, errors = [], [], {}
+    for item_id, text, old_hash, old_model in rows:
+        digest = content_hash(text)
+        if old_hash == digest and old_model == encoder.name:
+            unchanged.append(item_id)
+        elif not text.strip():
+            errors[item_id] = "empty content: nothing to embed"
+        else:
+            to_embed.append((item_id, text, digest))
+    results = _encode_isolating_failures(encoder, [t for _, t, _ in to_embed]) if to_embed else []
+    done = []
+    for (item_id, _, digest), res in zip(to_embed, results, strict=True):
+        if isinstance(res, str):
+            errors[item_id] = res
+        elif not np.isfinite(res).all() or not res.any():
+            errors[item_id] = "encoder returned a zero or non-finite vector"
+        else:
+            done.append((item_id, res, digest))
+    with conn.transaction():
+        if done:
+            conn.execute(
+                "create temp table if not exists _item_vectors"
+                " (item_id bigint, embedding vector, content_sha256 bytea) on commit delete rows"
+            )
+            with conn.cursor().copy("copy _item_vectors from stdin with (format binary)") as cp:
+                cp.set_types(["int8", "vector", "bytea"])
+                for row in done:
+                    cp.write_row(row)
+            # Only if the text is still what was embedded (else it is queued again).
+            conn.execute(
+                "insert into rerankdb.item_vectors (item_id, embedding, content_sha256, model)"
+                " select s.item_id, s.embedding, s.content_sha256, %s from _item_vectors s"
+                " join rerankdb.items i on i.item_id = s.item_id"
+                "  and sha256(convert_to(i.content, 'UTF8')) = s.content_sha256"
+                " order by s.item_id"
+                " on conflict (item_id) do update set embedding = excluded.embedding,"
+                "  content_sha256 = excluded.content_sha256, model = excluded.model, updated_at = now()",
+                [encoder.name],
+            )
+        finished = [i for i, _, _ in done] + unchanged
+        if finished:
+            conn.execute(
+                "delete from rerankdb.item_queue q using unnest(%s::bigint[], %s::timestamptz[]) as f(id, at)"
+                " where q.item_id = f.id and q.enqueued_at = f.at",
+                [finished, [enqueued[i][0] for i in finished]],
+            )
+        for item_id, message in errors.items():
+            attempts = enqueued[item_id][1] + 1
+            conn.execute(
+                "update rerankdb.item_queue set attempts = %s, last_error = %s,"
+                " not_before = clock_timestamp() + make_interval(secs => %s)"
+                " where item_id = %s and enqueued_at = %s",
+                [attempts, message, backoff_seconds(attempts), item_id, enqueued[item_id][0]],
+            )
+            log.warning("item %s not embedded (attempt %s): %s", item_id, attempts, message)
+        conn.execute(
+            "update rerankdb.worker_state set last_item_refresh_at = now(), model = %s", [encoder.name]
+        )
+    return ItemBatch(len(done), len(unchanged), len(errors))
+
+
+def requeue_all_items(conn: psycopg.Connection[Any]) -> int:
+    """Queue every item for embedding (after a model change); unchanged ones cost a hash."""
+    cur = conn.execute(
+        "insert into rerankdb.item_queue (item_id) select item_id from rerankdb.items"
+        " on conflict (item_id) do update set enqueued_at = clock_timestamp(), attempts = 0,"
+        " last_error = null, not_before = '-infinity'"
+    )
+    return int(cur.rowcount)
+
+
+@dataclass
+class DrainReport:
+    items_embedded: int = 0
+    items_unchanged: int = 0
+    items_failed: int = 0
+    interactions_folded: int = 0
+    interactions_deferred: int = 0
+    seconds: float = 0.0
+
+
+def drain(
+    conn: psycopg.Connection[Any],
+    encoder: Encoder | None,
+    params: FoldParams,
+    dim: int,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> DrainReport:
+    """Do all due work: items first (so interactions find their vectors), then users."""
+    report = DrainReport()
+    t0 = time.perf_counter()
+    while not should_stop():
+        progressed = False
+        if encoder is not None:
+            b = refresh_items(conn, encoder)
+            report.items_embedded += b.embedded
+            report.items_unchanged += b.unchanged
+            report.items_failed += b.failed
+            progressed = b.embedded + b.unchanged > 0
+            if b.claimed:
+                log.info("items: %d embedded, %d unchanged, %d failed", b.embedded, b.unchanged, b.failed)
+        if release_deferred(conn):
+            progressed = True
+        u = refresh_users(conn, encoder, params, dim)
+        report.interactions_folded += u.folded
+        report.interactions_deferred += u.deferred
+        if u.folded or u.deferred:
+            log.info(
+                "users: %d interactions folded into %d users, %d deferred", u.folded, u.users, u.deferred
+            )
+        progressed = progressed or u.folded + u.deferred > 0
+        if not progressed:
+            break
+    report.seconds = time.perf_counter() - t0
+    return report

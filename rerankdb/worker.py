@@ -1,0 +1,189 @@
+"""``rerankdb worker``: scheduling only; the work itself is in refresh.py.
+
+One refresh thread drains the queues whenever it is woken: by a NOTIFY on
+'rerankdb_work' (sent at the commit of any insert into items or interactions,
+so work starts within milliseconds), or by APScheduler's interval job, the
+fallback poll.  APScheduler's cron job runs the periodic full rebuild when
+RERANKDB_REBUILD_CRON is set.  Both jobs use max_instances=1 and coalescing.
+SIGTERM / SIGINT finish the current batch and exit.  A lost database
+connection is retried with exponential backoff; the worker keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+import psycopg
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from rerankdb import db, refresh
+from rerankdb.config import Settings
+from rerankdb.encoder import Encoder
+from rerankdb.errors import DimensionMismatchError
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "rerankdb_work"
+MAX_BACKOFF = 30.0
+
+
+def check_encoder(conn: psycopg.Connection[Any], encoder: Encoder | None) -> int:
+    """The schema's dimension, after checking the encoder produces it."""
+    row = conn.execute("select rerankdb.dimension()").fetchone()
+    assert row is not None
+    dim = int(row[0])
+    if encoder is not None and encoder.dim != dim:
+        raise DimensionMismatchError(dim, encoder.dim, f"encoder {encoder.name} vectors")
+    return dim
+
+
+class Worker:
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        encoder: Encoder | None,
+        *,
+        listen: bool = True,
+    ) -> None:
+        self.url = url
+        self.settings = settings
+        self.encoder = encoder
+        self.listen = listen
+        self.params = refresh.FoldParams.from_days(settings.half_life_days, settings.context_weight)
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        with db.connect(url, autocommit=True) as conn:
+            self.dim = check_encoder(conn, encoder)
+
+    # -- the work -------------------------------------------------------------
+
+    def drain_once(self) -> refresh.DrainReport:
+        """All due work, on a fresh connection; used by --once and the refresh thread."""
+        with db.connect(self.url, autocommit=True) as conn:
+            return refresh.drain(conn, self.encoder, self.params, self.dim, should_stop=self.stop.is_set)
+
+    def rebuild(self, *, batch_users: int = 500, progress: Any = None) -> int:
+        """Recompute every user's state from the log; returns interactions counted."""
+        counted = 0
+        with db.connect(self.url, autocommit=True) as conn:
+            users = refresh.all_users(conn)
+            for lo in range(0, len(users), batch_users):
+                if self.stop.is_set():
+                    break
+                batch = users[lo : lo + batch_users]
+                for attempt in range(10):
+                    try:
+                        counted += refresh.rebuild_users(conn, self.encoder, self.params, self.dim, batch)
+                        break
+                    except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
+                        time.sleep(0.05 * (attempt + 1))  # a fold touched these users: again
+                else:
+                    raise RuntimeError(f"rebuild of users {batch[0]}..{batch[-1]} kept conflicting")
+                if progress is not None:
+                    progress(min(lo + batch_users, len(users)), len(users))
+            conn.execute("update rerankdb.worker_state set last_rebuild_at = now()")
+        return counted
+
+    # -- the loop ---------------------------------------------------------------
+
+    def _refresh_loop(self) -> None:
+        backoff = 0.0
+        while not self.stop.is_set():
+            self.wake.wait()
+            self.wake.clear()
+            if self.stop.is_set():
+                break
+            try:
+                report = self.drain_once()
+                backoff = 0.0
+                if report.interactions_folded or report.items_embedded:
+                    log.info(
+                        "drained: %d items embedded, %d interactions folded in %.3f s",
+                        report.items_embedded,
+                        report.interactions_folded,
+                        report.seconds,
+                    )
+            except psycopg.OperationalError as exc:
+                backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
+                log.warning("database unreachable (%s); retrying in %.1f s", str(exc).strip(), backoff)
+                self.stop.wait(backoff)
+                self.wake.set()
+
+    def _listen_loop(self) -> None:
+        backoff = 0.0
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(db.libpq_url(self.url), autocommit=True) as conn:
+                    conn.execute(f"listen {CHANNEL}")
+                    backoff = 0.0
+                    self.wake.set()  # anything that arrived while not listening
+                    while not self.stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self.wake.set()
+            except psycopg.OperationalError as exc:
+                backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", str(exc).strip(), backoff)
+                self.stop.wait(backoff)
+
+    def _rebuild_job(self) -> None:
+        try:
+            n = self.rebuild()
+            log.info("scheduled rebuild: %d interactions counted", n)
+        except psycopg.OperationalError as exc:
+            log.warning("scheduled rebuild failed (%s); next time then", str(exc).strip())
+
+    def run(self, *, install_signals: bool = True) -> None:
+        """Run until stop is set (SIGTERM/SIGINT when install_signals)."""
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.request_stop())
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_job(
+            self.wake.set,
+            "interval",
+            seconds=self.settings.poll_seconds,
+            id="poll",
+            max_instances=1,
+            coalesce=True,
+        )
+        if self.settings.rebuild_cron:
+            scheduler.add_job(
+                self._rebuild_job,
+                CronTrigger.from_crontab(self.settings.rebuild_cron, timezone="UTC"),
+                id="rebuild",
+                max_instances=1,
+                coalesce=True,
+            )
+        threads = [threading.Thread(target=self._refresh_loop, name="rerankdb-refresh", daemon=True)]
+        if self.listen:
+            threads.append(threading.Thread(target=self._listen_loop, name="rerankdb-listen", daemon=True))
+        log.info(
+            "worker started: encoder %s, poll every %g s, NOTIFY %s, rebuild %s",
+            self.encoder.name if self.encoder else "none",
+            self.settings.poll_seconds,
+            "on" if self.listen else "off",
+            self.settings.rebuild_cron or "off",
+        )
+        self.wake.set()
+        for t in threads:
+            t.start()
+        scheduler.start()
+        try:
+            while not self.stop.wait(0.2):
+                pass
+        finally:
+            scheduler.shutdown(wait=True)
+            self.wake.set()
+            for t in threads:
+                t.join()
+            log.info("worker stopped")
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.wake.set()
