@@ -37,3 +37,32 @@ def test_migrate_is_a_real_cli_command_that_waits_for_a_healthy_db() -> None:
         f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@db:5432/{env['POSTGRES_DB']}"
     )
     assert (ROOT / migrate["build"] / "Dockerfile").is_file()
+
+
+def test_worker_waits_for_db_and_migrate_and_restarts() -> None:
+    services = compose()["services"]
+    worker = services["worker"]
+    args = build_parser().parse_args(worker["command"][1:])
+    assert args.command == "worker" and not args.once
+    assert worker["depends_on"]["db"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert worker["restart"] == "unless-stopped"
+    assert (
+        worker["environment"]["RERANKDB_DATABASE_URL"]
+        == services["migrate"]["environment"]["RERANKDB_DATABASE_URL"]
+    )
+
+
+def test_compose_environment_is_what_the_settings_read() -> None:
+    """Every RERANKDB_* variable in the file is one the code documents and parses."""
+    from rerankdb.config import Settings
+
+    documented = (ROOT / "rerankdb" / "config.py").read_text() + (
+        ROOT / "rerankdb" / "encoder.py"
+    ).read_text()
+    for service in compose()["services"].values():
+        env = service.get("environment", {})
+        for name in env:
+            if name.startswith("RERANKDB_"):
+                assert name in documented, name
+        Settings.from_env({k: str(v) for k, v in env.items()})  # parses without error

@@ -143,3 +143,24 @@ def test_models_match_migrations(template_url: str) -> None:
 def test_drift_check_detects_a_difference(template_url: str) -> None:
     """The drift check above can fail: a model of another dimension differs."""
     assert diff(template_url, 385) != []
+
+
+def test_upgrade_from_0001_queues_existing_work_and_downgrade_keeps_data(empty_db_url: str) -> None:
+    url = empty_db_url
+    migrate.upgrade(url, revision="0001")
+    vec = "[" + ",".join(["1"] * 384) + "]"
+    with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
+        c.execute("insert into rerankdb.items (item_id, content) values (1, 'a'), (2, 'b')")
+        c.execute("insert into rerankdb.item_vectors (item_id, embedding) values (1, %s)", [vec])
+        c.execute("insert into rerankdb.interactions (user_id, item_id) values (7, 1), (7, 2)")
+    migrate.upgrade(url)
+    with psycopg.connect(db.libpq_url(url)) as c:
+        assert c.execute("select item_id from rerankdb.item_queue").fetchall() == [(2,)], (
+            "only items without vectors"
+        )
+        assert c.execute("select count(*) from rerankdb.interaction_queue").fetchone() == (2,)
+    migrate.downgrade(url, revision="0001")
+    assert "item_queue" not in tables(url)
+    with psycopg.connect(db.libpq_url(url)) as c:
+        assert c.execute("select count(*) from rerankdb.interactions").fetchone() == (2,)
+        assert c.execute("select count(*) from rerankdb.item_vectors").fetchone() == (1,)
