@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
-        choices=["fp32", "int8"],
+        choices=["fp32", "bf16"],
         default=None,
         help="encoder backend (default RERANKDB_ENCODER_BACKEND or fp32)",
     )

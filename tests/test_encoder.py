@@ -1,0 +1,62 @@
+"""The transformer encoder, with the real all-MiniLM-L6-v2 shipped on PyPI (offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rerankdb.encoder import TransformerEncoder
+from rerankdb.errors import ConfigError
+
+TEXTS = [
+    "Toy Story (1995). Adventure, Animation, Children, Comedy, Fantasy",
+    "Heat (1995). Action, Crime, Thriller",
+    "Sense and Sensibility (1995). Drama, Romance",
+    "an astronaut stranded on mars",
+    "a",
+]
+
+
+def test_unit_vectors_of_the_model_dimension(encoder: Any) -> None:
+    vecs = encoder.encode(TEXTS)
+    assert vecs.shape == (len(TEXTS), 384) and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert encoder.name == "all-MiniLM-L6-v2:fp32" and encoder.dim == 384
+
+
+def test_meaning_is_captured(encoder: Any) -> None:
+    a, b, c = encoder.encode(
+        ["a film about space travel", "astronauts fly to the moon", "baking bread at home"]
+    )
+    assert a @ b > a @ c + 0.2
+
+
+def test_batching_and_padding_do_not_change_vectors(encoder: Any) -> None:
+    together = encoder.encode(TEXTS)
+    alone = np.stack([encoder.encode([t])[0] for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_truncation_to_max_length() -> None:
+    short = TransformerEncoder(max_length=8)
+    long_text = "word " * 500
+    v = short.encode([long_text, "word " * 6])
+    assert np.isfinite(v).all()
+    assert float(v[0] @ v[1]) > 0.99  # both see only the first 8 tokens
+
+
+def test_bf16_agrees_with_fp32(encoder: Any) -> None:
+    fast = TransformerEncoder(backend="bf16")
+    agreement = (fast.encode(TEXTS) * encoder.encode(TEXTS)).sum(axis=1)
+    assert agreement.min() >= 0.99
+    assert fast.name == "all-MiniLM-L6-v2:bf16"
+
+
+def test_missing_model_and_bad_backend_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no transformer model at .*never downloaded"):
+        TransformerEncoder(tmp_path)
+    with pytest.raises(ConfigError, match="backend must be one of fp32, bf16"):
+        TransformerEncoder(backend="int4")
