@@ -42,7 +42,7 @@ from rerankdb.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
-EPS = 1e-9  # |S| below this has no direction: the user has no vector
+EPS = 1e-9  # |S| at or below this has no direction: the user has no vector
 LEASE_SECONDS = 120
 MAX_BACKOFF_SECONDS = 3600
 
@@ -87,17 +87,12 @@ def fold(
     scale[old] = params.decay(new_refs[old] - refs[old])
     out = sums * scale[:, None]
     coef = weights * params.decay(new_refs[user_idx] - times)
-    np.add.at(out, user_idx, coef[:, None] * vectors)
+    # Sum the terms per user: sort by user, then one reduceat (np.add.at is far slower).
+    order = np.argsort(user_idx, kind="stable")
+    grouped = user_idx[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    out[grouped[starts]] += np.add.reduceat(coef[order, None] * vectors[order], starts, axis=0)
     return out, new_refs
-
-
-def direction(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit float32 rows of ``sums`` and a mask of the rows that have one."""
-    norms = np.linalg.norm(sums, axis=1)
-    ok = norms > EPS
-    unit = np.zeros(sums.shape, dtype=np.float32)
-    unit[ok] = (sums[ok] / norms[ok, None]).astype(np.float32)
-    return unit, ok
 
 
 def interaction_vectors(
@@ -117,10 +112,6 @@ def interaction_vectors(
 # --- user state in the database --------------------------------------------------
 
 
-def _unpack(blob: bytes, dim: int) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f8").copy() if blob else np.zeros(dim)
-
-
 def _lock_states(
     conn: psycopg.Connection[Any], users: np.ndarray, dim: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -129,9 +120,9 @@ def _lock_states(
     # makes this wait for its commit, so the state read below is never stale.
     conn.execute(
         "insert into rerankdb.user_state (user_id, weighted_sum, ref_time)"
-        " select u, '', '-infinity' from unnest(%s::bigint[]) as u order by u"
+        " select u, array_fill(0, array[%s])::vector, '-infinity' from unnest(%s::bigint[]) as u order by u"
         " on conflict (user_id) do nothing",
-        [users.tolist()],
+        [dim, users.tolist()],
     )
     rows = conn.execute(
         "select user_id, weighted_sum, extract(epoch from ref_time)::float8, interactions"
@@ -143,44 +134,53 @@ def _lock_states(
     sums = np.zeros((len(users), dim))
     refs = np.full(len(users), -np.inf)
     counts = np.zeros(len(users), dtype=np.int64)
-    for uid, blob, ref, n in rows:
+    for uid, vec, ref, n in rows:
         k = pos[uid]
-        sums[k] = _unpack(blob, dim)
+        sums[k] = vec.to_numpy()
         refs[k] = ref
         counts[k] = n
     return sums, refs, counts
+
+
+_staging: set[tuple[int, int]] = set()  # (connection id, backend pid) with the temp table
 
 
 def _write_states(
     conn: psycopg.Connection[Any], users: np.ndarray, sums: np.ndarray, refs: np.ndarray, counts: np.ndarray
 ) -> None:
     """Store states and user vectors (deleting the vector of a user with no direction)."""
-    unit, ok = direction(sums)
-    conn.execute(
-        "create temp table if not exists _user_state"
-        " (user_id bigint, weighted_sum bytea, ref float8, interactions bigint, embedding vector)"
-        " on commit delete rows"
-    )
+    key = (id(conn), conn.info.backend_pid)
+    if key not in _staging:
+        conn.execute(
+            "create temp table if not exists _user_state"
+            " (user_id bigint, weighted_sum vector, ref float8, interactions bigint) on commit delete rows"
+        )
+        _staging.add(key)
+    sums32 = sums.astype(np.float32)
     with conn.cursor().copy("copy _user_state from stdin with (format binary)") as cp:
-        cp.set_types(["int8", "bytea", "float8", "int8", "vector"])
+        cp.set_types(["int8", "vector", "float8", "int8"])
         for k, uid in enumerate(users.tolist()):
             ref = float(refs[k]) if np.isfinite(refs[k]) else None
-            emb = unit[k] if ok[k] else None
-            cp.write_row((uid, sums[k].astype("<f8").tobytes(), ref, int(counts[k]), emb))
-    conn.execute(
-        "update rerankdb.user_state u set weighted_sum = s.weighted_sum,"
-        " ref_time = coalesce(to_timestamp(s.ref), '-infinity'), interactions = s.interactions,"
-        " updated_at = now() from _user_state s where u.user_id = s.user_id"
-    )
-    conn.execute(
-        "insert into rerankdb.user_vectors (user_id, embedding)"
-        " select user_id, embedding from _user_state where embedding is not null order by user_id"
-        " on conflict (user_id) do update set embedding = excluded.embedding, updated_at = now()"
-    )
-    conn.execute(
-        "delete from rerankdb.user_vectors v using _user_state s"
-        " where v.user_id = s.user_id and s.embedding is null"
-    )
+            cp.write_row((uid, sums32[k], ref, int(counts[k])))
+    with conn.pipeline():
+        conn.execute(
+            "update rerankdb.user_state u set weighted_sum = s.weighted_sum,"
+            " ref_time = coalesce(to_timestamp(s.ref), '-infinity'), interactions = s.interactions,"
+            " updated_at = now() from _user_state s where u.user_id = s.user_id"
+        )
+        # The vector table's trigger normalizes; a sum with no direction has no vector.
+        conn.execute(
+            "insert into rerankdb.user_vectors (user_id, embedding)"
+            " select user_id, weighted_sum from _user_state where vector_norm(weighted_sum) > %s"
+            " order by user_id"
+            " on conflict (user_id) do update set embedding = excluded.embedding, updated_at = now()",
+            [EPS],
+        )
+        conn.execute(
+            "delete from rerankdb.user_vectors v using _user_state s"
+            " where v.user_id = s.user_id and vector_norm(s.weighted_sum) <= %s",
+            [EPS],
+        )
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ before_commit: Callable[[], None] | None = None
 
 
 def refresh_users(
-    conn: psycopg.Connection[Any], encoder: Encoder | None, params: FoldParams, dim: int, limit: int = 5000
+    conn: psycopg.Connection[Any], encoder: Encoder | None, params: FoldParams, dim: int, limit: int = 20_000
 ) -> UserBatch:
     """Fold one batch of queued interactions into user states and vectors."""
     with conn.transaction():

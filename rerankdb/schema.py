@@ -102,11 +102,11 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         Column("embedding", Vector(dim), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
     )
-    _worker_tables(md)
+    _worker_tables(md, dim)
     return md
 
 
-def _worker_tables(md: MetaData) -> None:
+def _worker_tables(md: MetaData, dim: int) -> None:
     """Revision 0002: the worker's queues and state."""
     clock = func.clock_timestamp()
     item_queue = Table(
@@ -148,7 +148,7 @@ def _worker_tables(md: MetaData) -> None:
         "user_state",
         md,
         Column("user_id", BigInteger, primary_key=True, autoincrement=False),
-        Column("weighted_sum", LargeBinary, nullable=False),
+        Column("weighted_sum", Vector(dim), nullable=False),
         Column("ref_time", DateTime(timezone=True), nullable=False),
         Column("interactions", BigInteger, nullable=False, server_default=text("0")),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rerankdb.refresh import FoldParams, backoff_seconds, direction, fold
+from rerankdb.refresh import FoldParams, backoff_seconds, fold
 
 
 def reference(
@@ -63,12 +63,6 @@ def test_decay_halves_weight_per_half_life() -> None:
         FoldParams(100.0, 0.0),
     )
     np.testing.assert_allclose(sums[0], [0.5, 1.0])
-
-
-def test_direction_of_a_cancelled_sum_is_none() -> None:
-    unit, ok = direction(np.array([[3.0, 4.0], [0.0, 0.0]]))
-    assert ok.tolist() == [True, False]
-    np.testing.assert_allclose(unit[0], [0.6, 0.8], rtol=1e-6)
 
 
 def test_backoff_grows_and_is_capped() -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from rerankdb.bench import rerank
+from rerankdb.bench import rerank, worker
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m rerankdb.bench", description=__doc__)
     sub = parser.add_subparsers(dest="name", required=True)
-    rerank.add_arguments(sub.add_parser("rerank", help="rerank latency and throughput vs baselines"))
+    r = sub.add_parser("rerank", help="rerank latency and throughput vs baselines")
+    rerank.add_arguments(r)
+    r.set_defaults(run=rerank.run)
+    worker.add_arguments(sub)
     args = parser.parse_args()
-    if args.name == "rerank":
-        rerank.run(args)
+    args.run(args)
 
 
 if __name__ == "__main__":

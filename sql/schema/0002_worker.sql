@@ -34,17 +34,29 @@ create table rerankdb.interaction_queue (
 );
 create index interaction_queue_deferred_idx on rerankdb.interaction_queue (item_id) where deferred;
 
+-- Queue tables churn: every row is inserted once and deleted once.  Vacuum
+-- them after a fixed number of dead rows (not a fraction of a table that is
+-- usually near empty), so claims never wade through a bulk load's dead rows.
+alter table rerankdb.item_queue set (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000);
+alter table rerankdb.interaction_queue set (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000);
+
 -- The unnormalized state behind each user vector: the weighted, time-decayed
 -- sum of item (and context) vectors, decayed to ref_time.  Folding a new
 -- interaction rescales it by the decay since ref_time and adds one term: O(1)
 -- per interaction, no history re-read.
 create table rerankdb.user_state (
     user_id bigint primary key,
-    weighted_sum bytea not null,        -- float64, little-endian, dimension D
+    weighted_sum vector not null,       -- unnormalized; its direction is the user vector
     ref_time timestamptz not null,
     interactions bigint not null default 0,
     updated_at timestamptz not null default now()
 );
+do $$
+begin
+    execute 'alter table rerankdb.user_state alter column weighted_sum type vector('
+        || (select dim from rerankdb.config) || ')';
+end
+$$;
 
 -- One row of worker bookkeeping, read by rerankdb.status.
 create table rerankdb.worker_state (
