@@ -63,10 +63,12 @@ class Worker:
 
     # -- the work -------------------------------------------------------------
 
-    def drain_once(self) -> refresh.DrainReport:
-        """All due work, on a fresh connection; used by --once and the refresh thread."""
-        with db.connect(self.url, autocommit=True) as conn:
+    def drain_once(self, conn: psycopg.Connection[Any] | None = None) -> refresh.DrainReport:
+        """All due work, on ``conn`` or a connection of its own."""
+        if conn is not None:
             return refresh.drain(conn, self.encoder, self.params, self.dim, should_stop=self.stop.is_set)
+        with db.connect(self.url, autocommit=True) as own:
+            return refresh.drain(own, self.encoder, self.params, self.dim, should_stop=self.stop.is_set)
 
     def rebuild(self, *, batch_users: int = 500, progress: Any = None) -> int:
         """Recompute every user's state from the log; returns interactions counted."""
@@ -94,13 +96,16 @@ class Worker:
 
     def _refresh_loop(self) -> None:
         backoff = 0.0
+        conn: psycopg.Connection[Any] | None = None  # kept open: a wake-up costs no connect
         while not self.stop.is_set():
             self.wake.wait()
             self.wake.clear()
             if self.stop.is_set():
                 break
             try:
-                report = self.drain_once()
+                if conn is None or conn.closed or conn.broken:
+                    conn = db.connect(self.url, autocommit=True)
+                report = self.drain_once(conn)
                 backoff = 0.0
                 if report.interactions_folded or report.items_embedded:
                     log.info(
@@ -110,10 +115,15 @@ class Worker:
                         report.seconds,
                     )
             except psycopg.OperationalError as exc:
+                if conn is not None:
+                    conn.close()
+                conn = None
                 backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
                 log.warning("database unreachable (%s); retrying in %.1f s", str(exc).strip(), backoff)
                 self.stop.wait(backoff)
                 self.wake.set()
+        if conn is not None:
+            conn.close()
 
     def _listen_loop(self) -> None:
         backoff = 0.0

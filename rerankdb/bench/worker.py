@@ -62,8 +62,9 @@ def reflected(conn: psycopg.Connection[Any], user: int, item: int) -> bool:
 
 
 def measure_freshness(
-    url: str, listen: bool, events: int, items: int, user_base: int, seed: int
+    url: str, listen: bool, events: int, items: int, user_base: int, seed: int, gap: float
 ) -> np.ndarray:
+    """Delays of ``events`` interactions, each sent after a random pause of up to ``gap`` s."""
     worker = Worker(url, Settings(poll_seconds=1.0), None, listen=listen)
     thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
     thread.start()
@@ -82,7 +83,7 @@ def measure_freshness(
                 while not reflected(reader, user, item):
                     time.sleep(0.0005)
                 out[e] = (time.perf_counter() - t0) * 1000
-                time.sleep(float(rng.uniform(0, 0.02)))  # events arrive at random moments
+                time.sleep(float(rng.uniform(0, gap)))  # events arrive at random moments
     finally:
         worker.request_stop()
         thread.join()
@@ -94,8 +95,9 @@ def freshness(args: argparse.Namespace) -> None:
     with db.connect(url) as conn:
         print(f"machine: {machine(conn)}")
     print(f"{args.events} events with LISTEN/NOTIFY, {args.poll_events} poll-only; poll interval 1 s\n")
-    notify = measure_freshness(url, True, args.events, args.items, 1_000_000, args.seed)
-    poll = measure_freshness(url, False, args.poll_events, args.items, 2_000_000, args.seed + 1)
+    notify = measure_freshness(url, True, args.events, args.items, 1_000_000, args.seed, gap=0.05)
+    # Pauses of up to a whole poll interval, so arrivals fall anywhere in the poll's phase.
+    poll = measure_freshness(url, False, args.poll_events, args.items, 2_000_000, args.seed + 1, gap=1.0)
     rows = []
     for name, ms in (("LISTEN/NOTIFY + poll", notify), ("poll only (baseline)", poll)):
         p50, p99 = p50_p99(ms)
