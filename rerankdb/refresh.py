@@ -192,16 +192,26 @@ class UserBatch:
 
 CLAIM_INTERACTIONS = """
 select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
-       extract(epoch from i.occurred_at)::float8, v.embedding
+       extract(epoch from i.occurred_at)::float8, q.item_id
 from rerankdb.interaction_queue q
 join rerankdb.interactions i on i.interaction_id = q.interaction_id
 join rerankdb.interaction_kinds k on k.kind = i.kind
-left join rerankdb.item_vectors v on v.item_id = q.item_id
 where not q.deferred
 order by q.interaction_id
 limit %s
 for update of q skip locked
 """
+
+
+def _item_vectors(conn: psycopg.Connection[Any], item_ids: set[int]) -> dict[int, np.ndarray]:
+    """Vectors of the distinct items of a batch (each fetched once, however many interactions)."""
+    rows = conn.execute(
+        "select item_id, embedding from rerankdb.item_vectors where item_id = any(%s::bigint[])",
+        [list(item_ids)],
+        binary=True,
+    ).fetchall()
+    return {i: np.asarray(v.to_numpy()) for i, v in rows}
+
 
 # Test hook: a callable run just before a batch commits (fault injection).
 before_commit: Callable[[], None] | None = None
@@ -215,8 +225,9 @@ def refresh_users(
         rows = conn.execute(CLAIM_INTERACTIONS, [limit], binary=True).fetchall()
         if not rows:
             return UserBatch(0, 0, 0)
-        ready = [r for r in rows if r[5] is not None]
-        waiting = [r[0] for r in rows if r[5] is None]
+        item_vecs = _item_vectors(conn, {r[5] for r in rows})
+        ready = [r for r in rows if r[5] in item_vecs]
+        waiting = [r[0] for r in rows if r[5] not in item_vecs]
         if waiting:  # the item has no vector yet: keep the interaction for later
             conn.execute(
                 "update rerankdb.interaction_queue set deferred = true where interaction_id = any(%s)",
@@ -227,8 +238,8 @@ def refresh_users(
             user_ids = np.array([r[1] for r in ready], dtype=np.int64)
             users, user_idx = np.unique(user_ids, return_inverse=True)
             sums, refs, counts = _lock_states(conn, users, dim)
-            item_vecs = np.stack([np.asarray(r[5].to_numpy()) for r in ready])
-            vecs = interaction_vectors(item_vecs, [r[3] for r in ready], encoder, params)
+            stacked = np.stack([item_vecs[r[5]] for r in ready])
+            vecs = interaction_vectors(stacked, [r[3] for r in ready], encoder, params)
             times = np.array([r[4] for r in ready])
             weights = np.array([r[2] for r in ready])
             sums, refs = fold(sums, refs, user_idx, times, weights, vecs, params)
