@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="schema revision, dimension, counts and the worker's backlog")
 
+    dm = sub.add_parser("demo", help="see it work: sample catalog, users, live reranking")
+    dm.add_argument("--keep", action="store_true", help="leave the demo database (and server) running")
+    dm.add_argument("--database", default="rerankdb_demo", help=argparse.SUPPRESS)
+
     w = sub.add_parser("worker", help="keep item and user vectors fresh (runs until SIGTERM)")
     w.add_argument("--once", action="store_true", help="drain all pending work, then exit")
     w.add_argument("--no-listen", action="store_true", help="poll only, without LISTEN/NOTIFY")
@@ -112,6 +116,11 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             print(running)
         return 0
+
+    if args.command == "demo":
+        from rerankdb import demo
+
+        return demo.run(settings, keep=args.keep, database=args.database)
 
     if args.command == "migrate" and args.sql:
         print(migrate.upgrade_sql(revision=args.to, dim=args.dim), end="")

@@ -1,0 +1,183 @@
+"""``rerankdb demo``: the product working end to end, in one command.
+
+Starts the embedded PostgreSQL (or uses RERANKDB_DATABASE_URL), installs the
+schema in a database of its own, loads the sample catalog, records a short
+history for example users, runs the worker, and shows one user's candidate
+list before and after personalization.  Then it records a new interaction
+live, waits for the running worker, and shows the ranking move with the
+measured delay.  It ends with the SQL an application would run.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from rerankdb import Client, Interaction, Item, db, embedded, migrate
+from rerankdb.config import Settings
+from rerankdb.sample_catalog import catalog
+
+# The retriever's list, as a search for "gift ideas" might return it: two
+# items of each of six topics, interleaved.
+CANDIDATES = [100, 300, 500, 200, 700, 600, 101, 301, 501, 201, 701, 601]
+
+# Ada likes the stars and code, and skips football.
+HISTORY = [
+    Interaction(1, 103, "purchase"),
+    Interaction(1, 104, "like"),
+    Interaction(1, 110, "view"),
+    Interaction(1, 503, "like", context="learn python"),
+    Interaction(1, 505, "view"),
+    Interaction(1, 702, "skip"),
+    Interaction(2, 203, "purchase"),  # Ben cooks
+    Interaction(2, 206, "like"),
+    Interaction(3, 402, "like"),  # Cleo listens to jazz
+    Interaction(3, 405, "add_to_cart"),
+]
+# What Ada does live: she buys cookbooks, twice.
+LIVE = [Interaction(1, 205, "purchase"), Interaction(1, 209, "purchase")]
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _bar(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    print(f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, flush=True)
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker did not finish {what} within {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def _table(rows: list[tuple[int, float | None, int, str]], moves: dict[int, int] | None = None) -> str:
+    lines = [f"  {'rank':>4}  {'item':>4}  {'score':>6}  {'move':>4}  text"]
+    for rank, score, item, text in rows:
+        s = "     -" if score is None else f"{score:6.3f}"
+        move = ""
+        if moves is not None:
+            delta = moves.get(int(item), 0)
+            move = f"+{delta}" if delta > 0 else (str(delta) if delta < 0 else "=")
+        lines.append(f"  {rank:>4}  {item:>4}  {s}  {move:>4}  {text}")
+    return "\n".join(lines)
+
+
+def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_demo") -> int:
+    started_server = False
+    if settings.database_url:
+        server = settings.database_url
+        _say("Using the PostgreSQL at RERANKDB_DATABASE_URL.")
+    else:
+        started_server = embedded.running_url(settings.home) is None
+        _say(f"Starting the embedded PostgreSQL (data in {embedded.pgdata_dir(settings.home)})...")
+        server = embedded.start(settings.home)
+    admin = db.libpq_url(db.with_database(server, "postgres"))
+    url = db.with_database(server, database)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{database}" with (force)')
+        conn.execute(f'create database "{database}"')
+    from rerankdb.encoder import from_env
+    from rerankdb.worker import Worker
+
+    worker: Worker | None = None
+    thread: threading.Thread | None = None
+    try:
+        migrate.upgrade(url)
+        _say(f"Installed the rerankdb schema in database {database!r}.")
+        t0 = time.perf_counter()
+        _say("Loading the encoder (all-MiniLM-L6-v2, from its PyPI package)...")
+        encoder = from_env()
+        _say(f"  loaded in {time.perf_counter() - t0:.1f} s")
+        items = catalog()
+        texts = {i: text for i, _, text in items}
+        topics = {i: topic for i, topic, _ in items}
+        with Client(url) as client:
+            client.upsert_items(Item(i, text, {"topic": topic}) for i, topic, text in items)
+            worker = Worker(url, settings, encoder)
+            thread = threading.Thread(target=worker.run, kwargs={"install_signals": False}, daemon=True)
+            thread.start()
+            _say(
+                f"Embedding the sample catalog ({len(items)} items across 8 topics) with the running worker:"
+            )
+
+            def embedded_count() -> int:
+                with db.connect(url, autocommit=True) as c:
+                    return int(c.execute("select count(*) from rerankdb.item_vectors").fetchone()[0])  # type: ignore[index]
+
+            done, shown = 0, -1
+            while done < len(items):
+                done = embedded_count()
+                if done != shown:
+                    _bar("items", done, len(items))
+                    shown = done
+                if done < len(items):
+                    time.sleep(0.2)
+            client.record_interactions(HISTORY)
+            _wait(
+                lambda: len(client.rerank(3, [400])) == 1 and client.rerank(3, [400])[0].score is not None,
+                60,
+                "the history",
+            )
+
+            def show(title: str, moves: dict[int, int] | None = None) -> list[int]:
+                ranked = client.rerank(1, CANDIDATES)
+                _say(title)
+                _say(
+                    _table(
+                        [
+                            (r.rank, r.score, r.item_id, f"[{topics[r.item_id]}] {texts[r.item_id]}")
+                            for r in ranked
+                        ],
+                        moves,
+                    )
+                )
+                return [r.item_id for r in ranked]
+
+            _say("\nAda (user 1) has bought a telescope kit, liked an astronomy guide and a Python course,")
+            _say("and skipped a football replay. Her retriever returns these candidates:\n")
+            _say(_table([(k + 1, None, i, f"[{topics[i]}] {texts[i]}") for k, i in enumerate(CANDIDATES)]))
+            before = show("\nReranked for Ada by rerankdb.rerank (cosine similarity to her vector):")
+
+            _say("\nNow Ada buys two cookbooks (items 205 and 209), live...")
+            t0 = time.perf_counter()
+            client.record_interactions(LIVE)
+            _wait(
+                lambda: [r.item_id for r in client.rerank(1, CANDIDATES)] != before, 30, "the new interaction"
+            )
+            delay_ms = (time.perf_counter() - t0) * 1000
+            after = [r.item_id for r in client.rerank(1, CANDIDATES)]
+            moves = {i: before.index(i) - after.index(i) for i in after}
+            show(f"\nThe ranking {delay_ms:.0f} ms after the INSERT committed (move = places gained):", moves)
+        _say("\nAn application gets the same result with one SQL call, from any language:\n")
+        _say(f"  select * from rerankdb.rerank(1, array{CANDIDATES});")
+        _say("\nand records what users do with a plain INSERT:\n")
+        _say("  insert into rerankdb.interactions (user_id, item_id, kind) values (1, 205, 'purchase');")
+    finally:
+        if worker is not None and thread is not None:
+            worker.request_stop()
+            thread.join(timeout=60)
+        if keep:
+            _say(f"\nKept: database {database!r} at {url}")
+            _say(f"  explore with: psql '{url}'   (stop the server later with: rerankdb db stop)")
+        else:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'drop database if exists "{database}" with (force)')
+            if started_server:
+                embedded.stop(settings.home)
+            _say("\nCleaned up (use --keep to explore the demo database afterwards).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(Settings.from_env()))
