@@ -297,24 +297,24 @@ def rebuild_users(
         _lock_states(conn, arr, dim)  # the old states are replaced, but locked first
         rows = conn.execute(
             "select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,"
-            " extract(epoch from i.occurred_at)::float8, v.embedding"
+            " extract(epoch from i.occurred_at)::float8, i.item_id"
             " from rerankdb.interactions i"
             " join rerankdb.interaction_kinds k on k.kind = i.kind"
-            " left join rerankdb.item_vectors v on v.item_id = i.item_id"
             " where i.user_id = any(%s::bigint[])",
             [ids],
             binary=True,
         ).fetchall()
-        ready = [r for r in rows if r[5] is not None]
-        waiting = [r for r in rows if r[5] is None]
+        item_vecs = _item_vectors(conn, {r[5] for r in rows})
+        ready = [r for r in rows if r[5] in item_vecs]
+        waiting = [r for r in rows if r[5] not in item_vecs]
         sums = np.zeros((len(arr), dim))
         refs = np.full(len(arr), -np.inf)
         counts = np.zeros(len(arr), dtype=np.int64)
         if ready:
             pos = {u: k for k, u in enumerate(ids)}
             user_idx = np.array([pos[r[1]] for r in ready])
-            item_vecs = np.stack([np.asarray(r[5].to_numpy()) for r in ready])
-            vecs = interaction_vectors(item_vecs, [r[3] for r in ready], encoder, params)
+            stacked = np.stack([item_vecs[r[5]] for r in ready])
+            vecs = interaction_vectors(stacked, [r[3] for r in ready], encoder, params)
             sums, refs = fold(
                 sums,
                 refs,
@@ -340,6 +340,37 @@ def rebuild_users(
                 [[r[0] for r in waiting]],
             )
     return len(ready)
+
+
+def rebuild_all(
+    conn: psycopg.Connection[Any],
+    encoder: Encoder | None,
+    params: FoldParams,
+    dim: int,
+    *,
+    batch_users: int = 500,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Rebuild every user, a batch of users per transaction; returns interactions counted."""
+    counted = 0
+    users = all_users(conn)
+    for lo in range(0, len(users), batch_users):
+        if should_stop():
+            break
+        batch = users[lo : lo + batch_users]
+        for attempt in range(10):
+            try:
+                counted += rebuild_users(conn, encoder, params, dim, batch)
+                break
+            except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
+                time.sleep(0.05 * (attempt + 1))  # a fold touched these users: again
+        else:
+            raise RuntimeError(f"rebuild of users {batch[0]}..{batch[-1]} kept conflicting")
+        if progress is not None:
+            progress(min(lo + batch_users, len(users)), len(users))
+    conn.execute("update rerankdb.worker_state set last_rebuild_at = now()")
+    return counted
 
 
 def all_users(conn: psycopg.Connection[Any]) -> list[int]:

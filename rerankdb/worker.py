@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from typing import Any
 
 import psycopg
@@ -72,25 +71,16 @@ class Worker:
 
     def rebuild(self, *, batch_users: int = 500, progress: Any = None) -> int:
         """Recompute every user's state from the log; returns interactions counted."""
-        counted = 0
         with db.connect(self.url, autocommit=True) as conn:
-            users = refresh.all_users(conn)
-            for lo in range(0, len(users), batch_users):
-                if self.stop.is_set():
-                    break
-                batch = users[lo : lo + batch_users]
-                for attempt in range(10):
-                    try:
-                        counted += refresh.rebuild_users(conn, self.encoder, self.params, self.dim, batch)
-                        break
-                    except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
-                        time.sleep(0.05 * (attempt + 1))  # a fold touched these users: again
-                else:
-                    raise RuntimeError(f"rebuild of users {batch[0]}..{batch[-1]} kept conflicting")
-                if progress is not None:
-                    progress(min(lo + batch_users, len(users)), len(users))
-            conn.execute("update rerankdb.worker_state set last_rebuild_at = now()")
-        return counted
+            return refresh.rebuild_all(
+                conn,
+                self.encoder,
+                self.params,
+                self.dim,
+                batch_users=batch_users,
+                progress=progress,
+                should_stop=self.stop.is_set,
+            )
 
     # -- the loop ---------------------------------------------------------------
 

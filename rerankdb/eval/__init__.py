@@ -1,0 +1,1 @@
+"""Offline evaluation: ``rerankdb eval movielens PATH`` (see runner.py)."""
