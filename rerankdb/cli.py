@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import psycopg
 import sqlalchemy.exc
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, default=10, help="how many (default 10)")
 
     sub.add_parser("status", help="schema revision, dimension, counts and the worker's backlog")
+
+    ev = sub.add_parser("eval", help="offline evaluation against baselines on real data")
+    ev.add_argument("dataset", choices=["movielens"], help="the data format")
+    ev.add_argument("path", type=Path, help="folder with ratings.csv and movies.csv (ml-latest-small format)")
+    ev.add_argument("--out", type=Path, default=Path("eval-out"), help="where results go (default eval-out/)")
+    ev.add_argument("--seed", type=int, default=42, help="fixes the candidate lists (default 42)")
+    ev.add_argument("--backend", choices=["fp32", "bf16"], default="fp32", help="encoder backend")
 
     dm = sub.add_parser("demo", help="see it work: sample catalog, users, live reranking")
     dm.add_argument("--keep", action="store_true", help="leave the demo database (and server) running")
@@ -115,6 +123,12 @@ def run(args: argparse.Namespace) -> int:
                 print("rerankdb: the embedded server is not running (rerankdb db start)", file=sys.stderr)
                 return 1
             print(running)
+        return 0
+
+    if args.command == "eval":
+        from rerankdb.eval import runner
+
+        runner.run(args.path, args.out, seed=args.seed, backend=args.backend, settings=settings)
         return 0
 
     if args.command == "demo":

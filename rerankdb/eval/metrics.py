@@ -43,7 +43,7 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     n = len(values)
     if n == 0:
-        return (float("nan"),) * 3  # type: ignore[return-value]
+        return float("nan"), float("nan"), float("nan")
     means = values[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
     alpha = (1 - level) / 2
     return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))

@@ -1,0 +1,325 @@
+"""``rerankdb eval movielens PATH``: the protocol of movielens.py, through the real system.
+
+Items go into rerankdb.items (text = title + genres) and are embedded by the
+worker's refresh; histories go into rerankdb.interactions with their real
+timestamps and are folded by the worker's refresh; every candidate list is
+reranked by calling rerankdb.rerank in SQL.  Half-life and rating weighting
+are tuned on the validation split; the test split is reported once, after
+the validation targets have been inserted and folded incrementally (the
+real-time path).  Baselines are scored on the same lists.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from rerankdb import Client, Item, db, migrate, refresh
+from rerankdb.config import Settings
+from rerankdb.eval import metrics
+from rerankdb.eval.movielens import LISTS, Protocol, Rating, build, write_lists
+
+DATABASE = "rerankdb_eval"
+DAY = 86400.0
+
+# NDCG@10 on (uni100, pop100) measured elsewhere with this protocol (the issue's reference points).
+REFERENCE = {
+    "random": (0.06, 0.06),
+    "popularity": (0.22, 0.06),
+    "TF-IDF content": (0.19, 0.16),
+    "item-kNN": (0.30, 0.13),
+    "EASE": (0.39, 0.18),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    half_life_days: float | None
+    weighting: str  # flat: every rating weighs 1; linear: rating / 2.5; centered: rating - 3
+
+    def weight(self, rating: float) -> float | None:
+        if self.weighting == "flat":
+            return None  # the kind's weight, 1
+        if self.weighting == "linear":
+            return rating / 2.5
+        return rating - 3.0
+
+    @property
+    def label(self) -> str:
+        hl = "no decay" if self.half_life_days is None else f"half-life {self.half_life_days:g} d"
+        return f"{hl}, {self.weighting} weights"
+
+
+GRID = [Config(h, w) for h in (None, 30.0, 180.0, 730.0) for w in ("flat", "linear", "centered")]
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def fresh_database(settings: Settings) -> str:
+    server = db.resolve_url(settings)
+    with psycopg.connect(db.libpq_url(db.with_database(server, "postgres")), autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{DATABASE}" with (force)')
+        conn.execute(f'create database "{DATABASE}"')
+    url = db.with_database(server, DATABASE)
+    migrate.upgrade(url)
+    return url
+
+
+def insert_ratings(conn: psycopg.Connection[Any], ratings: list[Rating], config: Config) -> None:
+    """Ratings as interactions with their real timestamps; keeps each rating for re-weighting."""
+    conn.execute(
+        "create table if not exists public.eval_ratings (interaction_id bigint primary key, rating real)"
+    )
+    with conn.transaction():
+        first = conn.execute("select nextval('rerankdb.interactions_interaction_id_seq')").fetchone()[0]  # type: ignore[index]
+        ids = range(first, first + len(ratings))
+        conn.execute("select setval('rerankdb.interactions_interaction_id_seq', %s)", [first + len(ratings)])
+        with conn.cursor().copy(
+            "copy rerankdb.interactions (interaction_id, user_id, item_id, kind, weight, occurred_at)"
+            " from stdin"
+        ) as cp:
+            for iid, r in zip(ids, ratings, strict=True):
+                cp.write_row((iid, r.user_id, r.item_id, "view", config.weight(r.rating), _ts(r.timestamp)))
+        with conn.cursor().copy("copy public.eval_ratings from stdin") as cp:
+            for iid, r in zip(ids, ratings, strict=True):
+                cp.write_row((iid, r.rating))
+
+
+def _ts(epoch: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(epoch))
+
+
+def reweight(conn: psycopg.Connection[Any], config: Config) -> None:
+    expr = {"flat": "null", "linear": "r.rating / 2.5", "centered": "r.rating - 3"}[config.weighting]
+    conn.execute(
+        f"update rerankdb.interactions i set weight = {expr} from public.eval_ratings r"
+        " where r.interaction_id = i.interaction_id"
+    )
+
+
+def rerank_lists(conn: psycopg.Connection[Any], lists: dict[int, list[int]]) -> dict[int, list[int]]:
+    out = {}
+    for user, cands in lists.items():
+        rows = conn.execute(
+            "select item_id from rerankdb.rerank(%s, %s::bigint[])", [user, db.BigintArray(np.array(cands))]
+        ).fetchall()
+        out[user] = [r[0] for r in rows]
+    return out
+
+
+def evaluate(ranked: dict[int, list[int]], targets: dict[int, int]) -> dict[str, np.ndarray]:
+    users = sorted(ranked)
+    return metrics.per_user([metrics.target_rank(ranked[u], targets[u]) for u in users])
+
+
+def baselines(
+    proto: Protocol, split_name: str, vectors: dict[int, np.ndarray], seed: int
+) -> dict[str, dict[str, dict[int, list[int]]]]:
+    """Random, popularity, and the plain mean of history embeddings, on the same lists."""
+    rng = np.random.default_rng(seed)
+    pop = proto.popularity[split_name]
+    history = {s.user_id: [r.item_id for r in s.history] for s in proto.splits[split_name]}
+    out: dict[str, dict[str, dict[int, list[int]]]] = {"random": {}, "popularity": {}, "mean of history": {}}
+    for list_name in LISTS:
+        lists = proto.lists[split_name][list_name]
+        out["random"][list_name] = {u: [int(x) for x in rng.permutation(c)] for u, c in lists.items()}
+        out["popularity"][list_name] = {u: sorted(c, key=lambda i: -pop.get(i, 0)) for u, c in lists.items()}
+        ranked = {}
+        for u, cands in lists.items():
+            seen = [vectors[i] for i in history[u] if i in vectors]
+            if not seen:
+                ranked[u] = list(cands)
+                continue
+            mean = np.mean(seen, axis=0)
+            scores = [float(vectors[c] @ mean) if c in vectors else -np.inf for c in cands]
+            ranked[u] = [c for _, c in sorted(zip(scores, cands, strict=True), key=lambda t: -t[0])]
+        out["mean of history"][list_name] = ranked
+    return out
+
+
+def item_vectors(conn: psycopg.Connection[Any]) -> dict[int, np.ndarray]:
+    rows = conn.execute("select item_id, embedding from rerankdb.item_vectors", binary=True).fetchall()
+    return {i: np.asarray(v.to_numpy(), dtype=np.float64) for i, v in rows}
+
+
+def summarize(per_user: dict[str, np.ndarray], seed: int) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, values in per_user.items():
+        mean, low, high = metrics.bootstrap_ci(values, seed=seed)
+        out[name] = {"mean": mean, "ci_low": low, "ci_high": high}
+    return out
+
+
+def run(
+    path: Path, out: Path, *, seed: int = 42, backend: str = "fp32", settings: Settings | None = None
+) -> dict[str, Any]:
+    from rerankdb.encoder import TransformerEncoder
+
+    settings = settings or Settings.from_env()
+    t_start = time.perf_counter()
+    proto = build(path, seed)
+    sums = write_lists(proto.lists, out / "lists")
+    n_users = len(proto.splits["test"])
+    _log(
+        f"protocol: {len(proto.ratings):,} ratings after 5-core, {n_users} users, {len(proto.items):,} items; "
+        f"lists written to {out / 'lists'} (SHA256SUMS beside them)"
+    )
+    url = fresh_database(settings)
+    encoder = TransformerEncoder(backend=backend)
+    with Client(url) as client:
+        client.upsert_items(Item(i, proto.data.text(i)) for i in proto.items)
+        dim = client.dimension
+    conn = db.connect(url, autocommit=True)
+    timings: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        report = refresh.drain(conn, encoder, refresh.FoldParams(None, 0.0), dim)
+        timings["embed items"] = time.perf_counter() - t0
+        _log(f"embedded {report.items_embedded:,} items in {timings['embed items']:.1f} s ({encoder.name})")
+
+        # Validation: histories before the validation targets; tune on them.
+        t0 = time.perf_counter()
+        insert_ratings(conn, [r for s in proto.splits["validation"] for r in s.history], GRID[0])
+        refresh.drain(conn, encoder, refresh.FoldParams(None, 0.0), dim)
+        val_targets = {s.user_id: s.target for s in proto.splits["validation"]}
+        grid_results: list[dict[str, Any]] = []
+        for config in GRID:
+            reweight(conn, config)
+            params = refresh.FoldParams.from_days(config.half_life_days, 0.0)
+            refresh.rebuild_all(conn, encoder, params, dim)
+            scores = {
+                name: float(
+                    evaluate(rerank_lists(conn, proto.lists["validation"][name]), val_targets)[
+                        "ndcg@10"
+                    ].mean()
+                )
+                for name in LISTS
+            }
+            grid_results.append({"config": asdict(config), "label": config.label, "ndcg@10": scores})
+            _log(
+                f"  validation {config.label:<38} NDCG@10 uni100 {scores['uni100']:.4f}  pop100 {scores['pop100']:.4f}"
+            )
+        best = max(
+            GRID,
+            key=lambda c: sum(next(g for g in grid_results if g["label"] == c.label)["ndcg@10"].values()),
+        )
+        timings["tune on validation"] = time.perf_counter() - t0
+        _log(f"chosen on validation: {best.label}")
+
+        vectors = item_vectors(conn)
+        results: dict[str, Any] = {"validation": {}, "test": {}}
+        for split_name in ("validation", "test"):
+            if split_name == "test":
+                # The validation targets become history: insert and fold them
+                # incrementally, as the running worker would.
+                t0 = time.perf_counter()
+                reweight(conn, best)
+                refresh.rebuild_all(
+                    conn, encoder, refresh.FoldParams.from_days(best.half_life_days, 0.0), dim
+                )
+                newest = [s.history[-1] for s in proto.splits["test"]]
+                insert_ratings(conn, newest, best)
+                folded = refresh.drain(
+                    conn, encoder, refresh.FoldParams.from_days(best.half_life_days, 0.0), dim
+                )
+                timings["fold validation targets"] = time.perf_counter() - t0
+                _log(
+                    f"folded the {folded.interactions_folded} validation targets into user vectors (real-time path)"
+                )
+            else:
+                reweight(conn, best)
+                refresh.rebuild_all(
+                    conn, encoder, refresh.FoldParams.from_days(best.half_life_days, 0.0), dim
+                )
+            targets = {s.user_id: s.target for s in proto.splits[split_name]}
+            methods = {
+                "rerankdb": {name: rerank_lists(conn, proto.lists[split_name][name]) for name in LISTS}
+            }
+            methods.update(baselines(proto, split_name, vectors, seed))
+            for method, by_list in methods.items():
+                results[split_name][method] = {
+                    name: summarize(evaluate(by_list[name], targets), seed) for name in LISTS
+                }
+    finally:
+        conn.close()
+    timings["total"] = time.perf_counter() - t_start
+    summary = {
+        "dataset": str(path),
+        "seed": seed,
+        "encoder": encoder.name,
+        "users": n_users,
+        "items": len(proto.items),
+        "ratings_after_5core": len(proto.ratings),
+        "lists_sha256": sums,
+        "tuning": grid_results,
+        "chosen": {"config": asdict(best), "label": best.label},
+        "results": results,
+        "reference_ndcg@10": {k: {"uni100": v[0], "pop100": v[1]} for k, v in REFERENCE.items()},
+        "seconds": timings,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    table = markdown(summary)
+    (out / "results.md").write_text(table + "\n")
+    chart(summary, out / "ndcg10.png")
+    _log("\n" + table)
+    _log(
+        f"\nwrote {out / 'results.json'}, {out / 'results.md'}, {out / 'ndcg10.png'} in {timings['total']:.0f} s"
+    )
+    return summary
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    test = summary["results"]["test"]
+    lines = [
+        f"Test split, {summary['users']} users, 95% bootstrap intervals over users; "
+        f"rerankdb tuned on validation: {summary['chosen']['label']}.",
+        "",
+        "| method | list | NDCG@10 | Recall@10 | MRR |",
+        "|---|---|---|---|---|",
+    ]
+    for method, by_list in test.items():
+        for name in LISTS:
+            m = by_list[name]
+            cells = [
+                f"{m[k]['mean']:.3f} [{m[k]['ci_low']:.3f}, {m[k]['ci_high']:.3f}]"
+                for k in ("ndcg@10", "recall@10", "mrr")
+            ]
+            lines.append(f"| {method} | {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Reference NDCG@10 measured elsewhere with this protocol (uni100 / pop100):", ""]
+    lines += [
+        f"- {k}: {v['uni100']:.2f} / {v['pop100']:.2f}" for k, v in summary["reference_ndcg@10"].items()
+    ]
+    return "\n".join(lines)
+
+
+def chart(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    test = summary["results"]["test"]
+    methods = list(test)
+    x = np.arange(len(methods))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for k, name in enumerate(LISTS):
+        means = [test[m][name]["ndcg@10"]["mean"] for m in methods]
+        low = [means[j] - test[m][name]["ndcg@10"]["ci_low"] for j, m in enumerate(methods)]
+        high = [test[m][name]["ndcg@10"]["ci_high"] - means[j] for j, m in enumerate(methods)]
+        ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=[low, high], capsize=3, label=name)
+    ax.set_xticks(x, methods)
+    ax.set_ylabel("NDCG@10 (test)")
+    ax.set_title(f"MovieLens, {summary['users']} users, 95% bootstrap intervals")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,183 @@
+"""The offline evaluation: protocol, metrics, and one run through the real system.
+
+Synthetic data in the MovieLens file format (the real dataset is licensed and
+stays out of the repository and the tests).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rerankdb.config import Settings
+from rerankdb.errors import InvalidInputError
+from rerankdb.eval import metrics
+from rerankdb.eval.movielens import Rating, build, five_core, load, split, write_lists
+
+GENRES = ["Action", "Comedy", "Drama", "Sci-Fi", "Romance", "Horror", "Documentary", "Animation"]
+
+
+def write_movielens(folder: Path, *, users: int = 120, movies: int = 300, seed: int = 0) -> Path:
+    """A small dataset in the ml-latest-small format: users prefer two genres each."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    movie_genres = {
+        m: list(rng.choice(GENRES, int(rng.integers(1, 3)), replace=False)) for m in range(1, movies + 1)
+    }
+    with (folder / "movies.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\r\n")
+        w.writerow(["movieId", "title", "genres"])
+        for m, g in movie_genres.items():
+            w.writerow([m, f"Movie {m} ({1950 + m % 70})", "|".join(g)])
+    with (folder / "ratings.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\r\n")
+        w.writerow(["userId", "movieId", "rating", "timestamp"])
+        for u in range(1, users + 1):
+            liked = set(rng.choice(GENRES, 2, replace=False))
+            pool = [m for m, g in movie_genres.items() if liked & set(g)]
+            n = int(rng.integers(12, 30))
+            for k, m in enumerate(rng.choice(pool, min(n, len(pool)), replace=False)):
+                w.writerow([u, m, float(rng.choice([3.0, 3.5, 4.0, 4.5, 5.0])), 1_000_000_000 + 3600 * k])
+        w.writerow([users + 1, 1, 4.0, 1_000_000_000])  # a user below 5 ratings
+    return folder
+
+
+# --- protocol ------------------------------------------------------------------
+
+
+def r(user: int, item: int, ts: int, rating: float = 4.0) -> Rating:
+    return Rating(user, item, rating, ts)
+
+
+def test_five_core_is_iterative() -> None:
+    # Users 1-5 rate items 1-5 (a 5-core), user 6 rates items 1-4 and 6, item 6 has only user 6:
+    # dropping item 6 leaves user 6 with 4 ratings, so user 6 goes too.
+    ratings = [r(u, i, 0) for u in range(1, 6) for i in range(1, 6)]
+    ratings += [r(6, i, 0) for i in (1, 2, 3, 4, 6)]
+    kept = five_core(ratings)
+    assert {x.user_id for x in kept} == {1, 2, 3, 4, 5}
+    assert {x.item_id for x in kept} == {1, 2, 3, 4, 5}
+
+
+def test_split_is_leave_last_out_with_ties_by_item_id() -> None:
+    ratings = [r(1, 30, 5), r(1, 10, 1), r(1, 20, 5), r(1, 40, 3), r(1, 50, 2)]
+    s = split(ratings)
+    (test,), (val,) = s["test"], s["validation"]
+    assert (test.target, val.target) == (30, 20), "same timestamp: the larger item id is later"
+    assert [x.item_id for x in test.history] == [10, 50, 40, 20]
+    assert [x.item_id for x in val.history] == [10, 50, 40]
+
+
+def test_no_target_leaks_into_history_or_popularity(tmp_path: Path) -> None:
+    proto = build(write_movielens(tmp_path / "ml"), seed=1)
+    for name in ("validation", "test"):
+        splits = proto.splits[name]
+        for s in splits:
+            assert all((x.timestamp, x.item_id) < (s.target_time, s.target) for x in s.history)
+        assert proto.popularity[name] == Counter(x.item_id for s in splits for x in s.history)
+        assert sum(proto.popularity[name].values()) == sum(len(s.history) for s in splits)
+    # the test target is never in any test history of its own user, nor counted for that split
+    for s in proto.splits["test"]:
+        assert (
+            s.history[-1].item_id
+            == next(v for v in proto.splits["validation"] if v.user_id == s.user_id).target
+        )
+
+
+def test_candidate_lists(tmp_path: Path) -> None:
+    proto = build(write_movielens(tmp_path / "ml"), seed=3)
+    assert len(proto.items) > 150, "enough items that most lists are full"
+    seen: dict[int, set[int]] = {}
+    for x in proto.ratings:
+        seen.setdefault(x.user_id, set()).add(x.item_id)
+    for name in ("validation", "test"):
+        targets = {s.user_id: s.target for s in proto.splits[name]}
+        for list_name in ("uni100", "pop100"):
+            for user, cands in proto.lists[name][list_name].items():
+                unseen = len(proto.items) - len(seen[user])
+                assert len(cands) == len(set(cands)) == 1 + min(99, unseen)
+                assert cands.count(targets[user]) == 1
+                assert not (set(cands) - {targets[user]}) & seen[user], "negatives were never interacted with"
+    # pop100 negatives are more popular than uni100 ones
+    pop = proto.popularity["test"]
+    mean_pop = {
+        name: np.mean([pop.get(c, 0) for cands in proto.lists["test"][name].values() for c in cands])
+        for name in ("uni100", "pop100")
+    }
+    assert mean_pop["pop100"] > mean_pop["uni100"]
+
+
+def test_lists_reproduce_byte_for_byte(tmp_path: Path) -> None:
+    data = write_movielens(tmp_path / "ml")
+    a = write_lists(build(data, seed=7).lists, tmp_path / "a")
+    b = write_lists(build(data, seed=7).lists, tmp_path / "b")
+    c = write_lists(build(data, seed=8).lists, tmp_path / "c")
+    assert a == b and a != c
+    for name in a:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (tmp_path / "a" / "SHA256SUMS").read_text() == (tmp_path / "b" / "SHA256SUMS").read_text()
+
+
+def test_load_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match=r"ratings\.csv not found"):
+        load(tmp_path)
+    data = write_movielens(tmp_path / "ml")
+    with (data / "ratings.csv").open("a") as f:
+        f.write("7,abc,4.0,1\r\n")
+    with pytest.raises(InvalidInputError, match=r"ratings.csv:\d+: not a rating row"):
+        load(data)
+
+
+# --- metrics -------------------------------------------------------------------
+
+
+def test_metrics_on_hand_computed_cases() -> None:
+    ranked = [5, 9, 7, 1]
+    assert metrics.target_rank(ranked, 7) == 3
+    assert metrics.target_rank(ranked, 2) is None
+    assert metrics.ndcg_at(1) == 1.0
+    assert metrics.ndcg_at(3) == pytest.approx(0.5)
+    assert metrics.ndcg_at(10) == pytest.approx(1 / math.log2(11))
+    assert metrics.ndcg_at(11) == 0.0 and metrics.ndcg_at(None) == 0.0
+    assert (metrics.recall_at(10), metrics.recall_at(11)) == (1.0, 0.0)
+    assert metrics.reciprocal_rank(4) == 0.25 and metrics.reciprocal_rank(None) == 0.0
+    per_user = metrics.per_user([1, 3, None])
+    assert per_user["ndcg@10"].tolist() == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_bootstrap_interval() -> None:
+    mean, low, high = metrics.bootstrap_ci(np.full(50, 0.3))
+    assert mean == low == high == pytest.approx(0.3)
+    values = np.random.default_rng(0).random(400)
+    mean, low, high = metrics.bootstrap_ci(values)
+    assert low < mean < high and high - low < 0.1
+
+
+# --- end to end ------------------------------------------------------------------
+
+
+def test_eval_runs_through_the_product(tmp_path: Path, server_url: str) -> None:
+    from rerankdb.eval import runner
+
+    data = write_movielens(tmp_path / "ml", users=40, movies=200)
+    out = tmp_path / "out"
+    summary = runner.run(data, out, seed=5, settings=Settings(database_url=server_url))
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["lists_sha256"] == summary["lists_sha256"]
+    for name, digest in saved["lists_sha256"].items():
+        assert f"{digest}  {name}" in (out / "lists" / "SHA256SUMS").read_text()
+    test = saved["results"]["test"]
+    assert set(test) == {"rerankdb", "random", "popularity", "mean of history"}
+    for by_list in test.values():
+        for list_name in ("uni100", "pop100"):
+            m = by_list[list_name]["ndcg@10"]
+            assert 0 <= m["ci_low"] <= m["mean"] <= m["ci_high"] <= 1
+    assert len(saved["tuning"]) == len(runner.GRID)
+    assert "| rerankdb | uni100 |" in (out / "results.md").read_text()
+    assert (out / "ndcg10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
