@@ -58,6 +58,9 @@ class TransformerEncoder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # local weights: no bar
 
         if backend not in BACKENDS:
             raise ConfigError(f"encoder backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

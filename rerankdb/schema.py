@@ -30,6 +30,17 @@ from rerankdb.config import DEFAULT_DIM
 SCHEMA = "rerankdb"
 
 
+def _key_owned_by(name: str, parent: str) -> Column[int]:
+    """A primary key that is also a foreign key to ``parent``: the row goes when its parent goes."""
+    return Column(
+        name,
+        BigInteger,
+        ForeignKey(f"{SCHEMA}.{parent}", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+
+
 def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
     md = MetaData(schema=SCHEMA)
     now = func.now()
@@ -77,13 +88,7 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
     item_vectors = Table(
         "item_vectors",
         md,
-        Column(
-            "item_id",
-            BigInteger,
-            ForeignKey(f"{SCHEMA}.items.item_id", ondelete="CASCADE"),
-            primary_key=True,
-            autoincrement=False,
-        ),
+        _key_owned_by("item_id", "items.item_id"),
         Column("embedding", Vector(dim), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
         Column("content_sha256", LargeBinary, nullable=True),
@@ -112,13 +117,7 @@ def _worker_tables(md: MetaData, dim: int) -> None:
     item_queue = Table(
         "item_queue",
         md,
-        Column(
-            "item_id",
-            BigInteger,
-            ForeignKey(f"{SCHEMA}.items.item_id", ondelete="CASCADE"),
-            primary_key=True,
-            autoincrement=False,
-        ),
+        _key_owned_by("item_id", "items.item_id"),
         Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=clock),
         Column("attempts", Integer, nullable=False, server_default=text("0")),
         Column("last_error", Text, nullable=True),
@@ -128,13 +127,7 @@ def _worker_tables(md: MetaData, dim: int) -> None:
     interaction_queue = Table(
         "interaction_queue",
         md,
-        Column(
-            "interaction_id",
-            BigInteger,
-            ForeignKey(f"{SCHEMA}.interactions.interaction_id", ondelete="CASCADE"),
-            primary_key=True,
-            autoincrement=False,
-        ),
+        _key_owned_by("interaction_id", "interactions.interaction_id"),
         Column("item_id", BigInteger, nullable=False),
         Column("deferred", Boolean, nullable=False, server_default=text("false")),
         Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=clock),
