@@ -104,12 +104,15 @@ class Worker:
                         report.interactions_folded,
                         report.seconds,
                     )
-            except psycopg.OperationalError as exc:
+            except Exception as exc:  # the loop must outlive any one failure
                 if conn is not None:
                     conn.close()
                 conn = None
                 backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
-                log.warning("database unreachable (%s); retrying in %.1f s", str(exc).strip(), backoff)
+                if isinstance(exc, psycopg.OperationalError):
+                    log.warning("database unreachable (%s); retrying in %.1f s", str(exc).strip(), backoff)
+                else:
+                    log.exception("refresh failed; retrying in %.1f s", backoff)
                 self.stop.wait(backoff)
                 self.wake.set()
         if conn is not None:
@@ -126,7 +129,7 @@ class Worker:
                     while not self.stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
                             self.wake.set()
-            except psycopg.OperationalError as exc:
+            except Exception as exc:  # keep listening whatever happened
                 backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", str(exc).strip(), backoff)
                 self.stop.wait(backoff)
@@ -135,8 +138,8 @@ class Worker:
         try:
             n = self.rebuild()
             log.info("scheduled rebuild: %d interactions counted", n)
-        except psycopg.OperationalError as exc:
-            log.warning("scheduled rebuild failed (%s); next time then", str(exc).strip())
+        except Exception:
+            log.exception("scheduled rebuild failed; it runs again at its next time")
 
     def run(self, *, install_signals: bool = True) -> None:
         """Run until stop is set (SIGTERM/SIGINT when install_signals)."""

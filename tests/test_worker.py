@@ -400,6 +400,26 @@ def test_worker_survives_lost_connections(db_url: str, conn: Any, running_worker
     assert wait_for(lambda: 12 in user_vectors(conn), timeout=20), "worker did not recover"
 
 
+def test_worker_survives_a_failing_batch(conn: Any, running_worker: Worker) -> None:
+    """Any error in a batch rolls it back, is logged, and the worker retries."""
+    failures = []
+
+    def fail_once() -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("injected failure")
+
+    refresh.before_commit = fail_once
+    try:
+        time.sleep(0.5)
+        add_interactions(conn, [(13, 3, "like", None, None, T0)])
+        assert wait_for(lambda: 13 in user_vectors(conn), timeout=20), "worker did not retry"
+    finally:
+        refresh.before_commit = None
+    assert failures == [1]
+    assert state_counts(conn)[13] == 1, "the failed attempt counted nothing"
+
+
 def test_encoder_dimension_is_checked_before_anything_is_written(empty_db_url: str, encoder: Any) -> None:
     from rerankdb import migrate
 
