@@ -142,20 +142,15 @@ def _lock_states(
     return sums, refs, counts
 
 
-_staging: set[tuple[int, int]] = set()  # (connection id, backend pid) with the temp table
-
-
 def _write_states(
     conn: psycopg.Connection[Any], users: np.ndarray, sums: np.ndarray, refs: np.ndarray, counts: np.ndarray
 ) -> None:
     """Store states and user vectors (deleting the vector of a user with no direction)."""
-    key = (id(conn), conn.info.backend_pid)
-    if key not in _staging:
-        conn.execute(
-            "create temp table if not exists _user_state"
-            " (user_id bigint, weighted_sum vector, ref float8, interactions bigint) on commit delete rows"
-        )
-        _staging.add(key)
+    # Created by the first batch of a session (and again if that batch rolled back).
+    conn.execute(
+        "create temp table if not exists _user_state"
+        " (user_id bigint, weighted_sum vector, ref float8, interactions bigint) on commit delete rows"
+    )
     sums32 = sums.astype(np.float32)
     with conn.cursor().copy("copy _user_state from stdin with (format binary)") as cp:
         cp.set_types(["int8", "vector", "float8", "int8"])
