@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy.exc
 
-from rerankdb import db, embedded, migrate, refresh
+from rerankdb import db, embedded, item_refresh, migrate
 from rerankdb.client import Client, Ranked
 from rerankdb.config import Settings, parse_dim
 from rerankdb.errors import RerankdbError
@@ -197,7 +197,7 @@ def run_worker(args: argparse.Namespace, url: str, settings: Settings) -> int:
     if args.command == "rebuild":
         if args.items:
             with db.connect(url, autocommit=True) as conn:
-                n = refresh.requeue_all_items(conn)
+                n = item_refresh.requeue_all_items(conn)
             print(f"re-embedding {n} items...", file=sys.stderr)
             worker.drain_once()
         counted = worker.rebuild(progress=_progress("rebuilding users"))

@@ -1,4 +1,4 @@
-"""Item and user vector refresh: the worker's work, one batch at a time.
+"""User vector refresh, and the drain loop: the worker's work, one batch at a time.
 
 User vectors.  A user's vector is the direction of
 
@@ -18,17 +18,11 @@ that writes the state and vectors they account for: a crash rolls all of it
 back, a second worker skips claimed rows, and user_state rows are locked in
 user_id order so two workers never fold into the same user at once.
 
-Items.  Claimed items get a lease (``not_before``) in a short transaction and
-are embedded outside any transaction; their vectors are written, and their
-queue rows deleted, only if the text is still the one embedded and the item
-was not queued again meanwhile.  A text that cannot be embedded is recorded
-with its error and retried with exponential backoff, without holding up the
-others.
+Items are refreshed by item_refresh.py; :func:`drain` runs both.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -39,12 +33,11 @@ import numpy as np
 import psycopg
 
 from rerankdb.encoder import Encoder
+from rerankdb.item_refresh import refresh_items
 
 log = logging.getLogger(__name__)
 
 EPS = 1e-9  # |S| at or below this has no direction: the user has no vector
-LEASE_SECONDS = 120
-MAX_BACKOFF_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -373,146 +366,6 @@ def all_users(conn: psycopg.Connection[Any]) -> list[int]:
         "select user_id from rerankdb.interactions union select user_id from rerankdb.user_state order by 1"
     ).fetchall()
     return [r[0] for r in rows]
-
-
-# --- items ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ItemBatch:
-    embedded: int
-    unchanged: int
-    failed: int
-
-    @property
-    def claimed(self) -> int:
-        return self.embedded + self.unchanged + self.failed
-
-
-def content_hash(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).digest()
-
-
-def backoff_seconds(attempts: int) -> float:
-    """Retry delay after the ``attempts``-th failure: 5 s, 10 s, 20 s, ... up to an hour."""
-    return float(min(5 * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
-
-
-def _claim_items(conn: psycopg.Connection[Any], limit: int) -> list[tuple[Any, ...]]:
-    with conn.transaction():
-        return conn.execute(
-            """
-            with due as (
-                select item_id from rerankdb.item_queue
-                where not_before <= clock_timestamp()
-                order by not_before, item_id
-                limit %(limit)s
-                for update skip locked
-            )
-            update rerankdb.item_queue q
-               set not_before = clock_timestamp() + make_interval(secs => %(lease)s)
-              from due
-             where q.item_id = due.item_id
-            returning q.item_id, q.enqueued_at, q.attempts
-            """,
-            {"limit": limit, "lease": LEASE_SECONDS},
-        ).fetchall()
-
-
-def _encode_isolating_failures(encoder: Encoder, texts: list[str]) -> list[np.ndarray | str]:
-    """Vectors, or an error message where a text could not be embedded."""
-    try:
-        return list(encoder.encode(texts))
-    except Exception:  # one bad text must not sink the batch: find it
-        out: list[np.ndarray | str] = []
-        for t in texts:
-            try:
-                out.append(encoder.encode([t])[0])
-            except Exception as exc:
-                out.append(f"encoder error: {type(exc).__name__}: {exc}")
-        return out
-
-
-def refresh_items(conn: psycopg.Connection[Any], encoder: Encoder, limit: int = 256) -> ItemBatch:
-    """Embed one batch of queued items (new, or whose text changed)."""
-    claimed = _claim_items(conn, limit)
-    if not claimed:
-        return ItemBatch(0, 0, 0)
-    enqueued = {r[0]: (r[1], r[2]) for r in claimed}
-    rows = conn.execute(
-        "select i.item_id, i.content, v.content_sha256, v.model from rerankdb.items i"
-        " left join rerankdb.item_vectors v on v.item_id = i.item_id where i.item_id = any(%s)",
-        [list(enqueued)],
-    ).fetchall()
-    unchanged, to_embed, errors = [], [], {}
-    for item_id, text, old_hash, old_model in rows:
-        digest = content_hash(text)
-        if old_hash == digest and old_model == encoder.name:
-            unchanged.append(item_id)
-        elif not text.strip():
-            errors[item_id] = "empty content: nothing to embed"
-        else:
-            to_embed.append((item_id, text, digest))
-    results = _encode_isolating_failures(encoder, [t for _, t, _ in to_embed]) if to_embed else []
-    done = []
-    for (item_id, _, digest), res in zip(to_embed, results, strict=True):
-        if isinstance(res, str):
-            errors[item_id] = res
-        elif not np.isfinite(res).all() or not res.any():
-            errors[item_id] = "encoder returned a zero or non-finite vector"
-        else:
-            done.append((item_id, res, digest))
-    with conn.transaction():
-        if done:
-            conn.execute(
-                "create temp table if not exists _item_vectors"
-                " (item_id bigint, embedding vector, content_sha256 bytea) on commit delete rows"
-            )
-            with conn.cursor().copy("copy _item_vectors from stdin with (format binary)") as cp:
-                cp.set_types(["int8", "vector", "bytea"])
-                for row in done:
-                    cp.write_row(row)
-            # Only if the text is still what was embedded (else it is queued again).
-            conn.execute(
-                "insert into rerankdb.item_vectors (item_id, embedding, content_sha256, model)"
-                " select s.item_id, s.embedding, s.content_sha256, %s from _item_vectors s"
-                " join rerankdb.items i on i.item_id = s.item_id"
-                "  and sha256(convert_to(i.content, 'UTF8')) = s.content_sha256"
-                " order by s.item_id"
-                " on conflict (item_id) do update set embedding = excluded.embedding,"
-                "  content_sha256 = excluded.content_sha256, model = excluded.model, updated_at = now()",
-                [encoder.name],
-            )
-        finished = [i for i, _, _ in done] + unchanged
-        if finished:
-            conn.execute(
-                "delete from rerankdb.item_queue q using unnest(%s::bigint[], %s::timestamptz[]) as f(id, at)"
-                " where q.item_id = f.id and q.enqueued_at = f.at",
-                [finished, [enqueued[i][0] for i in finished]],
-            )
-        for item_id, message in errors.items():
-            attempts = enqueued[item_id][1] + 1
-            conn.execute(
-                "update rerankdb.item_queue set attempts = %s, last_error = %s,"
-                " not_before = clock_timestamp() + make_interval(secs => %s)"
-                " where item_id = %s and enqueued_at = %s",
-                [attempts, message, backoff_seconds(attempts), item_id, enqueued[item_id][0]],
-            )
-            log.warning("item %s not embedded (attempt %s): %s", item_id, attempts, message)
-        conn.execute(
-            "update rerankdb.worker_state set last_item_refresh_at = now(), model = %s", [encoder.name]
-        )
-    return ItemBatch(len(done), len(unchanged), len(errors))
-
-
-def requeue_all_items(conn: psycopg.Connection[Any]) -> int:
-    """Queue every item for embedding (after a model change); unchanged ones cost a hash."""
-    cur = conn.execute(
-        "insert into rerankdb.item_queue (item_id) select item_id from rerankdb.items"
-        " on conflict (item_id) do update set enqueued_at = clock_timestamp(), attempts = 0,"
-        " last_error = null, not_before = '-infinity'"
-    )
-    return int(cur.rowcount)
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rerankdb.refresh import FoldParams, backoff_seconds, fold
+from rerankdb.item_refresh import backoff_seconds
+from rerankdb.refresh import FoldParams, fold
 
 
 def reference(

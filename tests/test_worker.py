@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rerankdb import db, refresh
+from rerankdb import db, item_refresh, refresh
 from rerankdb.config import Settings
 from rerankdb.errors import DimensionMismatchError
 from rerankdb.worker import Worker
@@ -101,7 +101,7 @@ def test_items_are_embedded_with_hash_and_model(
     assert len(rows) == len(CATALOG)
     for item_id, emb, digest, model in rows:
         assert float(np.dot(emb.to_numpy(), catalog[item_id])) == pytest.approx(1.0, abs=1e-5)
-        assert bytes(digest) == refresh.content_hash(CATALOG[item_id])
+        assert bytes(digest) == item_refresh.content_hash(CATALOG[item_id])
         assert model == encoder.name
     assert status(conn)["pending_items"] == 0
 
@@ -112,7 +112,7 @@ def test_unchanged_text_costs_nothing_and_changed_text_is_reembedded(
     conn.execute("update rerankdb.items set metadata = '{\"x\": 1}' where item_id = 1")
     conn.execute("update rerankdb.items set content = content where item_id = 2")
     assert status(conn)["pending_items"] == 0, "no text change: nothing queued"
-    refresh.requeue_all_items(conn)
+    item_refresh.requeue_all_items(conn)
     report = drain(conn, encoder)
     assert (report.items_embedded, report.items_unchanged) == (0, len(CATALOG)), "hash match: no encoding"
 
