@@ -63,6 +63,17 @@ def parse_half_life(raw: str, source: str) -> float | None:
     return parse_float(raw, source, minimum=1e-9)
 
 
+def parse_cron(raw: str, source: str) -> str:
+    """A crontab line APScheduler accepts (five fields), else ConfigError."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(raw, timezone="UTC")
+    except ValueError as exc:
+        raise ConfigError(f"{source} must be a crontab line like '0 3 * * *', got {raw!r}: {exc}") from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide settings; build with :meth:`from_env`."""
@@ -91,5 +102,7 @@ class Settings:
             half_life_days=parse_half_life(hl, "RERANKDB_HALF_LIFE_DAYS") if hl else 30.0,
             context_weight=parse_float(cw, "RERANKDB_CONTEXT_WEIGHT") if cw else 0.5,
             poll_seconds=parse_float(poll, "RERANKDB_POLL_SECONDS", minimum=0.01) if poll else 1.0,
-            rebuild_cron=env.get("RERANKDB_REBUILD_CRON") or None,
+            rebuild_cron=parse_cron(env["RERANKDB_REBUILD_CRON"], "RERANKDB_REBUILD_CRON")
+            if env.get("RERANKDB_REBUILD_CRON")
+            else None,
         )

@@ -1,0 +1,57 @@
+"""Settings from RERANKDB_* variables: defaults, parsing, and clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rerankdb.config import Settings
+from rerankdb.errors import ConfigError
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({"HOME": "/home/x"})
+    assert (s.database_url, s.dim, s.half_life_days, s.context_weight, s.poll_seconds, s.rebuild_cron) == (
+        None,
+        384,
+        30.0,
+        0.5,
+        1.0,
+        None,
+    )
+    assert s.home.name == "rerankdb"
+
+
+def test_values_are_parsed() -> None:
+    s = Settings.from_env(
+        {
+            "RERANKDB_DATABASE_URL": "postgresql://u@h/db",
+            "RERANKDB_HOME": "/tmp/rr",
+            "RERANKDB_DIM": "768",
+            "RERANKDB_HALF_LIFE_DAYS": "none",
+            "RERANKDB_CONTEXT_WEIGHT": "0",
+            "RERANKDB_POLL_SECONDS": "0.25",
+            "RERANKDB_REBUILD_CRON": "0 3 * * *",
+        }
+    )
+    assert s.database_url == "postgresql://u@h/db" and s.home == Path("/tmp/rr")
+    assert (s.dim, s.half_life_days, s.context_weight, s.poll_seconds) == (768, None, 0.0, 0.25)
+    assert s.rebuild_cron == "0 3 * * *"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RERANKDB_DIM", "abc", "RERANKDB_DIM must be an integer"),
+        ("RERANKDB_DIM", "5000", "between 1 and 2000"),
+        ("RERANKDB_HALF_LIFE_DAYS", "-3", "RERANKDB_HALF_LIFE_DAYS must be a finite number"),
+        ("RERANKDB_CONTEXT_WEIGHT", "lots", "RERANKDB_CONTEXT_WEIGHT must be a number"),
+        ("RERANKDB_POLL_SECONDS", "0", "RERANKDB_POLL_SECONDS must be a finite number >= 0.01"),
+        ("RERANKDB_POLL_SECONDS", "inf", "must be a finite number"),
+        ("RERANKDB_REBUILD_CRON", "every night", "must be a crontab line"),
+    ],
+)
+def test_bad_values_are_refused_clearly(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({name: value})
