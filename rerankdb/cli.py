@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--no-listen", action="store_true", help="poll only, without LISTEN/NOTIFY")
     _encoder_arguments(w)
 
+    tr = sub.add_parser("train", help="learn collaborative item vectors from the log, then rebuild users")
+    _encoder_arguments(tr)
+
     rb = sub.add_parser("rebuild", help="recompute every user vector from the log (after a weight change)")
     rb.add_argument("--items", action="store_true", help="re-embed every item first (after a model change)")
     _encoder_arguments(rb)
@@ -141,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     url = db.resolve_url(settings)
-    if args.command in ("worker", "rebuild"):
+    if args.command in ("worker", "rebuild", "train"):
         return run_worker(args, url, settings)
     if args.command == "migrate":
         migrate.upgrade(url, revision=args.to, dim=args.dim)
@@ -194,6 +197,16 @@ def run_worker(args: argparse.Namespace, url: str, settings: Settings) -> int:
         print("loading the encoder...", file=sys.stderr)
         encoder = enc.from_env(args.backend)
     worker = Worker(url, settings, encoder, listen=not getattr(args, "no_listen", False))
+    if args.command == "train":
+        report = worker.train()
+        if report.dim == 0:
+            print("not enough interactions to train collaborative vectors yet")
+        else:
+            print(
+                f"trained {report.dim}-d collaborative vectors for {report.items} items from "
+                f"{report.interactions} interactions of {report.users} users in {report.seconds:.1f} s"
+            )
+        return 0
     if args.command == "rebuild":
         if args.items:
             with db.connect(url, autocommit=True) as conn:

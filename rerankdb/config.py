@@ -14,6 +14,8 @@
                             (default 1)
 ``RERANKDB_REBUILD_CRON``   crontab line for the periodic full rebuild
                             (default unset: off)
+``RERANKDB_TRAIN_CRON``     crontab line for training collaborative vectors
+                            (default ``0 4 * * *``; ``off`` to disable)
 ==========================  ===================================================
 """
 
@@ -74,6 +76,14 @@ def parse_cron(raw: str, source: str) -> str:
     return raw
 
 
+def _train_cron(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return "0 4 * * *"
+    if raw.strip().lower() in ("off", "none"):
+        return None
+    return parse_cron(raw, "RERANKDB_TRAIN_CRON")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide settings; build with :meth:`from_env`."""
@@ -85,6 +95,7 @@ class Settings:
     context_weight: float = 0.5
     poll_seconds: float = 1.0
     rebuild_cron: str | None = None
+    train_cron: str | None = "0 4 * * *"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,4 +116,5 @@ class Settings:
             rebuild_cron=parse_cron(env["RERANKDB_REBUILD_CRON"], "RERANKDB_REBUILD_CRON")
             if env.get("RERANKDB_REBUILD_CRON")
             else None,
+            train_cron=_train_cron(env.get("RERANKDB_TRAIN_CRON")),
         )

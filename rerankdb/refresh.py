@@ -66,19 +66,25 @@ def fold(
     weights: np.ndarray,
     vectors: np.ndarray,
     params: FoldParams,
+    new_refs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fold interactions into users' states.
 
     sums (U, D) and refs (U,) are the states (ref -inf for an empty state);
     row k of times/weights/vectors belongs to user ``user_idx[k]``.  Returns
-    the new (sums, refs); the inputs are not modified.
+    the new (sums, refs); the inputs are not modified.  ``new_refs`` forces
+    the reference times (so a second space, folding only some of the rows,
+    stays decayed to the same instants as the first).
     """
-    new_refs = refs.copy()
-    np.maximum.at(new_refs, user_idx, times)
+    if new_refs is None:
+        new_refs = refs.copy()
+        np.maximum.at(new_refs, user_idx, times)
     old = np.isfinite(refs)
     scale = np.zeros_like(refs)
     scale[old] = params.decay(new_refs[old] - refs[old])
     out = sums * scale[:, None]
+    if len(user_idx) == 0:
+        return out, new_refs
     coef = weights * params.decay(new_refs[user_idx] - times)
     # Sum the terms per user: sort by user, then one reduceat (np.add.at is far slower).
     order = np.argsort(user_idx, kind="stable")
@@ -105,10 +111,30 @@ def interaction_vectors(
 # --- user state in the database --------------------------------------------------
 
 
-def _lock_states(
-    conn: psycopg.Connection[Any], users: np.ndarray, dim: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lock (creating empty ones first) the states of sorted ``users``; return sums, refs, counts."""
+@dataclass
+class States:
+    """User states of one batch, in the text space and (once trained) the collaborative one."""
+
+    users: np.ndarray  # sorted user ids
+    sums: np.ndarray  # (U, D) text-space sums
+    refs: np.ndarray  # (U,) reference times, -inf for an empty state
+    counts: np.ndarray  # (U,) interactions counted
+    collab: np.ndarray | None  # (U, k) collaborative sums; None: no collaborative space yet
+
+
+def _empty_states(users: np.ndarray, dim: int, k: int | None) -> States:
+    n = len(users)
+    collab = None if k is None else np.zeros((n, k))
+    return States(users, np.zeros((n, dim)), np.full(n, -np.inf), np.zeros(n, dtype=np.int64), collab)
+
+
+def _lock_states(conn: psycopg.Connection[Any], users: np.ndarray, dim: int, k: int | None) -> States:
+    """Lock (creating empty ones first) the states of sorted ``users`` and read them.
+
+    ``k`` is the collaborative dimension of the batch's items (None if none has
+    one); a stored collaborative sum of another dimension predates the last
+    training and counts as empty (the rebuild after training replaces it).
+    """
     # An empty placeholder first: a concurrent worker creating the same user
     # makes this wait for its commit, so the state read below is never stale.
     conn.execute(
@@ -118,51 +144,95 @@ def _lock_states(
         [dim, users.tolist()],
     )
     rows = conn.execute(
-        "select user_id, weighted_sum, extract(epoch from ref_time)::float8, interactions"
+        "select user_id, weighted_sum, extract(epoch from ref_time)::float8, interactions, collab_sum"
         " from rerankdb.user_state where user_id = any(%s::bigint[]) order by user_id for update",
         [users.tolist()],
         binary=True,
     ).fetchall()
-    pos = {u: k for k, u in enumerate(users.tolist())}
-    sums = np.zeros((len(users), dim))
-    refs = np.full(len(users), -np.inf)
-    counts = np.zeros(len(users), dtype=np.int64)
-    for uid, vec, ref, n in rows:
-        k = pos[uid]
-        sums[k] = vec.to_numpy()
-        refs[k] = ref
-        counts[k] = n
-    return sums, refs, counts
+    if k is None:
+        k = next((len(r[4].to_numpy()) for r in rows if r[4] is not None), None)
+    st = _empty_states(users, dim, k)
+    pos = {u: i for i, u in enumerate(users.tolist())}
+    for uid, vec, ref, n, collab in rows:
+        i = pos[uid]
+        st.sums[i] = vec.to_numpy()
+        st.refs[i] = ref
+        st.counts[i] = n
+        if st.collab is not None and collab is not None:
+            c = collab.to_numpy()
+            if len(c) == st.collab.shape[1]:
+                st.collab[i] = c
+    return st
 
 
-def _write_states(
-    conn: psycopg.Connection[Any], users: np.ndarray, sums: np.ndarray, refs: np.ndarray, counts: np.ndarray
+def _fold_rows(
+    st: States,
+    rows: Sequence[tuple[Any, ...]],
+    item_vecs: dict[int, tuple[np.ndarray, np.ndarray | None]],
+    encoder: Encoder | None,
+    params: FoldParams,
 ) -> None:
-    """Store states and user vectors (deleting the vector of a user with no direction)."""
+    """Fold claimed rows (interaction_id, user_id, weight, context, time, item_id) into ``st``."""
+    pos = {u: i for i, u in enumerate(st.users.tolist())}
+    user_idx = np.array([pos[r[1]] for r in rows])
+    times = np.array([r[4] for r in rows])
+    weights = np.array([r[2] for r in rows])
+    text = np.stack([item_vecs[r[5]][0] for r in rows])
+    vecs = interaction_vectors(text, [r[3] for r in rows], encoder, params)
+    old_refs = st.refs
+    st.sums, st.refs = fold(st.sums, old_refs, user_idx, times, weights, vecs, params)
+    st.counts = st.counts + np.bincount(user_idx, minlength=len(st.users))
+    if st.collab is not None:
+        k = st.collab.shape[1]
+        sel = [j for j, r in enumerate(rows) if _has_collab(item_vecs[r[5]][1], k)]
+        cvecs = np.stack([item_vecs[rows[j][5]][1] for j in sel]) if sel else np.zeros((0, k))  # type: ignore[misc]
+        # Same reference times as the text space, so both stay decayed alike.
+        st.collab, _ = fold(
+            st.collab,
+            old_refs,
+            user_idx[sel],
+            times[sel],
+            weights[sel],
+            cvecs.astype(np.float64),
+            params,
+            new_refs=st.refs,
+        )
+
+
+def _has_collab(vec: np.ndarray | None, k: int) -> bool:
+    return vec is not None and len(vec) == k
+
+
+def _write_states(conn: psycopg.Connection[Any], st: States) -> None:
+    """Store states and user vectors (no vector for a sum without direction)."""
     # Created by the first batch of a session (and again if that batch rolled back).
     conn.execute(
-        "create temp table if not exists _user_state"
-        " (user_id bigint, weighted_sum vector, ref float8, interactions bigint) on commit delete rows"
+        "create temp table if not exists _user_state (user_id bigint, weighted_sum vector, ref float8,"
+        " interactions bigint, collab_sum vector) on commit delete rows"
     )
-    sums32 = sums.astype(np.float32)
+    sums32 = st.sums.astype(np.float32)
+    collab32 = None if st.collab is None else st.collab.astype(np.float32)
     with conn.cursor().copy("copy _user_state from stdin with (format binary)") as cp:
-        cp.set_types(["int8", "vector", "float8", "int8"])
-        for k, uid in enumerate(users.tolist()):
-            ref = float(refs[k]) if np.isfinite(refs[k]) else None
-            cp.write_row((uid, sums32[k], ref, int(counts[k])))
+        cp.set_types(["int8", "vector", "float8", "int8", "vector"])
+        for i, uid in enumerate(st.users.tolist()):
+            ref = float(st.refs[i]) if np.isfinite(st.refs[i]) else None
+            collab = None if collab32 is None or not collab32[i].any() else collab32[i]
+            cp.write_row((uid, sums32[i], ref, int(st.counts[i]), collab))
     with conn.pipeline():
         conn.execute(
             "update rerankdb.user_state u set weighted_sum = s.weighted_sum,"
             " ref_time = coalesce(to_timestamp(s.ref), '-infinity'), interactions = s.interactions,"
-            " updated_at = now() from _user_state s where u.user_id = s.user_id"
+            " collab_sum = s.collab_sum, updated_at = now() from _user_state s where u.user_id = s.user_id"
         )
-        # The vector table's trigger normalizes; a sum with no direction has no vector.
+        # The vector table's trigger normalizes the text vector; collab is normalized here.
         conn.execute(
-            "insert into rerankdb.user_vectors (user_id, embedding)"
-            " select user_id, weighted_sum from _user_state where vector_norm(weighted_sum) > %s"
-            " order by user_id"
-            " on conflict (user_id) do update set embedding = excluded.embedding, updated_at = now()",
-            [EPS],
+            "insert into rerankdb.user_vectors (user_id, embedding, collab)"
+            " select user_id, weighted_sum,"
+            "  case when vector_norm(collab_sum) > %s then l2_normalize(collab_sum) end"
+            " from _user_state where vector_norm(weighted_sum) > %s order by user_id"
+            " on conflict (user_id) do update set embedding = excluded.embedding, collab = excluded.collab,"
+            " updated_at = now()",
+            [EPS, EPS],
         )
         conn.execute(
             "delete from rerankdb.user_vectors v using _user_state s"
@@ -191,14 +261,22 @@ for update of q skip locked
 """
 
 
-def _item_vectors(conn: psycopg.Connection[Any], item_ids: set[int]) -> dict[int, np.ndarray]:
-    """Vectors of the distinct items of a batch (each fetched once, however many interactions)."""
+def _item_vectors(
+    conn: psycopg.Connection[Any], item_ids: set[int]
+) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+    """(text, collab) vectors of the distinct items of a batch, each fetched once."""
     rows = conn.execute(
-        "select item_id, embedding from rerankdb.item_vectors where item_id = any(%s::bigint[])",
+        "select item_id, embedding, collab from rerankdb.item_vectors where item_id = any(%s::bigint[])",
         [list(item_ids)],
         binary=True,
     ).fetchall()
-    return {i: np.asarray(v.to_numpy()) for i, v in rows}
+    return {
+        i: (np.asarray(v.to_numpy()), None if c is None else np.asarray(c.to_numpy())) for i, v, c in rows
+    }
+
+
+def _collab_dim(item_vecs: dict[int, tuple[np.ndarray, np.ndarray | None]]) -> int | None:
+    return next((len(c) for _, c in item_vecs.values() if c is not None), None)
 
 
 # Test hook: a callable run just before a batch commits (fault injection).
@@ -223,16 +301,10 @@ def refresh_users(
             )
         n_users = 0
         if ready:
-            user_ids = np.array([r[1] for r in ready], dtype=np.int64)
-            users, user_idx = np.unique(user_ids, return_inverse=True)
-            sums, refs, counts = _lock_states(conn, users, dim)
-            stacked = np.stack([item_vecs[r[5]] for r in ready])
-            vecs = interaction_vectors(stacked, [r[3] for r in ready], encoder, params)
-            times = np.array([r[4] for r in ready])
-            weights = np.array([r[2] for r in ready])
-            sums, refs = fold(sums, refs, user_idx, times, weights, vecs, params)
-            counts += np.bincount(user_idx, minlength=len(users))
-            _write_states(conn, users, sums, refs, counts)
+            users = np.unique(np.array([r[1] for r in ready], dtype=np.int64))
+            st = _lock_states(conn, users, dim, _collab_dim(item_vecs))
+            _fold_rows(st, ready, item_vecs, encoder, params)
+            _write_states(conn, st)
             conn.execute(
                 "delete from rerankdb.interaction_queue where interaction_id = any(%s)",
                 [[r[0] for r in ready]],
@@ -282,7 +354,6 @@ def rebuild_users(
             [ids],
         )
         arr = np.array(ids, dtype=np.int64)
-        _lock_states(conn, arr, dim)  # the old states are replaced, but locked first
         rows = conn.execute(
             "select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,"
             " extract(epoch from i.occurred_at)::float8, i.item_id"
@@ -293,27 +364,14 @@ def rebuild_users(
             binary=True,
         ).fetchall()
         item_vecs = _item_vectors(conn, {r[5] for r in rows})
+        k = _collab_dim(item_vecs)
+        _lock_states(conn, arr, dim, k)  # the old states are replaced, but locked first
         ready = [r for r in rows if r[5] in item_vecs]
         waiting = [r for r in rows if r[5] not in item_vecs]
-        sums = np.zeros((len(arr), dim))
-        refs = np.full(len(arr), -np.inf)
-        counts = np.zeros(len(arr), dtype=np.int64)
+        st = _empty_states(arr, dim, k)
         if ready:
-            pos = {u: k for k, u in enumerate(ids)}
-            user_idx = np.array([pos[r[1]] for r in ready])
-            stacked = np.stack([item_vecs[r[5]] for r in ready])
-            vecs = interaction_vectors(stacked, [r[3] for r in ready], encoder, params)
-            sums, refs = fold(
-                sums,
-                refs,
-                user_idx,
-                np.array([r[4] for r in ready]),
-                np.array([r[2] for r in ready]),
-                vecs,
-                params,
-            )
-            counts = np.bincount(user_idx, minlength=len(arr))
-        _write_states(conn, arr, sums, refs, counts)
+            _fold_rows(st, ready, item_vecs, encoder, params)
+        _write_states(conn, st)
         if ready:
             conn.execute(
                 "delete from rerankdb.interaction_queue where interaction_id = any(%s)",

@@ -93,6 +93,7 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
         Column("content_sha256", LargeBinary, nullable=True),
         Column("model", Text, nullable=True),
+        Column("collab", Vector(), nullable=True),
     )
     Index(
         "item_vectors_embedding_hnsw",
@@ -106,6 +107,7 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         Column("user_id", BigInteger, primary_key=True, autoincrement=False),
         Column("embedding", Vector(dim), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+        Column("collab", Vector(), nullable=True),
     )
     _worker_tables(md, dim)
     return md
@@ -145,6 +147,7 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("ref_time", DateTime(timezone=True), nullable=False),
         Column("interactions", BigInteger, nullable=False, server_default=text("0")),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("collab_sum", Vector(), nullable=True),
     )
     Table(
         "worker_state",
@@ -154,4 +157,13 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("last_item_refresh_at", DateTime(timezone=True), nullable=True),
         Column("last_user_refresh_at", DateTime(timezone=True), nullable=True),
         Column("last_rebuild_at", DateTime(timezone=True), nullable=True),
+    )
+    # Revision 0003: collaborative vectors and settings.
+    Table(
+        "settings",
+        md,
+        Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+        Column("collab_weight", REAL, nullable=False, server_default=text("0.7")),
+        Column("collab_dim", Integer, nullable=False, server_default=text("128")),
+        Column("trained_at", DateTime(timezone=True), nullable=True),
     )

@@ -3,8 +3,9 @@
 One refresh thread drains the queues whenever it is woken: by a NOTIFY on
 'rerankdb_work' (sent at the commit of any insert into items or interactions,
 so work starts within milliseconds), or by APScheduler's interval job, the
-fallback poll.  APScheduler's cron job runs the periodic full rebuild when
-RERANKDB_REBUILD_CRON is set.  Both jobs use max_instances=1 and coalescing.
+fallback poll.  APScheduler cron jobs train the collaborative item vectors
+(RERANKDB_TRAIN_CRON, nightly by default) and run a full rebuild when
+RERANKDB_REBUILD_CRON is set.  Every job uses max_instances=1 and coalescing.
 SIGTERM / SIGINT finish the current batch and exit.  A lost database
 connection is retried with exponential backoff; the worker keeps running.
 """
@@ -134,6 +135,19 @@ class Worker:
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", str(exc).strip(), backoff)
                 self.stop.wait(backoff)
 
+    def train(self) -> Any:
+        """Learn collaborative item vectors from the log, then rebuild users (``rerankdb train``)."""
+        from rerankdb.train import train
+
+        with db.connect(self.url, autocommit=True) as conn:
+            return train(conn, self.encoder, self.params, self.dim)
+
+    def _train_job(self) -> None:
+        try:
+            self.train()
+        except Exception:
+            log.exception("scheduled training failed; it runs again at its next time")
+
     def _rebuild_job(self) -> None:
         try:
             n = self.rebuild()
@@ -163,15 +177,24 @@ class Worker:
                 max_instances=1,
                 coalesce=True,
             )
+        if self.settings.train_cron:
+            scheduler.add_job(
+                self._train_job,
+                CronTrigger.from_crontab(self.settings.train_cron, timezone="UTC"),
+                id="train",
+                max_instances=1,
+                coalesce=True,
+            )
         threads = [threading.Thread(target=self._refresh_loop, name="rerankdb-refresh", daemon=True)]
         if self.listen:
             threads.append(threading.Thread(target=self._listen_loop, name="rerankdb-listen", daemon=True))
         log.info(
-            "worker started: encoder %s, poll every %g s, NOTIFY %s, rebuild %s",
+            "worker started: encoder %s, poll every %g s, NOTIFY %s, rebuild %s, train %s",
             self.encoder.name if self.encoder else "none",
             self.settings.poll_seconds,
             "on" if self.listen else "off",
             self.settings.rebuild_cron or "off",
+            self.settings.train_cron or "off",
         )
         self.wake.set()
         for t in threads:

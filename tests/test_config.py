@@ -20,6 +20,8 @@ def test_defaults() -> None:
         1.0,
         None,
     )
+    assert s.train_cron == "0 4 * * *"
+    assert Settings.from_env({"RERANKDB_TRAIN_CRON": "off"}).train_cron is None
     assert s.home.name == "rerankdb"
 
 

@@ -17,7 +17,7 @@ depends_on = None
 FUNCTIONS = [
     "functions/normalize_embedding.sql",
     "functions/dimension.sql",
-    "functions/rerank.sql",
+    "functions/rerank.0001.sql",  # frozen: later revisions apply functions/rerank.sql
     "functions/nearest.sql",
     "functions/recommend.sql",
     "functions/similar_items.sql",

@@ -3,8 +3,11 @@
 -- Input   user_id     the user to personalize for (any bigint; unknown is fine)
 --         candidates  item ids from the application's own retriever
 --         k           return only the first k rows; NULL (default) = all
--- Output  (item_id, score, rank): score is the cosine similarity of the
---         user's and the item's vectors in [-1, 1]; rank counts from 1.
+-- Output  (item_id, score, rank), rank counting from 1.  score, in [-1, 1]:
+--         where the user and the item both have a collaborative vector,
+--         (1 - w) * text cosine + w * collaborative cosine, with
+--         w = rerankdb.settings.collab_weight; otherwise the text cosine alone
+--         (an item nobody has interacted with yet still ranks by its text).
 -- Order   * every distinct non-null candidate comes back exactly once; a
 --           duplicate keeps its first position;
 --         * scored candidates by score, highest first, ties by input position;
@@ -13,8 +16,9 @@
 --           order, score NULL.  Never an error, never a lost row.
 -- Edge    NULL or empty candidates: no rows.  k = 0: no rows.  k < 0: error
 --         22023.  100,000 candidates work.
--- Vectors are stored unit length (rerankdb.normalize_embedding), so cosine
--- similarity is the inner product: -(a <#> b).
+-- Vectors are stored unit length (rerankdb.normalize_embedding, and training
+-- for collab), so cosine similarity is the inner product: -(a <#> b).  Both
+-- vectors of a candidate come from one row: one read per candidate.
 create or replace function rerankdb.rerank(
     user_id bigint,
     candidates bigint[],
@@ -26,6 +30,8 @@ as $fn$
 #variable_conflict use_column
 declare
     user_embedding vector;
+    user_collab vector;
+    w double precision;
 begin
     if k < 0 then
         raise exception 'rerankdb.rerank: k must be NULL or >= 0, got %', k using errcode = '22023';
@@ -34,7 +40,7 @@ begin
         return;
     end if;
 
-    select u.embedding into user_embedding
+    select u.embedding, u.collab into user_embedding, user_collab
     from rerankdb.user_vectors u
     where u.user_id = rerank.user_id;
 
@@ -53,12 +59,21 @@ begin
         return;
     end if;
 
+    w := (select st.collab_weight from rerankdb.settings st);
+    if user_collab is null or w = 0 then
+        user_collab := null;  -- text only: skip the second product
+    end if;
+
     -- Distinct candidates in item_id order (first position kept), so that the
     -- index probes and heap reads below walk the table in ascending order.
     return query
         select s.item_id, s.score, (row_number() over (order by s.score desc nulls last, s.pos))::integer
         from (
-            select c.item_id, c.pos, -(v.embedding <#> user_embedding) as score
+            select c.item_id, c.pos,
+                   case when user_collab is not null and v.collab is not null
+                        then (1 - w) * -(v.embedding <#> user_embedding) + w * -(v.collab <#> user_collab)
+                        else -(v.embedding <#> user_embedding)
+                   end as score
             from (
                 select distinct on (x.item_id) x.item_id, x.pos
                 from unnest(candidates) with ordinality as x(item_id, pos)

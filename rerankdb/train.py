@@ -1,0 +1,113 @@
+"""Collaborative item vectors, learned from the interaction log (``rerankdb train``).
+
+A truncated SVD of the binary user x item matrix of positive interactions
+(weight > 0): item vectors are the rows of V * sqrt(sigma), scaled to unit
+length, stored in ``item_vectors.collab``.  Users then get the same O(1)
+decayed sum in this space as in the text space, so reranking blends a text
+cosine and a collaborative cosine read from the same row.
+
+Chosen by measurement on the MovieLens evaluation (see README): with k = 128
+it matches EASE on uni100 and beats it on pop100, trains in about a second on
+ml-latest-small, and scales as a sparse matrix does: memory O(nnz + (users +
+items) * k) and ARPACK iterations of sparse products, with no items x items
+matrix.  Items nobody has interacted with get no collaborative vector and rank
+by their text; new items get theirs at the next training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+import scipy.sparse as sp
+from scipy.sparse.linalg import svds
+
+from rerankdb import refresh
+from rerankdb.encoder import Encoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    users: int
+    items: int
+    interactions: int
+    dim: int  # 0: not enough data to train
+    seconds: float
+
+
+def item_factors(
+    user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int, k: int
+) -> np.ndarray:
+    """Unit item vectors (n_items, k') from a truncated SVD of the binary matrix; k' <= k."""
+    x = sp.csr_matrix((np.ones(len(user_idx)), (user_idx, item_idx)), shape=(n_users, n_items))
+    x.data[:] = 1.0  # repeated interactions count once
+    k = min(k, min(x.shape) - 1)
+    _, sigma, vt = svds(x, k=k, random_state=0)
+    v = vt.T * np.sqrt(sigma)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    unit: np.ndarray = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    return unit
+
+
+def train(
+    conn: psycopg.Connection[Any],
+    encoder: Encoder | None,
+    params: refresh.FoldParams,
+    dim: int,
+    *,
+    k: int | None = None,
+) -> TrainReport:
+    """Learn and store collaborative item vectors, then rebuild every user."""
+    t0 = time.perf_counter()
+    row = conn.execute("select collab_dim from rerankdb.settings").fetchone()
+    assert row is not None
+    k = k or int(row[0])
+    pairs = conn.execute(
+        "select i.user_id, i.item_id from rerankdb.interactions i"
+        " join rerankdb.interaction_kinds kd on kd.kind = i.kind"
+        " where coalesce(i.weight, kd.weight) > 0"
+        "   and exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id)",
+        binary=True,
+    ).fetchall()
+    if not pairs:
+        return TrainReport(0, 0, 0, 0, time.perf_counter() - t0)
+    arr = np.array(pairs, dtype=np.int64)
+    users, user_idx = np.unique(arr[:, 0], return_inverse=True)
+    items, item_idx = np.unique(arr[:, 1], return_inverse=True)
+    if min(len(users), len(items)) < 3:
+        return TrainReport(len(users), len(items), len(pairs), 0, time.perf_counter() - t0)
+    factors = item_factors(user_idx, item_idx, len(users), len(items), k).astype(np.float32)
+    with conn.transaction():
+        conn.execute("create temp table if not exists _collab (item_id bigint, collab vector) on commit drop")
+        with conn.cursor().copy("copy _collab from stdin with (format binary)") as cp:
+            cp.set_types(["int8", "vector"])
+            for item, vec in zip(items.tolist(), factors, strict=True):
+                if vec.any():
+                    cp.write_row((item, vec))
+        conn.execute(
+            "update rerankdb.item_vectors v set collab = c.collab from _collab c where v.item_id = c.item_id"
+        )
+        conn.execute(
+            "update rerankdb.item_vectors v set collab = null where v.collab is not null"
+            " and not exists (select 1 from _collab c where c.item_id = v.item_id)"
+        )
+        conn.execute("update rerankdb.settings set trained_at = now()")
+    counted = refresh.rebuild_all(conn, encoder, params, dim)
+    seconds = time.perf_counter() - t0
+    log.info(
+        "trained %d-d collaborative vectors for %d items from %d interactions of %d users; "
+        "rebuilt users from %d interactions (%.1f s)",
+        factors.shape[1],
+        len(items),
+        len(pairs),
+        len(users),
+        counted,
+        seconds,
+    )
+    return TrainReport(len(users), len(items), len(pairs), int(factors.shape[1]), seconds)

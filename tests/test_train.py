@@ -1,0 +1,119 @@
+"""Collaborative vectors: training, hybrid reranking, folds in both spaces."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rerankdb import Client, refresh
+from rerankdb.train import item_factors, train
+from tests.helpers import load_items
+
+DIM = 384
+PARAMS = refresh.FoldParams.from_days(30.0, 0.0)
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def vectors(conn: Any, table: str, column: str, key: str) -> dict[int, np.ndarray]:
+    rows = conn.execute(f"select {key}, {column} from rerankdb.{table} where {column} is not null").fetchall()
+    return {i: np.asarray(v.to_numpy(), dtype=np.float64) for i, v in rows}
+
+
+@pytest.fixture
+def world(client: Client, conn: Any, rng: np.random.Generator) -> dict[str, Any]:
+    """60 items in two taste groups (text vectors random), 40 users each liking one group."""
+    load_items(client, rng.standard_normal((60, DIM)))
+    rows = []
+    for u in range(1, 41):
+        group = range(1, 31) if u <= 20 else range(31, 59)  # items 59, 60: nobody
+        for k, i in enumerate(rng.choice(list(group), 12, replace=False)):
+            rows.append((u, int(i), "like", T0 + timedelta(hours=k)))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into rerankdb.interactions (user_id, item_id, kind, occurred_at) values (%s, %s, %s, %s)",
+            rows,
+        )
+    refresh.drain(conn, None, PARAMS, DIM)
+    report = train(conn, None, PARAMS, DIM, k=8)
+    assert report.dim == 8 and report.items == 58 and report.users == 40
+    return {"rows": rows}
+
+
+def test_items_with_interactions_get_unit_collab_vectors(conn: Any, world: Any) -> None:
+    collab = vectors(conn, "item_vectors", "collab", "item_id")
+    assert set(collab) == set(range(1, 59)), "items nobody touched stay text-only"
+    for v in collab.values():
+        assert len(v) == 8 and np.linalg.norm(v) == pytest.approx(1.0, abs=1e-5)
+    users = vectors(conn, "user_vectors", "collab", "user_id")
+    assert set(users) == set(range(1, 41))
+    # taste groups are separated in the collaborative space
+    assert users[1] @ collab[5] > users[1] @ collab[40]
+
+
+def test_hybrid_score_blends_the_two_cosines(conn: Any, world: Any) -> None:
+    text_u = vectors(conn, "user_vectors", "embedding", "user_id")[3]
+    col_u = vectors(conn, "user_vectors", "collab", "user_id")[3]
+    text_i = vectors(conn, "item_vectors", "embedding", "item_id")
+    col_i = vectors(conn, "item_vectors", "collab", "item_id")
+    cands = [5, 40, 59, 12]
+    for w in (0.0, 0.3, 1.0):
+        conn.execute("update rerankdb.settings set collab_weight = %s", [w])
+        got = dict(
+            conn.execute("select item_id, score from rerankdb.rerank(3, %s::bigint[])", [cands]).fetchall()
+        )
+        for i in cands:
+            want = (
+                text_u @ text_i[i] if i not in col_i else (1 - w) * text_u @ text_i[i] + w * col_u @ col_i[i]
+            )
+            assert got[i] == pytest.approx(want, abs=1e-5), (w, i)
+    conn.execute("update rerankdb.settings set collab_weight = 0.7")
+    ranked = [
+        r[0] for r in conn.execute("select item_id from rerankdb.rerank(3, array[40, 41, 5, 6])").fetchall()
+    ]
+    assert set(ranked[:2]) == {5, 6}, "user 3 likes the first group"
+
+
+def test_incremental_folds_after_training_equal_a_rebuild(
+    conn: Any, world: Any, rng: np.random.Generator
+) -> None:
+    more = [
+        (int(rng.integers(1, 41)), int(rng.integers(1, 61)), "view", T0 + timedelta(days=3))
+        for _ in range(50)
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into rerankdb.interactions (user_id, item_id, kind, occurred_at) values (%s, %s, %s, %s)",
+            more,
+        )
+    refresh.drain(conn, None, PARAMS, DIM)
+    before = {t: vectors(conn, "user_vectors", t, "user_id") for t in ("embedding", "collab")}
+    refresh.rebuild_all(conn, None, PARAMS, DIM)
+    after = {t: vectors(conn, "user_vectors", t, "user_id") for t in ("embedding", "collab")}
+    for t in before:
+        assert before[t].keys() == after[t].keys()
+        for u in before[t]:
+            assert np.abs(before[t][u] - after[t][u]).max() <= 1e-5, (t, u)
+
+
+def test_new_items_rank_by_text_until_the_next_training(conn: Any, client: Client, world: Any) -> None:
+    text_u = vectors(conn, "user_vectors", "embedding", "user_id")[7]
+    load_items(client, np.vstack([text_u, -text_u]), ids=[100, 101])  # a new item just like user 7's taste
+    got = dict(conn.execute("select item_id, score from rerankdb.rerank(7, array[100, 101])").fetchall())
+    assert got[100] == pytest.approx(1.0, abs=1e-5) and got[101] == pytest.approx(-1.0, abs=1e-5)
+
+
+def test_training_with_too_little_data_changes_nothing(conn: Any) -> None:
+    report = train(conn, None, PARAMS, DIM)
+    assert report.dim == 0
+    assert conn.execute("select trained_at from rerankdb.settings").fetchone() == (None,)
+
+
+def test_item_factors_shape_and_units() -> None:
+    users = np.array([0, 0, 1, 1, 2, 3, 3])
+    items = np.array([0, 1, 0, 1, 2, 2, 3])
+    f = item_factors(users, items, 4, 5, k=16)
+    assert f.shape == (5, 3)  # k capped below min(users, items)
+    assert np.allclose(np.linalg.norm(f[:4], axis=1), 1.0) and not f[4].any()  # item 4: no interactions
