@@ -24,6 +24,7 @@ from rerankdb import Client, Item, db, migrate, refresh
 from rerankdb.config import Settings
 from rerankdb.eval import metrics
 from rerankdb.eval.movielens import LISTS, Protocol, Rating, build, write_lists
+from rerankdb.train import train
 
 DATABASE = "rerankdb_eval"
 DAY = 86400.0
@@ -42,6 +43,7 @@ REFERENCE = {
 class Config:
     half_life_days: float | None
     weighting: str  # flat: every rating weighs 1; linear: rating / 2.5; centered: rating - 3
+    collab_weight: float = 0.0  # 0: text only; 1: collaborative only (text where none)
 
     def weight(self, rating: float) -> float | None:
         if self.weighting == "flat":
@@ -53,10 +55,15 @@ class Config:
     @property
     def label(self) -> str:
         hl = "no decay" if self.half_life_days is None else f"half-life {self.half_life_days:g} d"
-        return f"{hl}, {self.weighting} weights"
+        return f"{hl}, {self.weighting} weights, collab weight {self.collab_weight:g}"
 
 
-GRID = [Config(h, w) for h in (None, 30.0, 180.0, 730.0) for w in ("flat", "linear", "centered")]
+# Half-life and weighting need a rebuild each; the collab weight is read by
+# rerank at query time, so it is tuned inside each rebuild for free.
+FOLDS = [(h, w) for h in (None, 30.0, 180.0, 730.0) for w in ("flat", "linear", "centered")]
+COLLAB_WEIGHTS = (0.0, 0.3, 0.5, 0.7, 0.85, 1.0)
+GRID = [Config(h, w, c) for h, w in FOLDS for c in COLLAB_WEIGHTS]
+COLD_TARGET_MAX = 10  # the cold-start slice: targets with at most this many training interactions
 
 
 def _log(message: str) -> None:
@@ -103,6 +110,10 @@ def reweight(conn: psycopg.Connection[Any], config: Config) -> None:
         f"update rerankdb.interactions i set weight = {expr} from public.eval_ratings r"
         " where r.interaction_id = i.interaction_id"
     )
+
+
+def set_collab_weight(conn: psycopg.Connection[Any], weight: float) -> None:
+    conn.execute("update rerankdb.settings set collab_weight = %s", [weight])
 
 
 def rerank_lists(conn: psycopg.Connection[Any], lists: dict[int, list[int]]) -> dict[int, list[int]]:
@@ -185,32 +196,39 @@ def run(
         timings["embed items"] = time.perf_counter() - t0
         _log(f"embedded {report.items_embedded:,} items in {timings['embed items']:.1f} s ({encoder.name})")
 
-        # Validation: histories before the validation targets; tune on them.
+        # Validation: histories before the validation targets; train and tune on them.
         t0 = time.perf_counter()
         insert_ratings(conn, [r for s in proto.splits["validation"] for r in s.history], GRID[0])
         refresh.drain(conn, encoder, refresh.FoldParams(None, 0.0), dim)
+        trained = train(conn, encoder, refresh.FoldParams(None, 0.0), dim)
+        timings["train collaborative vectors"] = trained.seconds
+        _log(
+            f"trained {trained.dim}-d collaborative vectors for {trained.items:,} items "
+            f"in {trained.seconds:.1f} s (including the rebuild of every user)"
+        )
         val_targets = {s.user_id: s.target for s in proto.splits["validation"]}
         grid_results: list[dict[str, Any]] = []
-        for config in GRID:
-            reweight(conn, config)
-            params = refresh.FoldParams.from_days(config.half_life_days, 0.0)
-            refresh.rebuild_all(conn, encoder, params, dim)
-            scores = {
-                name: float(
-                    evaluate(rerank_lists(conn, proto.lists["validation"][name]), val_targets)[
-                        "ndcg@10"
-                    ].mean()
-                )
-                for name in LISTS
-            }
-            grid_results.append({"config": asdict(config), "label": config.label, "ndcg@10": scores})
+        for half_life, weighting in FOLDS:
+            reweight(conn, Config(half_life, weighting))
+            refresh.rebuild_all(conn, encoder, refresh.FoldParams.from_days(half_life, 0.0), dim)
+            for cw in COLLAB_WEIGHTS:
+                config = Config(half_life, weighting, cw)
+                set_collab_weight(conn, cw)
+                scores = {
+                    name: float(
+                        evaluate(rerank_lists(conn, proto.lists["validation"][name]), val_targets)[
+                            "ndcg@10"
+                        ].mean()
+                    )
+                    for name in LISTS
+                }
+                grid_results.append({"config": asdict(config), "label": config.label, "ndcg@10": scores})
+            top = max(grid_results[-len(COLLAB_WEIGHTS) :], key=lambda g: sum(g["ndcg@10"].values()))
             _log(
-                f"  validation {config.label:<38} NDCG@10 uni100 {scores['uni100']:.4f}  pop100 {scores['pop100']:.4f}"
+                f"  validation {top['label']:<58} NDCG@10 uni100 {top['ndcg@10']['uni100']:.4f}"
+                f"  pop100 {top['ndcg@10']['pop100']:.4f} (best collab weight for this fold)"
             )
-        best = max(
-            GRID,
-            key=lambda c: sum(next(g for g in grid_results if g["label"] == c.label)["ndcg@10"].values()),
-        )
+        best = Config(**max(grid_results, key=lambda g: sum(g["ndcg@10"].values()))["config"])
         timings["tune on validation"] = time.perf_counter() - t0
         _log(f"chosen on validation: {best.label}")
 
@@ -240,14 +258,33 @@ def run(
                     conn, encoder, refresh.FoldParams.from_days(best.half_life_days, 0.0), dim
                 )
             targets = {s.user_id: s.target for s in proto.splits[split_name]}
-            methods = {
-                "rerankdb": {name: rerank_lists(conn, proto.lists[split_name][name]) for name in LISTS}
-            }
+            methods: dict[str, dict[str, dict[int, list[int]]]] = {}
+            for method, cw in (
+                ("rerankdb hybrid", best.collab_weight),
+                ("rerankdb text only", 0.0),
+                ("rerankdb collaborative only", 1.0),
+            ):
+                set_collab_weight(conn, cw)
+                methods[method] = {name: rerank_lists(conn, proto.lists[split_name][name]) for name in LISTS}
+            set_collab_weight(conn, best.collab_weight)
             methods.update(baselines(proto, split_name, vectors, seed))
             for method, by_list in methods.items():
                 results[split_name][method] = {
                     name: summarize(evaluate(by_list[name], targets), seed) for name in LISTS
                 }
+            # Cold-start slice: targets with few training interactions.
+            pop = proto.popularity[split_name]
+            cold = {u: t for u, t in targets.items() if pop.get(t, 0) <= COLD_TARGET_MAX}
+            results[f"{split_name} cold-start"] = {
+                "users": len(cold),
+                **{
+                    method: {
+                        name: summarize(evaluate({u: methods[method][name][u] for u in cold}, cold), seed)
+                        for name in LISTS
+                    }
+                    for method in ("rerankdb hybrid", "rerankdb text only", "rerankdb collaborative only")
+                },
+            }
     finally:
         conn.close()
     timings["total"] = time.perf_counter() - t_start
@@ -294,6 +331,23 @@ def markdown(summary: dict[str, Any]) -> str:
                 for k in ("ndcg@10", "recall@10", "mrr")
             ]
             lines.append(f"| {method} | {name} | " + " | ".join(cells) + " |")
+    cold = summary["results"].get("test cold-start")
+    if cold:
+        lines += [
+            "",
+            f"Cold-start slice: the {cold['users']} test targets with at most {COLD_TARGET_MAX} "
+            "training interactions, NDCG@10:",
+            "",
+            "| method | uni100 | pop100 |",
+            "|---|---|---|",
+        ]
+        for method in ("rerankdb hybrid", "rerankdb text only", "rerankdb collaborative only"):
+            cells = [
+                f"{cold[method][n]['ndcg@10']['mean']:.3f} "
+                f"[{cold[method][n]['ndcg@10']['ci_low']:.3f}, {cold[method][n]['ndcg@10']['ci_high']:.3f}]"
+                for n in LISTS
+            ]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "Reference NDCG@10 measured elsewhere with this protocol (uni100 / pop100):", ""]
     lines += [
         f"- {k}: {v['uni100']:.2f} / {v['pop100']:.2f}" for k, v in summary["reference_ndcg@10"].items()
@@ -310,13 +364,13 @@ def chart(summary: dict[str, Any], path: Path) -> None:
     test = summary["results"]["test"]
     methods = list(test)
     x = np.arange(len(methods))
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     for k, name in enumerate(LISTS):
         means = [test[m][name]["ndcg@10"]["mean"] for m in methods]
         low = [means[j] - test[m][name]["ndcg@10"]["ci_low"] for j, m in enumerate(methods)]
         high = [test[m][name]["ndcg@10"]["ci_high"] - means[j] for j, m in enumerate(methods)]
         ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=[low, high], capsize=3, label=name)
-    ax.set_xticks(x, methods)
+    ax.set_xticks(x, [m.replace("rerankdb ", "rerankdb\n") for m in methods], fontsize=8)
     ax.set_ylabel("NDCG@10 (test)")
     ax.set_title(f"MovieLens, {summary['users']} users, 95% bootstrap intervals")
     ax.legend()
