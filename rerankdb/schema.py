@@ -94,6 +94,7 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         Column("content_sha256", LargeBinary, nullable=True),
         Column("model", Text, nullable=True),
         Column("collab", Vector(), nullable=True),
+        Column("collab_support", Integer, nullable=True),
     )
     Index(
         "item_vectors_embedding_hnsw",
@@ -164,6 +165,7 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         md,
         Column("singleton", Boolean, primary_key=True, server_default=text("true")),
         Column("collab_weight", REAL, nullable=False, server_default=text("0.7")),
+        Column("collab_shrink", REAL, nullable=False, server_default=text("0")),
         Column("collab_dim", Integer, nullable=False, server_default=text("128")),
         Column("trained_at", DateTime(timezone=True), nullable=True),
     )

@@ -41,12 +41,14 @@ class TrainReport:
     seconds: float
 
 
-def item_factors(
-    user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int, k: int
-) -> np.ndarray:
-    """Unit item vectors (n_items, k') from a truncated SVD of the binary matrix; k' <= k."""
+def binary_matrix(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
     x = sp.csr_matrix((np.ones(len(user_idx)), (user_idx, item_idx)), shape=(n_users, n_items))
     x.data[:] = 1.0  # repeated interactions count once
+    return x
+
+
+def item_factors(x: sp.csr_matrix, k: int) -> np.ndarray:
+    """Unit item vectors (n_items, k') from a truncated SVD of the binary matrix; k' <= k."""
     k = min(k, min(x.shape) - 1)
     _, sigma, vt = svds(x, k=k, random_state=0)
     v = vt.T * np.sqrt(sigma)
@@ -82,19 +84,25 @@ def train(
     items, item_idx = np.unique(arr[:, 1], return_inverse=True)
     if min(len(users), len(items)) < 3:
         return TrainReport(len(users), len(items), len(pairs), 0, time.perf_counter() - t0)
-    factors = item_factors(user_idx, item_idx, len(users), len(items), k).astype(np.float32)
+    x = binary_matrix(user_idx, item_idx, len(users), len(items))
+    factors = item_factors(x, k).astype(np.float32)
+    support = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)  # users per item
     with conn.transaction():
-        conn.execute("create temp table if not exists _collab (item_id bigint, collab vector) on commit drop")
-        with conn.cursor().copy("copy _collab from stdin with (format binary)") as cp:
-            cp.set_types(["int8", "vector"])
-            for item, vec in zip(items.tolist(), factors, strict=True):
-                if vec.any():
-                    cp.write_row((item, vec))
         conn.execute(
-            "update rerankdb.item_vectors v set collab = c.collab from _collab c where v.item_id = c.item_id"
+            "create temp table if not exists _collab (item_id bigint, collab vector, support integer)"
+            " on commit drop"
+        )
+        with conn.cursor().copy("copy _collab from stdin with (format binary)") as cp:
+            cp.set_types(["int8", "vector", "int4"])
+            for item, vec, n in zip(items.tolist(), factors, support.tolist(), strict=True):
+                if vec.any():
+                    cp.write_row((item, vec, n))
+        conn.execute(
+            "update rerankdb.item_vectors v set collab = c.collab, collab_support = c.support"
+            " from _collab c where v.item_id = c.item_id"
         )
         conn.execute(
-            "update rerankdb.item_vectors v set collab = null where v.collab is not null"
+            "update rerankdb.item_vectors v set collab = null, collab_support = null where v.collab is not null"
             " and not exists (select 1 from _collab c where c.item_id = v.item_id)"
         )
         conn.execute("update rerankdb.settings set trained_at = now()")

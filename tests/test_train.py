@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rerankdb import Client, refresh
-from rerankdb.train import item_factors, train
+from rerankdb.train import binary_matrix, item_factors, train
 from tests.helpers import load_items
 
 DIM = 384
@@ -114,6 +114,6 @@ def test_training_with_too_little_data_changes_nothing(conn: Any) -> None:
 def test_item_factors_shape_and_units() -> None:
     users = np.array([0, 0, 1, 1, 2, 3, 3])
     items = np.array([0, 1, 0, 1, 2, 2, 3])
-    f = item_factors(users, items, 4, 5, k=16)
+    f = item_factors(binary_matrix(users, items, 4, 5), k=16)
     assert f.shape == (5, 3)  # k capped below min(users, items)
     assert np.allclose(np.linalg.norm(f[:4], axis=1), 1.0) and not f[4].any()  # item 4: no interactions

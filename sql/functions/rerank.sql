@@ -5,9 +5,11 @@
 --         k           return only the first k rows; NULL (default) = all
 -- Output  (item_id, score, rank), rank counting from 1.  score, in [-1, 1]:
 --         where the user and the item both have a collaborative vector,
---         (1 - w) * text cosine + w * collaborative cosine, with
---         w = rerankdb.settings.collab_weight; otherwise the text cosine alone
---         (an item nobody has interacted with yet still ranks by its text).
+--         (1 - w) * text cosine + w * collaborative cosine, with the item's
+--         w = collab_weight * support / (support + collab_shrink) (settings;
+--         support = how many users the item's vector was learned from);
+--         otherwise the text cosine alone (an item nobody has interacted with
+--         yet still ranks by its text).
 -- Order   * every distinct non-null candidate comes back exactly once; a
 --           duplicate keeps its first position;
 --         * scored candidates by score, highest first, ties by input position;
@@ -32,6 +34,7 @@ declare
     user_embedding vector;
     user_collab vector;
     w double precision;
+    shrink double precision;
 begin
     if k < 0 then
         raise exception 'rerankdb.rerank: k must be NULL or >= 0, got %', k using errcode = '22023';
@@ -59,7 +62,7 @@ begin
         return;
     end if;
 
-    w := (select st.collab_weight from rerankdb.settings st);
+    select st.collab_weight, st.collab_shrink into w, shrink from rerankdb.settings st;
     if user_collab is null or w = 0 then
         user_collab := null;  -- text only: skip the second product
     end if;
@@ -71,7 +74,9 @@ begin
         from (
             select c.item_id, c.pos,
                    case when user_collab is not null and v.collab is not null
-                        then (1 - w) * -(v.embedding <#> user_embedding) + w * -(v.collab <#> user_collab)
+                        then -(v.embedding <#> user_embedding)
+                             + w * v.collab_support / (v.collab_support + shrink)
+                               * (-(v.collab <#> user_collab) + (v.embedding <#> user_embedding))
                         else -(v.embedding <#> user_embedding)
                    end as score
             from (
