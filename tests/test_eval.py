@@ -173,11 +173,20 @@ def test_eval_runs_through_the_product(tmp_path: Path, server_url: str) -> None:
     for name, digest in saved["lists_sha256"].items():
         assert f"{digest}  {name}" in (out / "lists" / "SHA256SUMS").read_text()
     test = saved["results"]["test"]
-    assert set(test) == {"rerankdb", "random", "popularity", "mean of history"}
+    assert set(test) == {
+        "rerankdb hybrid",
+        "rerankdb text only",
+        "rerankdb collaborative only",
+        "random",
+        "popularity",
+        "mean of history",
+    }
+    cold = saved["results"]["test cold-start"]
+    assert cold["users"] >= 0 and "rerankdb hybrid" in cold
     for by_list in test.values():
         for list_name in ("uni100", "pop100"):
             m = by_list[list_name]["ndcg@10"]
             assert 0 <= m["ci_low"] <= m["mean"] <= m["ci_high"] <= 1
     assert len(saved["tuning"]) == len(runner.GRID)
-    assert "| rerankdb | uni100 |" in (out / "results.md").read_text()
+    assert "| rerankdb hybrid | uni100 |" in (out / "results.md").read_text()
     assert (out / "ndcg10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
