@@ -93,8 +93,6 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
         Column("content_sha256", LargeBinary, nullable=True),
         Column("model", Text, nullable=True),
-        Column("collab", Vector(), nullable=True),
-        Column("collab_support", Integer, nullable=True),
     )
     Index(
         "item_vectors_embedding_hnsw",
@@ -160,6 +158,13 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("last_rebuild_at", DateTime(timezone=True), nullable=True),
     )
     # Revision 0003: collaborative vectors and settings.
+    Table(
+        "item_collab",
+        md,
+        _key_owned_by("item_id", "items.item_id"),
+        Column("collab", Vector(), nullable=False),
+        Column("support", Integer, nullable=False),
+    )
     Table(
         "settings",
         md,

@@ -2,7 +2,7 @@
 
 A truncated SVD of the binary user x item matrix of positive interactions
 (weight > 0): item vectors are the rows of V * sqrt(sigma), scaled to unit
-length, stored in ``item_vectors.collab``.  Users then get the same O(1)
+length, stored in ``rerankdb.item_collab``.  Users then get the same O(1)
 decayed sum in this space as in the text space, so reranking blends a text
 cosine and a collaborative cosine read from the same row.
 
@@ -97,13 +97,12 @@ def train(
             for item, vec, n in zip(items.tolist(), factors, support.tolist(), strict=True):
                 if vec.any():
                     cp.write_row((item, vec, n))
+        # Replace every vector in one transaction (readers see old or new, never a mix).
+        conn.execute("delete from rerankdb.item_collab")
         conn.execute(
-            "update rerankdb.item_vectors v set collab = c.collab, collab_support = c.support"
-            " from _collab c where v.item_id = c.item_id"
-        )
-        conn.execute(
-            "update rerankdb.item_vectors v set collab = null, collab_support = null where v.collab is not null"
-            " and not exists (select 1 from _collab c where c.item_id = v.item_id)"
+            "insert into rerankdb.item_collab (item_id, collab, support)"
+            " select c.item_id, c.collab, c.support from _collab c"
+            " join rerankdb.items i on i.item_id = c.item_id order by c.item_id"
         )
         conn.execute("update rerankdb.settings set trained_at = now()")
     counted = refresh.rebuild_all(conn, encoder, params, dim)

@@ -7,7 +7,8 @@
 --         where the user and the item both have a collaborative vector,
 --         (1 - w) * text cosine + w * collaborative cosine, with the item's
 --         w = collab_weight * support / (support + collab_shrink) (settings;
---         support = how many users the item's vector was learned from);
+--         support = how many users the item's vector in rerankdb.item_collab
+--         was learned from);
 --         otherwise the text cosine alone (an item nobody has interacted with
 --         yet still ranks by its text).
 -- Order   * every distinct non-null candidate comes back exactly once; a
@@ -19,8 +20,9 @@
 -- Edge    NULL or empty candidates: no rows.  k = 0: no rows.  k < 0: error
 --         22023.  100,000 candidates work.
 -- Vectors are stored unit length (rerankdb.normalize_embedding, and training
--- for collab), so cosine similarity is the inner product: -(a <#> b).  Both
--- vectors of a candidate come from one row: one read per candidate.
+-- for collab), so cosine similarity is the inner product: -(a <#> b).  The
+-- collaborative table is read only when the user has a collaborative vector
+-- and collab_weight > 0.
 create or replace function rerankdb.rerank(
     user_id bigint,
     candidates bigint[],
@@ -68,15 +70,33 @@ begin
     end if;
 
     -- Distinct candidates in item_id order (first position kept), so that the
-    -- index probes and heap reads below walk the table in ascending order.
+    -- index probes and heap reads below walk the tables in ascending order.
+    if user_collab is null then
+        return query
+            select s.item_id, s.score, (row_number() over (order by s.score desc nulls last, s.pos))::integer
+            from (
+                select c.item_id, c.pos, -(v.embedding <#> user_embedding) as score
+                from (
+                    select distinct on (x.item_id) x.item_id, x.pos
+                    from unnest(candidates) with ordinality as x(item_id, pos)
+                    where x.item_id is not null
+                    order by x.item_id, x.pos
+                ) c
+                left join rerankdb.item_vectors v on v.item_id = c.item_id
+            ) s
+            order by s.score desc nulls last, s.pos
+            limit k;
+        return;
+    end if;
+
     return query
         select s.item_id, s.score, (row_number() over (order by s.score desc nulls last, s.pos))::integer
         from (
             select c.item_id, c.pos,
-                   case when user_collab is not null and v.collab is not null
+                   case when ic.collab is not null
                         then -(v.embedding <#> user_embedding)
-                             + w * v.collab_support / (v.collab_support + shrink)
-                               * (-(v.collab <#> user_collab) + (v.embedding <#> user_embedding))
+                             + w * ic.support / (ic.support + shrink)
+                               * (-(ic.collab <#> user_collab) + (v.embedding <#> user_embedding))
                         else -(v.embedding <#> user_embedding)
                    end as score
             from (
@@ -86,6 +106,7 @@ begin
                 order by x.item_id, x.pos
             ) c
             left join rerankdb.item_vectors v on v.item_id = c.item_id
+            left join rerankdb.item_collab ic on ic.item_id = c.item_id and v.item_id is not null
         ) s
         order by s.score desc nulls last, s.pos
         limit k;

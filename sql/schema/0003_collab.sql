@@ -1,14 +1,19 @@
 -- rerankdb 0003: collaborative vectors beside the text vectors.  Frozen once released.
 --
--- `collab` is a unit vector learned from the interaction log by `rerankdb
--- train` (its dimension is set by training, the same for every row).  It
--- sits in the same row as the text vector so that reranking still reads one
--- row per candidate.  NULL: not trained yet (a new item, or no interactions),
--- and then the item ranks by its text alone.
-alter table rerankdb.item_vectors add column collab vector null;
--- How many users the collaborative vector was learned from: a vector learned
--- from a handful of users weighs less (see collab_shrink).
-alter table rerankdb.item_vectors add column collab_support integer null;
+-- An item's collaborative vector is a unit vector learned from the
+-- interaction log by `rerankdb train` (its dimension is set by training, the
+-- same for every row).  It lives in a table of its own, not in item_vectors:
+-- retraining rewrites every row, which in item_vectors would re-insert every
+-- item into the HNSW index, and text + collaborative vector in one row would
+-- pass PostgreSQL's 2 kB TOAST threshold.  No row: not trained yet (a new
+-- item, or nobody interacted with it), and the item ranks by its text alone.
+create table rerankdb.item_collab (
+    item_id bigint primary key references rerankdb.items (item_id) on delete cascade,
+    collab vector not null,
+    -- how many users the vector was learned from: a vector learned from a
+    -- handful of users weighs less (see settings.collab_shrink)
+    support integer not null check (support > 0)
+);
 alter table rerankdb.user_vectors add column collab vector null;
 alter table rerankdb.user_state add column collab_sum vector null;
 
