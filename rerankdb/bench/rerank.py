@@ -9,6 +9,8 @@ of the schema) into a database of its own, then measures for 10, 100 and
   ``... where item_id = any($2) order by embedding <=> user_vector``;
 * wall-clock latency seen by a Python client for rerankdb (Client.rerank),
   the naive SQL, and client-side reranking (fetch the vectors, score in numpy);
+* server time of hybrid reranking (text + collaborative vectors) beside
+  text-only, the same candidates;
 * reranks/second with 1 and 2 client processes.
 """
 
@@ -191,10 +193,54 @@ def throughput_table(url: str, args: argparse.Namespace) -> None:
     print(table(["candidates", "connections", "rerankdb", "naive SQL", "ratio"], rows))
 
 
+def hybrid_table(url: str, args: argparse.Namespace) -> None:
+    """Text-only against hybrid (text + collaborative) reranking, in the same run."""
+    rng = np.random.default_rng(args.seed)
+    k = args.collab_dim
+    with db.connect(url, autocommit=True) as conn:
+        conn.execute("delete from rerankdb.item_collab")
+        conn.execute("update rerankdb.user_vectors set collab = null")
+        with (
+            conn.transaction(),
+            conn.cursor().copy(
+                "copy rerankdb.item_collab (item_id, collab, support) from stdin with (format binary)"
+            ) as cp,
+        ):
+            cp.set_types(["int8", "vector", "int4"])
+            for item in range(1, args.items + 1):
+                v = rng.standard_normal(k).astype(np.float32)
+                cp.write_row((item, v / np.linalg.norm(v), 10))
+        conn.execute("vacuum analyze rerankdb.item_collab")
+        rows = []
+        for n in args.sizes:
+            work = Workload(args.items, args.users, n, args.seed + n)
+            conn.execute("update rerankdb.user_vectors set collab = null")
+            text50, _ = p50_p99(server_ms(conn, RERANK_SQL, work, args.repeats))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "update rerankdb.user_vectors set collab = %s where user_id = %s",
+                    [(_unit(rng, k), u) for u in range(1, args.users + 1)],
+                )
+            conn.execute("update rerankdb.settings set collab_weight = 0.7")
+            hyb50, hyb99 = p50_p99(server_ms(conn, RERANK_SQL, work, args.repeats))
+            rows.append([n, f"{text50:.3f}", f"{hyb50:.3f}", f"{hyb99:.3f}", f"{hyb50 / text50:.2f}x"])
+        conn.execute("delete from rerankdb.item_collab")
+        conn.execute("update rerankdb.user_vectors set collab = null")
+    print(f"\nHybrid reranking ({k}-d collaborative vectors for every item and user), server ms")
+    print(table(["candidates", "text-only p50", "hybrid p50", "hybrid p99", "hybrid / text"], rows))
+
+
+def _unit(rng: np.random.Generator, k: int) -> np.ndarray:
+    v = rng.standard_normal(k).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
 def run(args: argparse.Namespace) -> None:
     url = args.url or bench_url(Settings.from_env())
     load(url, args.items, args.users, args.seed)
     latency_tables(url, args)
+    if args.collab_dim:
+        hybrid_table(url, args)
     throughput_table(url, args)
 
 
@@ -207,3 +253,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=300, help="measured calls per figure")
     p.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput figure")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--collab-dim", type=int, default=128, help="hybrid figures with k-d collab vectors; 0: skip"
+    )
