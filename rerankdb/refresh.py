@@ -266,8 +266,7 @@ def _item_vectors(
 ) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
     """(text, collab) vectors of the distinct items of a batch, each fetched once."""
     rows = conn.execute(
-        "select v.item_id, v.embedding, c.collab from rerankdb.item_vectors v"
-        " left join rerankdb.item_collab c on c.item_id = v.item_id where v.item_id = any(%s::bigint[])",
+        "select item_id, embedding, collab from rerankdb.item_rank where item_id = any(%s::bigint[])",
         [list(item_ids)],
         binary=True,
     ).fetchall()

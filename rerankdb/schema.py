@@ -159,11 +159,13 @@ def _worker_tables(md: MetaData, dim: int) -> None:
     )
     # Revision 0003: collaborative vectors and settings.
     Table(
-        "item_collab",
+        "item_rank",
         md,
         _key_owned_by("item_id", "items.item_id"),
-        Column("collab", Vector(), nullable=False),
-        Column("support", Integer, nullable=False),
+        Column("embedding", Vector(dim), nullable=False),
+        Column("collab", Vector(), nullable=True),
+        Column("support", Integer, nullable=True),
+        postgresql_with={"toast_tuple_target": "4080"},
     )
     Table(
         "settings",

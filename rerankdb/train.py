@@ -2,7 +2,7 @@
 
 A truncated SVD of the binary user x item matrix of positive interactions
 (weight > 0): item vectors are the rows of V * sqrt(sigma), scaled to unit
-length, stored in ``rerankdb.item_collab``.  Users then get the same O(1)
+length, stored in ``rerankdb.item_rank`` beside a copy of the text vector.  Users then get the same O(1)
 decayed sum in this space as in the text space, so reranking blends a text
 cosine and a collaborative cosine read from the same row.
 
@@ -98,11 +98,13 @@ def train(
                 if vec.any():
                     cp.write_row((item, vec, n))
         # Replace every vector in one transaction (readers see old or new, never a mix).
-        conn.execute("delete from rerankdb.item_collab")
         conn.execute(
-            "insert into rerankdb.item_collab (item_id, collab, support)"
-            " select c.item_id, c.collab, c.support from _collab c"
-            " join rerankdb.items i on i.item_id = c.item_id order by c.item_id"
+            "update rerankdb.item_rank r set collab = c.collab, support = c.support"
+            " from _collab c where r.item_id = c.item_id"
+        )
+        conn.execute(
+            "update rerankdb.item_rank r set collab = null, support = null where r.collab is not null"
+            " and not exists (select 1 from _collab c where c.item_id = r.item_id)"
         )
         conn.execute("update rerankdb.settings set trained_at = now()")
     counted = refresh.rebuild_all(conn, encoder, params, dim)

@@ -20,11 +20,11 @@ from rerankdb.schema import build_metadata
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_TABLES = {
     "config", "items", "interaction_kinds", "interactions", "item_vectors", "user_vectors",
-    "item_queue", "interaction_queue", "user_state", "worker_state", "status", "settings", "item_collab",
+    "item_queue", "interaction_queue", "user_state", "worker_state", "status", "settings", "item_rank",
 }  # fmt: skip
 EXPECTED_FUNCTIONS = {
     "dimension", "normalize_embedding", "rerank", "nearest", "recommend", "similar_items",
-    "enqueue_item", "enqueue_interaction", "release_deferred", "notify_worker",
+    "enqueue_item", "enqueue_interaction", "release_deferred", "notify_worker", "sync_item_rank",
 }  # fmt: skip
 
 

@@ -43,7 +43,7 @@ def world(client: Client, conn: Any, rng: np.random.Generator) -> dict[str, Any]
 
 
 def test_items_with_interactions_get_unit_collab_vectors(conn: Any, world: Any) -> None:
-    collab = vectors(conn, "item_collab", "collab", "item_id")
+    collab = vectors(conn, "item_rank", "collab", "item_id")
     assert set(collab) == set(range(1, 59)), "items nobody touched stay text-only"
     for v in collab.values():
         assert len(v) == 8 and np.linalg.norm(v) == pytest.approx(1.0, abs=1e-5)
@@ -57,7 +57,7 @@ def test_hybrid_score_blends_the_two_cosines(conn: Any, world: Any) -> None:
     text_u = vectors(conn, "user_vectors", "embedding", "user_id")[3]
     col_u = vectors(conn, "user_vectors", "collab", "user_id")[3]
     text_i = vectors(conn, "item_vectors", "embedding", "item_id")
-    col_i = vectors(conn, "item_collab", "collab", "item_id")
+    col_i = vectors(conn, "item_rank", "collab", "item_id")
     cands = [5, 40, 59, 12]
     for w in (0.0, 0.3, 1.0):
         conn.execute("update rerankdb.settings set collab_weight = %s", [w])

@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    apply_sql("functions/sync_item_rank.sql")
     apply_sql("schema/0003_collab.sql")
     apply_sql("functions/rerank.sql")
 

@@ -7,8 +7,8 @@
 --         where the user and the item both have a collaborative vector,
 --         (1 - w) * text cosine + w * collaborative cosine, with the item's
 --         w = collab_weight * support / (support + collab_shrink) (settings;
---         support = how many users the item's vector in rerankdb.item_collab
---         was learned from);
+--         support = how many users the item's collaborative vector was
+--         learned from);
 --         otherwise the text cosine alone (an item nobody has interacted with
 --         yet still ranks by its text).
 -- Order   * every distinct non-null candidate comes back exactly once; a
@@ -20,9 +20,9 @@
 -- Edge    NULL or empty candidates: no rows.  k = 0: no rows.  k < 0: error
 --         22023.  100,000 candidates work.
 -- Vectors are stored unit length (rerankdb.normalize_embedding, and training
--- for collab), so cosine similarity is the inner product: -(a <#> b).  The
--- collaborative table is read only when the user has a collaborative vector
--- and collab_weight > 0.
+-- for collab), so cosine similarity is the inner product: -(a <#> b).  Item
+-- vectors are read from rerankdb.item_rank, which holds both vectors of an
+-- item in one row: one read per candidate.
 create or replace function rerankdb.rerank(
     user_id bigint,
     candidates bigint[],
@@ -82,7 +82,7 @@ begin
                     where x.item_id is not null
                     order by x.item_id, x.pos
                 ) c
-                left join rerankdb.item_vectors v on v.item_id = c.item_id
+                left join rerankdb.item_rank v on v.item_id = c.item_id
             ) s
             order by s.score desc nulls last, s.pos
             limit k;
@@ -93,10 +93,10 @@ begin
         select s.item_id, s.score, (row_number() over (order by s.score desc nulls last, s.pos))::integer
         from (
             select c.item_id, c.pos,
-                   case when ic.collab is not null
+                   case when v.collab is not null
                         then -(v.embedding <#> user_embedding)
-                             + w * ic.support / (ic.support + shrink)
-                               * (-(ic.collab <#> user_collab) + (v.embedding <#> user_embedding))
+                             + w * v.support / (v.support + shrink)
+                               * (-(v.collab <#> user_collab) + (v.embedding <#> user_embedding))
                         else -(v.embedding <#> user_embedding)
                    end as score
             from (
@@ -105,8 +105,7 @@ begin
                 where x.item_id is not null
                 order by x.item_id, x.pos
             ) c
-            left join rerankdb.item_vectors v on v.item_id = c.item_id
-            left join rerankdb.item_collab ic on ic.item_id = c.item_id and v.item_id is not null
+            left join rerankdb.item_rank v on v.item_id = c.item_id
         ) s
         order by s.score desc nulls last, s.pos
         limit k;

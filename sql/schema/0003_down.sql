@@ -1,5 +1,7 @@
 -- rerankdb 0003 downgrade: back to text vectors only (0002).
-drop table rerankdb.settings;
-drop table rerankdb.item_collab;
+drop trigger item_vectors_sync_rank on rerankdb.item_vectors;
+drop trigger item_vectors_unsync_rank on rerankdb.item_vectors;
+drop function rerankdb.sync_item_rank();
+drop table rerankdb.settings, rerankdb.item_rank;
 alter table rerankdb.user_vectors drop column collab;
 alter table rerankdb.user_state drop column collab_sum;
