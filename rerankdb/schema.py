@@ -173,6 +173,6 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("singleton", Boolean, primary_key=True, server_default=text("true")),
         Column("collab_weight", REAL, nullable=False, server_default=text("0.7")),
         Column("collab_shrink", REAL, nullable=False, server_default=text("0")),
-        Column("collab_dim", Integer, nullable=False, server_default=text("128")),
+        Column("collab_dim", Integer, nullable=False, server_default=text("64")),
         Column("trained_at", DateTime(timezone=True), nullable=True),
     )

@@ -61,10 +61,11 @@ class Config:
 
 # Half-life and weighting need a rebuild each; the collab weight and shrink
 # are read by rerank at query time, so they are tuned inside each rebuild.
+# The choice: best NDCG@10 on validation (see choose()).
 # (Centered weights, rating - 3, were measured worse than flat everywhere on
 # validation and left out of the grid to keep the eval short.)
 FOLDS = [(h, w) for h in (None, 30.0, 180.0, 730.0) for w in ("flat", "linear")]
-BLENDS = [(0.0, 0.0)] + [(c, s) for c in (0.5, 0.7, 0.85, 1.0) for s in (0.0, 10.0, 30.0)]
+BLENDS = [(0.0, 0.0)] + [(c, s) for c in (0.5, 0.7, 0.85, 1.0) for s in (0.0, 10.0, 30.0, 100.0)]
 GRID = [Config(h, w, c, s) for h, w in FOLDS for c, s in BLENDS]
 COLD_TARGET_MAX = 10  # the cold-start slice: targets with at most this many training interactions
 
@@ -113,6 +114,18 @@ def reweight(conn: psycopg.Connection[Any], config: Config) -> None:
         f"update rerankdb.interactions i set weight = {expr} from public.eval_ratings r"
         " where r.interaction_id = i.interaction_id"
     )
+
+
+def choose(grid: list[dict[str, Any]]) -> Config:
+    """The best validation NDCG@10, both lists summed.
+
+    (Also requiring "no worse than text only on the validation cold-start
+    slice" was tried: it picks a shrink that favours rare items through the
+    different scales of the two cosines, and loses 0.13 NDCG@10 on uni100.
+    Calibrating the two scores is the better fix; the cold-slice figures of
+    every configuration are kept in results.json.)
+    """
+    return Config(**max(grid, key=lambda g: sum(g["ndcg@10"].values()))["config"])
 
 
 def set_blend(conn: psycopg.Connection[Any], weight: float, shrink: float) -> None:
@@ -211,27 +224,37 @@ def run(
         )
         val_targets = {s.user_id: s.target for s in proto.splits["validation"]}
         grid_results: list[dict[str, Any]] = []
+        val_pop = proto.popularity["validation"]
+        val_cold = sorted(u for u, t in val_targets.items() if val_pop.get(t, 0) <= COLD_TARGET_MAX)
         for half_life, weighting in FOLDS:
             reweight(conn, Config(half_life, weighting))
             refresh.rebuild_all(conn, encoder, refresh.FoldParams.from_days(half_life, 0.0), dim)
             for cw, shrink in BLENDS:
                 config = Config(half_life, weighting, cw, shrink)
                 set_blend(conn, cw, shrink)
-                scores = {
-                    name: float(
-                        evaluate(rerank_lists(conn, proto.lists["validation"][name]), val_targets)[
-                            "ndcg@10"
-                        ].mean()
+                scores, cold_scores = {}, {}
+                for name in LISTS:
+                    ranked = rerank_lists(conn, proto.lists["validation"][name])
+                    ndcg = evaluate(ranked, val_targets)["ndcg@10"]
+                    users = sorted(ranked)
+                    scores[name] = float(ndcg.mean())
+                    cold_scores[name] = (
+                        float(np.mean([ndcg[users.index(u)] for u in val_cold])) if val_cold else 0.0
                     )
-                    for name in LISTS
-                }
-                grid_results.append({"config": asdict(config), "label": config.label, "ndcg@10": scores})
+                grid_results.append(
+                    {
+                        "config": asdict(config),
+                        "label": config.label,
+                        "ndcg@10": scores,
+                        "cold ndcg@10": cold_scores,
+                    }
+                )
             top = max(grid_results[-len(BLENDS) :], key=lambda g: sum(g["ndcg@10"].values()))
             _log(
                 f"  validation {top['label']:<58} NDCG@10 uni100 {top['ndcg@10']['uni100']:.4f}"
                 f"  pop100 {top['ndcg@10']['pop100']:.4f} (best blend for this fold)"
             )
-        best = Config(**max(grid_results, key=lambda g: sum(g["ndcg@10"].values()))["config"])
+        best = choose(grid_results)
         timings["tune on validation"] = time.perf_counter() - t0
         _log(f"chosen on validation: {best.label}")
 

@@ -47,7 +47,7 @@ create table rerankdb.settings (
     -- a vector learned from few users leans on the text.
     collab_weight real not null default 0.7 check (collab_weight >= 0 and collab_weight <= 1),
     collab_shrink real not null default 0 check (collab_shrink >= 0 and collab_shrink < 'Infinity'),
-    collab_dim integer not null default 128 check (collab_dim between 2 and 600),
+    collab_dim integer not null default 64 check (collab_dim between 2 and 600),
     trained_at timestamptz null
 );
 insert into rerankdb.settings default values;
