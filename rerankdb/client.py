@@ -363,6 +363,34 @@ class Client:
             _check_k(k, allow_none=True),
         )
 
+    def rerank_scored(
+        self,
+        user_id: int,
+        candidates: Sequence[int],
+        base_scores: Sequence[float | None],
+        weight: float = 0.5,
+        k: int | None = None,
+    ) -> list[Ranked]:
+        """``rerankdb.rerank_scored``: the retriever's scores blended with personalization."""
+        if len(base_scores) != len(candidates):
+            raise InvalidInputError(
+                f"base_scores must have one score per candidate ({len(candidates)} candidates, "
+                f"{len(base_scores)} scores)"
+            )
+        scores = [None if b is None else float(b) for b in base_scores]
+        if any(b is not None and not math.isfinite(b) for b in scores):
+            raise InvalidInputError("base_scores must be finite numbers")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+            raise InvalidInputError(f"weight must be in [0, 1], got {weight!r}")
+        return self._ranked(
+            "select * from rerankdb.rerank_scored(%s, %s, %s::float8[], %s, %s)",
+            _check_id(user_id, "user_id"),
+            _candidates(candidates),
+            scores,
+            float(weight),
+            _check_k(k, allow_none=True),
+        )
+
     def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> list[Ranked]:
         """``rerankdb.recommend``: the k nearest items to the user's vector."""
         return self._ranked(

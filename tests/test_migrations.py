@@ -24,7 +24,7 @@ EXPECTED_TABLES = {
 }  # fmt: skip
 EXPECTED_FUNCTIONS = {
     "dimension", "normalize_embedding", "rerank", "nearest", "recommend", "similar_items",
-    "enqueue_item", "enqueue_interaction", "release_deferred", "notify_worker", "sync_item_rank",
+    "enqueue_item", "enqueue_interaction", "release_deferred", "notify_worker", "sync_item_rank", "rerank_scored",
 }  # fmt: skip
 
 

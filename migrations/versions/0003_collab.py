@@ -1,4 +1,4 @@
-"""collab: collaborative vectors beside text vectors, settings, hybrid rerank
+"""collab: collaborative vectors beside text vectors, settings, hybrid rerank, rerank_scored
 
 Revision ID: 0003
 Revises: 0002
@@ -19,6 +19,7 @@ def upgrade() -> None:
     apply_sql("functions/sync_item_rank.sql")
     apply_sql("schema/0003_collab.sql")
     apply_sql("functions/rerank.sql")
+    apply_sql("functions/rerank_scored.sql")
 
 
 def downgrade() -> None:

@@ -67,6 +67,7 @@ class Config:
 FOLDS = [(h, w) for h in (None, 30.0, 180.0, 730.0) for w in ("flat", "linear")]
 BLENDS = [(0.0, 0.0)] + [(c, s) for c in (0.5, 0.7, 0.85, 1.0) for s in (0.0, 10.0, 30.0, 100.0)]
 GRID = [Config(h, w, c, s) for h, w in FOLDS for c, s in BLENDS]
+SCORED_WEIGHTS = (0.25, 0.5, 0.75, 0.9)  # rerank_scored's share of personalization
 COLD_TARGET_MAX = 10  # the cold-start slice: targets with at most this many training interactions
 
 
@@ -130,6 +131,21 @@ def choose(grid: list[dict[str, Any]]) -> Config:
 
 def set_blend(conn: psycopg.Connection[Any], weight: float, shrink: float) -> None:
     conn.execute("update rerankdb.settings set collab_weight = %s, collab_shrink = %s", [weight, shrink])
+
+
+def rerank_scored_lists(
+    conn: psycopg.Connection[Any], lists: dict[int, list[int]], pop: dict[int, int], weight: float
+) -> dict[int, list[int]]:
+    """rerankdb.rerank_scored with a popularity 'retriever' score, log(1 + training count)."""
+    out = {}
+    for user, cands in lists.items():
+        base = [float(np.log1p(pop.get(c, 0))) for c in cands]
+        rows = conn.execute(
+            "select item_id from rerankdb.rerank_scored(%s, %s::bigint[], %s::float8[], %s)",
+            [user, db.BigintArray(np.array(cands)), base, weight],
+        ).fetchall()
+        out[user] = [r[0] for r in rows]
+    return out
 
 
 def rerank_lists(conn: psycopg.Connection[Any], lists: dict[int, list[int]]) -> dict[int, list[int]]:
@@ -255,6 +271,27 @@ def run(
                 f"  pop100 {top['ndcg@10']['pop100']:.4f} (best blend for this fold)"
             )
         best = choose(grid_results)
+        # The retriever-score blend (rerank_scored), its weight tuned on validation too.
+        reweight(conn, best)
+        refresh.rebuild_all(conn, encoder, refresh.FoldParams.from_days(best.half_life_days, 0.0), dim)
+        set_blend(conn, best.collab_weight, best.collab_shrink)
+        scored_grid = {}
+        for weight in SCORED_WEIGHTS:
+            scored_grid[weight] = sum(
+                float(
+                    evaluate(
+                        rerank_scored_lists(
+                            conn, proto.lists["validation"][name], proto.popularity["validation"], weight
+                        ),
+                        val_targets,
+                    )["ndcg@10"].mean()
+                )
+                for name in LISTS
+            )
+        scored_weight = max(scored_grid, key=lambda w: scored_grid[w])
+        _log(
+            f"rerank_scored with a popularity score: personalization weight {scored_weight:g} chosen on validation"
+        )
         timings["tune on validation"] = time.perf_counter() - t0
         _log(f"chosen on validation: {best.label}")
 
@@ -293,6 +330,12 @@ def run(
                 set_blend(conn, cw, shrink)
                 methods[method] = {name: rerank_lists(conn, proto.lists[split_name][name]) for name in LISTS}
             set_blend(conn, best.collab_weight, best.collab_shrink)
+            methods[f"rerankdb + popularity score (rerank_scored, weight {scored_weight:g})"] = {
+                name: rerank_scored_lists(
+                    conn, proto.lists[split_name][name], proto.popularity[split_name], scored_weight
+                )
+                for name in LISTS
+            }
             methods.update(baselines(proto, split_name, vectors, seed))
             for method, by_list in methods.items():
                 results[split_name][method] = {
@@ -324,6 +367,7 @@ def run(
         "lists_sha256": sums,
         "tuning": grid_results,
         "chosen": {"config": asdict(best), "label": best.label},
+        "rerank_scored_weight": scored_weight,
         "results": results,
         "reference_ndcg@10": {k: {"uni100": v[0], "pop100": v[1]} for k, v in REFERENCE.items()},
         "seconds": timings,
