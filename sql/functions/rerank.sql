@@ -70,30 +70,12 @@ begin
     end if;
 
     -- Distinct candidates in item_id order (first position kept), so that the
-    -- index probes and heap reads below walk the tables in ascending order.
-    if user_collab is null then
-        return query
-            select s.item_id, s.score, (row_number() over (order by s.score desc nulls last, s.pos))::integer
-            from (
-                select c.item_id, c.pos, -(v.embedding <#> user_embedding) as score
-                from (
-                    select distinct on (x.item_id) x.item_id, x.pos
-                    from unnest(candidates) with ordinality as x(item_id, pos)
-                    where x.item_id is not null
-                    order by x.item_id, x.pos
-                ) c
-                left join rerankdb.item_rank v on v.item_id = c.item_id
-            ) s
-            order by s.score desc nulls last, s.pos
-            limit k;
-        return;
-    end if;
-
+    -- index probes and heap reads below walk the table in ascending order.
     return query
         select s.item_id, s.score, (row_number() over (order by s.score desc nulls last, s.pos))::integer
         from (
             select c.item_id, c.pos,
-                   case when v.collab is not null
+                   case when user_collab is not null and v.collab is not null
                         then -(v.embedding <#> user_embedding)
                              + w * v.support / (v.support + shrink)
                                * (-(v.collab <#> user_collab) + (v.embedding <#> user_embedding))

@@ -13,7 +13,8 @@ create table rerankdb.item_rank (
     item_id bigint primary key references rerankdb.items (item_id) on delete cascade,
     embedding vector not null,
     collab vector null,
-    support integer null check (support > 0)
+    support integer null check (support > 0),
+    check ((collab is null) = (support is null))
 );
 -- Text (1.5 kB at 384-d) and collaborative vectors together pass the default
 -- 2 kB TOAST threshold; keep rows up to 4 kB inline, so a read stays one read.
