@@ -142,18 +142,13 @@ class Worker:
         with db.connect(self.url, autocommit=True) as conn:
             return train(conn, self.encoder, self.params, self.dim)
 
-    def _train_job(self) -> None:
+    def _scheduled(self, name: str, job: Any) -> None:
+        """A cron job: its failure is logged and the job runs again at its next time."""
         try:
-            self.train()
+            job()
+            log.info("scheduled %s done", name)
         except Exception:
-            log.exception("scheduled training failed; it runs again at its next time")
-
-    def _rebuild_job(self) -> None:
-        try:
-            n = self.rebuild()
-            log.info("scheduled rebuild: %d interactions counted", n)
-        except Exception:
-            log.exception("scheduled rebuild failed; it runs again at its next time")
+            log.exception("scheduled %s failed; it runs again at its next time", name)
 
     def run(self, *, install_signals: bool = True) -> None:
         """Run until stop is set (SIGTERM/SIGINT when install_signals)."""
@@ -169,22 +164,19 @@ class Worker:
             max_instances=1,
             coalesce=True,
         )
-        if self.settings.rebuild_cron:
-            scheduler.add_job(
-                self._rebuild_job,
-                CronTrigger.from_crontab(self.settings.rebuild_cron, timezone="UTC"),
-                id="rebuild",
-                max_instances=1,
-                coalesce=True,
-            )
-        if self.settings.train_cron:
-            scheduler.add_job(
-                self._train_job,
-                CronTrigger.from_crontab(self.settings.train_cron, timezone="UTC"),
-                id="train",
-                max_instances=1,
-                coalesce=True,
-            )
+        for name, cron, job in (
+            ("rebuild", self.settings.rebuild_cron, self.rebuild),
+            ("train", self.settings.train_cron, self.train),
+        ):
+            if cron:
+                scheduler.add_job(
+                    self._scheduled,
+                    CronTrigger.from_crontab(cron, timezone="UTC"),
+                    args=[name, job],
+                    id=name,
+                    max_instances=1,
+                    coalesce=True,
+                )
         threads = [threading.Thread(target=self._refresh_loop, name="rerankdb-refresh", daemon=True)]
         if self.listen:
             threads.append(threading.Thread(target=self._listen_loop, name="rerankdb-listen", daemon=True))

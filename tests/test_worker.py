@@ -473,3 +473,19 @@ def test_cli_worker_once_rebuild_status_and_sigterm(db_url: str, conn: Any) -> N
         if proc.poll() is None:
             proc.kill()
     assert proc.stderr is not None and "worker stopped" in proc.stderr.read()
+
+
+def test_scheduled_jobs_log_failures_and_keep_the_worker(
+    db_url: str, conn: Any, catalog: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cron jobs (rebuild, train) run through one wrapper that never lets a failure escape."""
+    worker = Worker(db_url, Settings(), None)
+    add_interactions(conn, [(21, 1, "like", None, None, T0)])
+    worker._scheduled("rebuild", worker.rebuild)
+    assert state_counts(conn) == {21: 1}
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    worker._scheduled("train", broken)
+    assert "scheduled train failed" in caplog.text
