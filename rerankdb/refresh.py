@@ -416,6 +416,7 @@ def rebuild_all(
         if progress is not None:
             progress(min(lo + batch_users, len(users)), len(users))
     conn.execute("update rerankdb.worker_state set last_rebuild_at = now()")
+    conn.execute("select rerankdb.refresh_centers()")
     return counted
 
 

@@ -175,4 +175,9 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("collab_shrink", REAL, nullable=False, server_default=text("0")),
         Column("collab_dim", Integer, nullable=False, server_default=text("64")),
         Column("trained_at", DateTime(timezone=True), nullable=True),
+        # Revision 0004: centered scoring.
+        Column("text_center", Vector(), nullable=True),
+        Column("collab_center", Vector(), nullable=True),
+        Column("text_centering", REAL, nullable=False, server_default=text("1")),
+        Column("collab_centering", REAL, nullable=False, server_default=text("0")),
     )

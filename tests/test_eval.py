@@ -175,9 +175,10 @@ def test_eval_runs_through_the_product(tmp_path: Path, server_url: str) -> None:
     test = saved["results"]["test"]
     scored = [m for m in test if m.startswith("rerankdb + popularity score (rerank_scored, weight ")]
     assert len(scored) == 1
-    assert set(test) - set(scored) == {
+    assert set(test) - set(scored) - {"rerankdb hybrid, niche setting"} == {
         "rerankdb hybrid",
         "rerankdb text only",
+        "rerankdb text only, uncentered (0003)",
         "rerankdb collaborative only",
         "random",
         "popularity",

@@ -25,6 +25,7 @@ EXPECTED_TABLES = {
 EXPECTED_FUNCTIONS = {
     "dimension", "normalize_embedding", "rerank", "nearest", "recommend", "similar_items",
     "enqueue_item", "enqueue_interaction", "release_deferred", "notify_worker", "sync_item_rank", "rerank_scored",
+    "refresh_centers",
 }  # fmt: skip
 
 
@@ -164,3 +165,34 @@ def test_upgrade_from_0001_queues_existing_work_and_downgrade_keeps_data(empty_d
     with psycopg.connect(db.libpq_url(url)) as c:
         assert c.execute("select count(*) from rerankdb.interactions").fetchone() == (2,)
         assert c.execute("select count(*) from rerankdb.item_vectors").fetchone() == (1,)
+
+
+def test_0003_keeps_its_own_rerank_and_0004_downgrades_to_it(empty_db_url: str) -> None:
+    """Released revisions are frozen: at 0003 rerank is 0003's, before and after a round trip to head."""
+    url = empty_db_url
+    vec = "[" + ",".join(["1"] * 384) + "]"
+
+    def rerank_and_settings() -> tuple[list[tuple[int, float]], set[str]]:
+        with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
+            ranked = c.execute(
+                "select item_id, round(score::numeric, 4)::float8 from rerankdb.rerank(7, array[1])"
+            )
+            cols = c.execute(
+                "select column_name from information_schema.columns"
+                " where table_schema = 'rerankdb' and table_name = 'settings'"
+            )
+            return ranked.fetchall(), {r[0] for r in cols}
+
+    migrate.upgrade(url, revision="0003")
+    with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
+        c.execute("insert into rerankdb.items (item_id, content) values (1, 'a')")
+        c.execute("insert into rerankdb.item_vectors (item_id, embedding) values (1, %s)", [vec])
+        c.execute("insert into rerankdb.user_vectors (user_id, embedding) values (7, %s)", [vec])
+    at_0003 = rerank_and_settings()
+    assert at_0003[0] == [(1, 1.0)] and "text_centering" not in at_0003[1]
+    migrate.upgrade(url)
+    assert rerank_and_settings()[0] == [(1, 1.0)]
+    assert {"text_center", "collab_center", "text_centering", "collab_centering"} <= rerank_and_settings()[1]
+    migrate.downgrade(url, revision="0003")
+    assert rerank_and_settings() == at_0003
+    assert "refresh_centers" not in functions(url)

@@ -117,3 +117,45 @@ def test_item_factors_shape_and_units() -> None:
     f = item_factors(binary_matrix(users, items, 4, 5), k=16)
     assert f.shape == (5, 3)  # k capped below min(users, items)
     assert np.allclose(np.linalg.norm(f[:4], axis=1), 1.0) and not f[4].any()  # item 4: no interactions
+
+
+def test_hybrid_score_with_both_spaces_centered(conn: Any, world: Any) -> None:
+    assert conn.execute("select rerankdb.refresh_centers(10)").fetchone() == (40,)
+    conn.execute(
+        "update rerankdb.settings set collab_weight = 0.6, text_centering = 1, collab_centering = 0.5"
+    )
+    text_u = vectors(conn, "user_vectors", "embedding", "user_id")
+    col_u = vectors(conn, "user_vectors", "collab", "user_id")
+    text_i = vectors(conn, "item_vectors", "embedding", "item_id")
+    col_i = vectors(conn, "item_rank", "collab", "item_id")
+    t_center = np.mean(list(text_u.values()), axis=0)
+    c_center = np.mean(list(col_u.values()), axis=0)
+    cands = [5, 40, 59, 12]
+    got = dict(
+        conn.execute("select item_id, score from rerankdb.rerank(3, %s::bigint[])", [cands]).fetchall()
+    )
+    t = text_u[3] - t_center
+    c = col_u[3] - 0.5 * c_center
+    t, c = t / np.linalg.norm(t), c / np.linalg.norm(c)
+    for i in cands:
+        want = t @ text_i[i] if i not in col_i else 0.4 * t @ text_i[i] + 0.6 * c @ col_i[i]
+        assert got[i] == pytest.approx(want, abs=1e-5), i
+
+
+def test_collab_center_of_another_dimension_is_skipped(conn: Any, world: Any) -> None:
+    """Mid-retraining some users may still hold vectors of the old dimension: no error, no centering."""
+    others = vectors(conn, "user_vectors", "collab", "user_id")
+    del others[3]
+    conn.execute("update rerankdb.user_vectors set collab = '[1,0,0,0]' where user_id = 3")
+    conn.execute("update rerankdb.item_rank set collab = '[0.6,0.8,0,0]' where item_id = 5")
+    conn.execute("select rerankdb.refresh_centers(10)")
+    conn.execute("update rerankdb.settings set collab_centering = 1")
+    got = dict(conn.execute("select item_id, score from rerankdb.rerank(3, array[5])").fetchall())
+    text_u = vectors(conn, "user_vectors", "embedding", "user_id")
+    t = text_u[3] - np.mean(list(text_u.values()), axis=0)
+    t_i = vectors(conn, "item_vectors", "embedding", "item_id")[5]
+    assert got[5] == pytest.approx(0.3 * (t / np.linalg.norm(t)) @ t_i + 0.7 * 0.6, abs=1e-5)
+    row = conn.execute("select collab_center from rerankdb.settings").fetchone()
+    center = np.asarray(row[0].to_numpy(), dtype=np.float64)
+    assert len(center) == 8, "the center averages the vectors of the most common dimension"
+    assert np.abs(center - np.mean(list(others.values()), axis=0)).max() <= 1e-5

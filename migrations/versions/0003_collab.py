@@ -18,7 +18,7 @@ depends_on = None
 def upgrade() -> None:
     apply_sql("functions/sync_item_rank.sql")
     apply_sql("schema/0003_collab.sql")
-    apply_sql("functions/rerank.sql")
+    apply_sql("functions/rerank.0003.sql")  # frozen: revision 0004 applies functions/rerank.sql
     apply_sql("functions/rerank_scored.sql")
 
 

@@ -11,6 +11,11 @@
 --         learned from);
 --         otherwise the text cosine alone (an item nobody has interacted with
 --         yet still ranks by its text).
+--         Each cosine is taken with the user's vector centered: minus
+--         text_centering (collab_centering) times the average user vector
+--         of that space (settings.text_center / collab_center, refreshed by
+--         rerankdb.refresh_centers at each training and rebuild), scaled
+--         back to unit length.  No center yet (few users): plain cosine.
 -- Order   * every distinct non-null candidate comes back exactly once; a
 --           duplicate keeps its first position;
 --         * scored candidates by score, highest first, ties by input position;
@@ -37,6 +42,11 @@ declare
     user_collab vector;
     w double precision;
     shrink double precision;
+    text_center vector;
+    text_share real;
+    collab_center vector;
+    collab_share real;
+    centered vector;
 begin
     if k < 0 then
         raise exception 'rerankdb.rerank: k must be NULL or >= 0, got %', k using errcode = '22023';
@@ -64,9 +74,27 @@ begin
         return;
     end if;
 
-    select st.collab_weight, st.collab_shrink into w, shrink from rerankdb.settings st;
+    select st.collab_weight, st.collab_shrink, st.text_center, st.text_centering,
+           st.collab_center, st.collab_centering
+    into w, shrink, text_center, text_share, collab_center, collab_share
+    from rerankdb.settings st;
     if user_collab is null or w = 0 then
         user_collab := null;  -- text only: skip the second product
+    end if;
+    -- Center once per call (not per candidate); a user equal to the center
+    -- (possible only in tiny installs) keeps the plain vector.
+    if text_center is not null and text_share > 0 then
+        centered := user_embedding - text_center * array_fill(text_share, array[vector_dims(text_center)])::vector;
+        if vector_norm(centered) > 1e-6 then
+            user_embedding := l2_normalize(centered);
+        end if;
+    end if;
+    if user_collab is not null and collab_center is not null and collab_share > 0
+       and vector_dims(collab_center) = vector_dims(user_collab) then
+        centered := user_collab - collab_center * array_fill(collab_share, array[vector_dims(collab_center)])::vector;
+        if vector_norm(centered) > 1e-6 then
+            user_collab := l2_normalize(centered);
+        end if;
     end if;
 
     -- Distinct candidates in item_id order (first position kept), so that the

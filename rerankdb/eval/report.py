@@ -1,0 +1,80 @@
+"""The eval's report: a markdown table and a bar chart of the test results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rerankdb.eval.movielens import LISTS
+
+COLD_TARGET_MAX = 10  # the cold-start slice: targets with at most this many training interactions
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    test = summary["results"]["test"]
+    niche = summary.get("niche")
+    lines = [
+        f"Test split, {summary['users']} users, 95% bootstrap intervals over users; "
+        f"rerankdb tuned on validation: {summary['chosen']['label']}"
+        + (f"; niche setting: {niche['label']}" if niche else "")
+        + ".",
+        "",
+        "| method | list | NDCG@10 | Recall@10 | MRR |",
+        "|---|---|---|---|---|",
+    ]
+    for method, by_list in test.items():
+        for name in LISTS:
+            m = by_list[name]
+            cells = [
+                f"{m[k]['mean']:.3f} [{m[k]['ci_low']:.3f}, {m[k]['ci_high']:.3f}]"
+                for k in ("ndcg@10", "recall@10", "mrr")
+            ]
+            lines.append(f"| {method} | {name} | " + " | ".join(cells) + " |")
+    cold = summary["results"].get("test cold-start")
+    if cold:
+        lines += [
+            "",
+            f"Cold-start slice: the {cold['users']} test targets with at most {COLD_TARGET_MAX} "
+            "training interactions, NDCG@10:",
+            "",
+            "| method | uni100 | pop100 |",
+            "|---|---|---|",
+        ]
+        for method in [m for m in cold if m != "users"]:
+            cells = [
+                f"{cold[method][n]['ndcg@10']['mean']:.3f} "
+                f"[{cold[method][n]['ndcg@10']['ci_low']:.3f}, {cold[method][n]['ndcg@10']['ci_high']:.3f}]"
+                for n in LISTS
+            ]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "Reference NDCG@10 measured elsewhere with this protocol (uni100 / pop100):", ""]
+    lines += [
+        f"- {k}: {v['uni100']:.2f} / {v['pop100']:.2f}" for k, v in summary["reference_ndcg@10"].items()
+    ]
+    return "\n".join(lines)
+
+
+def chart(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    test = summary["results"]["test"]
+    methods = list(test)
+    x = np.arange(len(methods))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    for k, name in enumerate(LISTS):
+        means = [test[m][name]["ndcg@10"]["mean"] for m in methods]
+        low = [means[j] - test[m][name]["ndcg@10"]["ci_low"] for j, m in enumerate(methods)]
+        high = [test[m][name]["ndcg@10"]["ci_high"] - means[j] for j, m in enumerate(methods)]
+        ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=[low, high], capsize=3, label=name)
+    ax.set_xticks(x, [m.replace("rerankdb ", "rerankdb\n") for m in methods], fontsize=8)
+    ax.set_ylabel("NDCG@10 (test)")
+    ax.set_title(f"MovieLens, {summary['users']} users, 95% bootstrap intervals")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
