@@ -37,6 +37,11 @@ def scores(conn: Any, user: int, cands: list[int]) -> dict[int, float]:
     return dict(rows.fetchall())
 
 
+def order(conn: Any, user: int, cands: list[int]) -> list[int]:
+    rows = conn.execute("select item_id from rerankdb.rerank(%s, %s::bigint[])", [user, cands])
+    return [r[0] for r in rows]
+
+
 def test_refresh_centers_averages_the_user_vectors(conn: Any, world: dict[str, np.ndarray]) -> None:
     assert center(conn, "text_center") is None, "no center until the first refresh"
     assert conn.execute("select rerankdb.refresh_centers()").fetchone() == (USERS,)
@@ -57,10 +62,7 @@ def test_scores_are_cosines_with_the_centered_user(
         want = unit(world["users"][user - 1] - share * c) @ world["items"].T
         got = scores(conn, user, cands)
         assert [got[i] for i in cands] == pytest.approx(want.tolist(), abs=1e-5)
-        ranked = [
-            r[0] for r in conn.execute("select item_id from rerankdb.rerank(%s, %s::bigint[])", [user, cands])
-        ]
-        assert ranked == [cands[j] for j in np.argsort(-want, kind="stable")]
+        assert order(conn, user, cands) == [cands[j] for j in np.argsort(-want, kind="stable")]
 
 
 def test_centering_changes_the_order_toward_the_users_own_taste(
@@ -70,15 +72,9 @@ def test_centering_changes_the_order_toward_the_users_own_taste(
     c = world["users"].mean(axis=0)
     own = world["users"][0] - c
     load_items(client, np.vstack([c, own + 0.2 * c]), ids=[100, 101])
-    assert [r[0] for r in conn.execute("select item_id from rerankdb.rerank(1, array[100, 101])")] == [
-        100,
-        101,
-    ]
+    assert order(conn, 1, [100, 101]) == [100, 101]
     conn.execute("select rerankdb.refresh_centers()")
-    assert [r[0] for r in conn.execute("select item_id from rerankdb.rerank(1, array[100, 101])")] == [
-        101,
-        100,
-    ]
+    assert order(conn, 1, [100, 101]) == [101, 100]
 
 
 def test_too_few_users_means_no_centering(conn: Any, world: dict[str, np.ndarray]) -> None:
