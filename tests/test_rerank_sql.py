@@ -42,6 +42,20 @@ def test_matches_numpy_reference(conn: Any, world: dict[str, Any], rng: np.rando
         assert_same_ranking(rerank(conn, user, cands), want)
 
 
+def test_users_with_vectors_out_of_line_rank_the_same(
+    conn: Any, world: dict[str, Any], rng: np.random.Generator
+) -> None:
+    """A user row over 2 kB keeps its text vector in TOAST (here pushed out by a
+    128-d collaborative vector; no item has one, so ranking is by text)."""
+    conn.execute("update rerankdb.user_vectors set collab = %s where user_id = 2", [rng.standard_normal(128)])
+    stored = conn.execute(
+        "select pg_column_size(embedding) from rerankdb.user_vectors where user_id = 2"
+    ).fetchone()
+    assert stored == (4 * DIM + 4,), "an out-of-line pointer: the vector without its 4-byte inline header"
+    cands = rng.choice(np.arange(1, 1201), 300, replace=False).tolist()
+    assert_same_ranking(rerank(conn, 2, cands), reference_rerank(world["users"][2], cands, world["items"]))
+
+
 def test_scores_are_cosine_similarities(conn: Any, world: dict[str, Any]) -> None:
     got = dict(rerank(conn, 1, [1, 2, 3]))
     u = world["users"][1].astype(np.float64)

@@ -11,6 +11,7 @@ of the schema) into a database of its own, then measures for 10, 100 and
   the naive SQL, and client-side reranking (fetch the vectors, score in numpy);
 * server time of hybrid reranking (text + collaborative vectors) beside
   text-only, the same candidates;
+* server time with user vectors stored out of line (TOAST) and inline;
 * reranks/second with 1 and 2 client processes.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from rerankdb import Client, db, migrate
 from rerankdb.bench.common import bench_url, machine, p50_p99, table, timed
@@ -68,6 +70,25 @@ def load(url: str, n_items: int, n_users: int, seed: int) -> None:
     with db.connect(url, autocommit=True) as conn:
         conn.execute("vacuum analyze rerankdb.item_vectors")
         conn.execute("vacuum analyze rerankdb.user_vectors")
+
+
+def prewarm(url: str) -> None:
+    """Read every vector through the primary keys once, so that the first figure
+    measured does not pay for filling shared_buffers (a sequential scan of a
+    big table would go through a small ring buffer instead)."""
+    with db.connect(url, autocommit=True) as conn:
+        conn.execute("set enable_seqscan = off")
+        conn.execute("set enable_bitmapscan = off")
+        for table, key in (
+            ("item_vectors", "item_id"),
+            ("item_rank", "item_id"),
+            ("user_vectors", "user_id"),
+        ):
+            conn.execute(
+                sql.SQL(
+                    "select sum(vector_dims(embedding)) from rerankdb.{} where {} > -9223372036854775808"
+                ).format(sql.Identifier(table), sql.Identifier(key))
+            )
 
 
 class Workload:
@@ -194,20 +215,35 @@ def throughput_table(url: str, args: argparse.Namespace) -> None:
 
 
 def hybrid_table(url: str, args: argparse.Namespace) -> None:
-    """Text-only reranking (before training) against hybrid (after), same candidates, same run."""
+    """Text-only reranking (before training) against hybrid (after), same candidates, same run.
+
+    Text only is measured plain (as in the core benchmark) and centered;
+    hybrid with both spaces centered (collab_centering 0.3, so that the
+    collaborative centering is paid for too).
+    """
     rng = np.random.default_rng(args.seed)
     k = args.collab_dim
     text: dict[int, float] = {}
+    centered: dict[int, float] = {}
     rows = []
+
+    def p50(conn: psycopg.Connection[Any], n: int) -> tuple[float, float]:
+        return p50_p99(
+            server_ms(conn, RERANK_SQL, Workload(args.items, args.users, n, args.seed + n), args.repeats)
+        )
+
     with db.connect(url, autocommit=True) as conn:
         conn.execute("update rerankdb.item_rank set collab = null, support = null where collab is not null")
         conn.execute("update rerankdb.user_vectors set collab = null where collab is not null")
         conn.execute("vacuum full rerankdb.item_rank")
         conn.execute("analyze rerankdb.item_rank")
+        conn.execute("select rerankdb.refresh_centers()")
+        prewarm(url)  # vacuum full wrote a new table: not in shared_buffers yet
         for n in args.sizes:
-            text[n], _ = p50_p99(
-                server_ms(conn, RERANK_SQL, Workload(args.items, args.users, n, args.seed + n), args.repeats)
-            )
+            conn.execute("update rerankdb.settings set text_centering = 0")
+            text[n], _ = p50(conn, n)
+            conn.execute("update rerankdb.settings set text_centering = 1")
+            centered[n], _ = p50(conn, n)
         # What a training leaves: a k-d collaborative vector for every item and user.
         with conn.transaction():
             conn.execute("create temp table _c (item_id bigint, collab vector) on commit drop")
@@ -223,18 +259,109 @@ def hybrid_table(url: str, args: argparse.Namespace) -> None:
                 "update rerankdb.user_vectors set collab = %s where user_id = %s",
                 [(_unit(rng, k), u) for u in range(1, args.users + 1)],
             )
-        conn.execute("update rerankdb.settings set collab_weight = 0.7")
+        conn.execute("select rerankdb.refresh_centers()")
+        conn.execute(
+            "update rerankdb.settings set collab_weight = 0.7, text_centering = 1, collab_centering = 0.3"
+        )
         conn.execute("vacuum analyze rerankdb.item_rank")
+        prewarm(url)
         for n in args.sizes:
-            work = Workload(args.items, args.users, n, args.seed + n)
-            hyb50, hyb99 = p50_p99(server_ms(conn, RERANK_SQL, work, args.repeats))
-            rows.append([n, f"{text[n]:.3f}", f"{hyb50:.3f}", f"{hyb99:.3f}", f"{hyb50 / text[n]:.2f}x"])
+            hyb50, hyb99 = p50(conn, n)
+            rows.append(
+                [
+                    n,
+                    f"{text[n]:.3f}",
+                    f"{centered[n]:.3f}",
+                    f"{hyb50:.3f}",
+                    f"{hyb99:.3f}",
+                    f"{centered[n] / text[n]:.2f}x",
+                    f"{hyb50 / text[n]:.2f}x",
+                ]
+            )
         conn.execute("update rerankdb.item_rank set collab = null, support = null")
         conn.execute("update rerankdb.user_vectors set collab = null")
+        conn.execute(
+            "update rerankdb.settings set collab_centering = default, text_center = null, collab_center = null"
+        )
         conn.execute("vacuum full rerankdb.item_rank")  # leave it as compact as it was
         conn.execute("analyze rerankdb.item_rank")
     print(f"\nHybrid reranking ({k}-d collaborative vectors for every item and user), server ms")
-    print(table(["candidates", "text-only p50", "hybrid p50", "hybrid p99", "hybrid / text"], rows))
+    headers = [
+        "candidates",
+        "text-only p50",
+        "text centered p50",
+        "hybrid centered p50",
+        "hybrid p99",
+        "centered / text",
+        "hybrid / text",
+    ]
+    print(table(headers, rows))
+
+
+def toast_table(url: str, args: argparse.Namespace) -> None:
+    """Users whose text vector lives out of line (TOAST) against inline ones.
+
+    A row over 2 kB is TOASTed, its largest vector moved out of line: here a
+    128-d collaborative vector pushes the 384-d text vector out (larger text
+    dimensions are out of line on their own).  rerankdb.rerank copies the
+    user's vectors once per call; the naive SQL reads the pointer again for
+    every candidate.  No item has a collaborative vector here, so both rank
+    by text alone.
+    """
+    rng = np.random.default_rng(args.seed)
+    figures: dict[tuple[str, int], float] = {}
+    with db.connect(url, autocommit=True) as conn:
+        dim = int(conn.execute("select dim from rerankdb.config").fetchone()[0])  # type: ignore[index]
+
+        def rewrite(collab_dim: int | None) -> int:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "update rerankdb.user_vectors set collab = %s,"
+                    " embedding = subvector(embedding, 1, vector_dims(embedding)) where user_id = %s",
+                    [
+                        (None if collab_dim is None else _unit(rng, collab_dim), u)
+                        for u in range(1, args.users + 1)
+                    ],
+                )
+            conn.execute("vacuum analyze rerankdb.user_vectors")
+            prewarm(url)
+            row = conn.execute("select min(pg_column_size(embedding)) from rerankdb.user_vectors").fetchone()
+            return int(row[0]) if row else 0
+
+        for state, collab_dim in (("inline", None), ("toasted", 128), ("inline again", None)):
+            stored = rewrite(collab_dim)
+            where = "in the row" if stored > 4 * dim + 4 else "out of line (TOAST)"
+            print(f"user vectors {state}: text vectors {where}")
+            for n in args.sizes:
+                for name, q in (("rerank", RERANK_SQL), ("naive", NAIVE_SQL)):
+                    work = Workload(args.items, args.users, n, args.seed + n)
+                    figures[(f"{name} {state}", n)] = p50_p99(server_ms(conn, q, work, args.repeats))[0]
+    rows = []
+    for n in args.sizes:
+        f = {k: v for (k, m), v in figures.items() if m == n}
+        inline = {m: (f[f"{m} inline"] + f[f"{m} inline again"]) / 2 for m in ("rerank", "naive")}
+        rows.append(
+            [
+                n,
+                f"{inline['rerank']:.3f}",
+                f"{f['rerank toasted']:.3f}",
+                f"{f['rerank toasted'] / inline['rerank']:.2f}x",
+                f"{inline['naive']:.3f}",
+                f"{f['naive toasted']:.3f}",
+                f"{f['naive toasted'] / inline['naive']:.2f}x",
+            ]
+        )
+    print("\nUser vectors in TOAST against inline (mean of before and after), server ms p50")
+    headers = [
+        "candidates",
+        "rerank inline",
+        "rerank toasted",
+        "ratio",
+        "naive inline",
+        "naive toasted",
+        "ratio",
+    ]
+    print(table(headers, rows))
 
 
 def _unit(rng: np.random.Generator, k: int) -> np.ndarray:
@@ -245,9 +372,11 @@ def _unit(rng: np.random.Generator, k: int) -> np.ndarray:
 def run(args: argparse.Namespace) -> None:
     url = args.url or bench_url(Settings.from_env())
     load(url, args.items, args.users, args.seed)
+    prewarm(url)
     latency_tables(url, args)
     if args.collab_dim:
         hybrid_table(url, args)
+    toast_table(url, args)
     throughput_table(url, args)
 
 
