@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=Path("eval-out"), help="where results go (default eval-out/)")
     ev.add_argument("--seed", type=int, default=42, help="fixes the candidate lists (default 42)")
     ev.add_argument("--backend", choices=["fp32", "bf16"], default="fp32", help="encoder backend")
+    ev.add_argument(
+        "--collab-dim",
+        type=int,
+        default=None,
+        help="collaborative dimension to train (default: the shipped setting)",
+    )
 
     dm = sub.add_parser("demo", help="see it work: sample catalog, users, live reranking")
     dm.add_argument("--keep", action="store_true", help="leave the demo database (and server) running")
@@ -131,7 +137,14 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "eval":
         from rerankdb.eval import runner
 
-        runner.run(args.path, args.out, seed=args.seed, backend=args.backend, settings=settings)
+        runner.run(
+            args.path,
+            args.out,
+            seed=args.seed,
+            backend=args.backend,
+            settings=settings,
+            collab_dim=args.collab_dim,
+        )
         return 0
 
     if args.command == "demo":

@@ -167,9 +167,10 @@ def test_eval_runs_through_the_product(tmp_path: Path, server_url: str) -> None:
 
     data = write_movielens(tmp_path / "ml", users=40, movies=200)
     out = tmp_path / "out"
-    summary = runner.run(data, out, seed=5, settings=Settings(database_url=server_url))
+    summary = runner.run(data, out, seed=5, settings=Settings(database_url=server_url), collab_dim=6)
     saved = json.loads((out / "results.json").read_text())
     assert saved["lists_sha256"] == summary["lists_sha256"]
+    assert saved["collab_dim"] == 6, "--collab-dim reaches the training"
     for name, digest in saved["lists_sha256"].items():
         assert f"{digest}  {name}" in (out / "lists" / "SHA256SUMS").read_text()
     test = saved["results"]["test"]

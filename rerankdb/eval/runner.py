@@ -248,7 +248,13 @@ def summarize(per_user: dict[str, np.ndarray], seed: int) -> dict[str, dict[str,
 
 
 def run(
-    path: Path, out: Path, *, seed: int = 42, backend: str = "fp32", settings: Settings | None = None
+    path: Path,
+    out: Path,
+    *,
+    seed: int = 42,
+    backend: str = "fp32",
+    settings: Settings | None = None,
+    collab_dim: int | None = None,
 ) -> dict[str, Any]:
     from rerankdb.encoder import TransformerEncoder
 
@@ -267,6 +273,8 @@ def run(
         client.upsert_items(Item(i, proto.data.text(i)) for i in proto.items)
         dim = client.dimension
     conn = db.connect(url, autocommit=True)
+    if collab_dim is not None:
+        conn.execute("update rerankdb.settings set collab_dim = %s", [collab_dim])
     timings: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
@@ -405,6 +413,7 @@ def run(
     summary = {
         "dataset": str(path),
         "seed": seed,
+        "collab_dim": trained.dim,
         "encoder": encoder.name,
         "users": n_users,
         "items": len(proto.items),
