@@ -126,3 +126,45 @@ def test_a_full_rebuild_refreshes_the_centers(conn: Any, client: Client, rng: np
     want = np.mean([np.asarray(u[0].to_numpy(), dtype=np.float64) for u in users], axis=0)
     got = center(conn, "text_center")
     assert len(users) == 55 and got is not None and np.abs(got - want).max() <= 1e-5
+
+
+def center_fn(conn: Any, v: str | None, c: str | None, share: float | None) -> list[float] | None:
+    row = conn.execute("select rerankdb.center(%s::vector, %s::vector, %s)::real[]", [v, c, share]).fetchone()
+    return None if row[0] is None else [float(x) for x in row[0]]
+
+
+def test_center_function(conn: Any) -> None:
+    got = center_fn(conn, "[0.6,0.8]", "[0.5,0.5]", 1.0)
+    assert got == pytest.approx(unit(np.array([0.1, 0.3])).tolist(), abs=1e-6)
+    got = center_fn(conn, "[0.6,0.8]", "[0.5,0.5]", 0.5)
+    assert got == pytest.approx(unit(np.array([0.35, 0.55])).tolist(), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("c", "share", "why"),
+    [
+        (None, 1.0, "no center yet"),
+        ("[0.5,0.5]", 0.0, "share 0"),
+        ("[0.5,0.5]", None, "share NULL"),
+        ("[1,0,0]", 1.0, "another dimension"),
+        ("[0.6,0.8]", 1.0, "the user is the average"),
+    ],
+)
+def test_center_leaves_the_vector_alone(conn: Any, c: str | None, share: float | None, why: str) -> None:
+    assert center_fn(conn, "[0.6,0.8]", c, share) == pytest.approx([0.6, 0.8], abs=1e-6), why
+
+
+def test_center_of_null_is_null(conn: Any) -> None:
+    assert center_fn(conn, None, "[0.5,0.5]", 1.0) is None
+
+
+def test_recommend_ranks_by_the_centered_vector_like_rerank(conn: Any, world: dict[str, np.ndarray]) -> None:
+    conn.execute("select rerankdb.refresh_centers()")
+    c = world["users"].mean(axis=0)
+    for user in (2, 30):
+        want = unit(world["users"][user - 1] - c) @ world["items"].T
+        rows = conn.execute("select item_id, score from rerankdb.recommend(%s, 5, false)", [user]).fetchall()
+        assert [r[0] for r in rows] == [int(j) + 1 for j in np.argsort(-want)[:5]]
+        assert [r[1] for r in rows] == pytest.approx(np.sort(want)[::-1][:5].tolist(), abs=1e-5)
+        reranked = scores(conn, user, [r[0] for r in rows])
+        assert [reranked[r[0]] for r in rows] == pytest.approx([r[1] for r in rows], abs=1e-6)

@@ -185,6 +185,8 @@ def test_eval_runs_through_the_product(tmp_path: Path, server_url: str) -> None:
         "popularity",
         "mean of history",
     }
+    full = saved["results"]["test full catalog"]
+    assert set(full) == {"rerankdb.recommend", "rerankdb.recommend, uncentered (0003)", "popularity"}
     cold = saved["results"]["test cold-start"]
     assert cold["users"] >= 0 and "rerankdb hybrid" in cold
     for by_list in test.values():

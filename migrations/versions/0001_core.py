@@ -19,7 +19,7 @@ FUNCTIONS = [
     "functions/dimension.sql",
     "functions/rerank.0001.sql",  # frozen: later revisions apply functions/rerank.sql
     "functions/nearest.sql",
-    "functions/recommend.sql",
+    "functions/recommend.0001.sql",  # frozen: revision 0004 applies functions/recommend.sql
     "functions/similar_items.sql",
 ]
 

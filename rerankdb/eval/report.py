@@ -49,6 +49,21 @@ def markdown(summary: dict[str, Any]) -> str:
                 for n in LISTS
             ]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    full = summary["results"].get("test full catalog")
+    if full:
+        lines += [
+            "",
+            f"Full catalog: the top 10 of all {summary['items']:,} items the user has not seen, test targets:",
+            "",
+            "| method | NDCG@10 | Recall@10 |",
+            "|---|---|---|",
+        ]
+        for method, m in full.items():
+            cells = [
+                f"{m[k]['mean']:.3f} [{m[k]['ci_low']:.3f}, {m[k]['ci_high']:.3f}]"
+                for k in ("ndcg@10", "recall@10")
+            ]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "Reference NDCG@10 measured elsewhere with this protocol (uni100 / pop100):", ""]
     lines += [
         f"- {k}: {v['uni100']:.2f} / {v['pop100']:.2f}" for k, v in summary["reference_ndcg@10"].items()

@@ -194,6 +194,32 @@ def rerank_scored_lists(
     return out
 
 
+def full_catalog(
+    conn: psycopg.Connection[Any], proto: Protocol, split_name: str, best: Config, seed: int
+) -> dict[str, Any]:
+    """Top 10 of the whole catalog (items the user has not seen): rerankdb.recommend
+    (text, through the HNSW index) centered and plain, against popularity."""
+    targets = {s.user_id: s.target for s in proto.splits[split_name]}
+    seen = {s.user_id: {r.item_id for r in s.history} for s in proto.splits[split_name]}
+    pop = proto.popularity[split_name]
+    by_pop = sorted(proto.items, key=lambda i: (-pop.get(i, 0), i))
+    out: dict[str, Any] = {}
+    for method, share in (
+        ("rerankdb.recommend", best.text_centering),
+        ("rerankdb.recommend, uncentered (0003)", 0.0),
+    ):
+        set_blend(conn, replace(best, text_centering=share))
+        ranked = {
+            u: [r[0] for r in conn.execute("select item_id from rerankdb.recommend(%s, 10)", [u]).fetchall()]
+            for u in targets
+        }
+        out[method] = summarize(evaluate(ranked, targets), seed)
+    set_blend(conn, best)
+    popular = {u: [i for i in by_pop if i not in seen[u]][:10] for u in targets}
+    out["popularity"] = summarize(evaluate(popular, targets), seed)
+    return out
+
+
 def rerank_lists(conn: psycopg.Connection[Any], lists: dict[int, list[int]]) -> dict[int, list[int]]:
     out = {}
     for user, cands in lists.items():
@@ -407,6 +433,7 @@ def run(
                     for method in variants
                 },
             }
+            results[f"{split_name} full catalog"] = full_catalog(conn, proto, split_name, best, seed)
     finally:
         conn.close()
     timings["total"] = time.perf_counter() - t_start

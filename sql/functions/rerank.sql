@@ -46,7 +46,6 @@ declare
     text_share real;
     collab_center vector;
     collab_share real;
-    centered vector;
 begin
     if k < 0 then
         raise exception 'rerankdb.rerank: k must be NULL or >= 0, got %', k using errcode = '22023';
@@ -86,21 +85,9 @@ begin
     if user_collab is null or w = 0 then
         user_collab := null;  -- text only: skip the second product
     end if;
-    -- Center once per call (not per candidate); a user equal to the center
-    -- (possible only in tiny installs) keeps the plain vector.
-    if text_center is not null and text_share > 0 then
-        centered := user_embedding - text_center * array_fill(text_share, array[vector_dims(text_center)])::vector;
-        if vector_norm(centered) > 1e-6 then
-            user_embedding := l2_normalize(centered);
-        end if;
-    end if;
-    if user_collab is not null and collab_center is not null and collab_share > 0
-       and vector_dims(collab_center) = vector_dims(user_collab) then
-        centered := user_collab - collab_center * array_fill(collab_share, array[vector_dims(collab_center)])::vector;
-        if vector_norm(centered) > 1e-6 then
-            user_collab := l2_normalize(centered);
-        end if;
-    end if;
+    -- Center once per call, not per candidate (rerankdb.center).
+    user_embedding := rerankdb.center(user_embedding, text_center, text_share);
+    user_collab := rerankdb.center(user_collab, collab_center, collab_share);
 
     -- Distinct candidates in item_id order (first position kept), so that the
     -- index probes and heap reads below walk the table in ascending order.
