@@ -15,12 +15,17 @@ language sql immutable parallel safe
 set search_path = pg_catalog, public
 as $fn$
     -- CASE, not AND: the dimensions must be checked before the subtraction.
+    -- share = 1 (the text default) skips building the scaled center.
     select case
         when v is null or center is null or share is null or share <= 0
              or vector_dims(center) <> vector_dims(v) then v
         else (
             select case when vector_norm(x.diff) > 1e-6 then l2_normalize(x.diff) else v end
-            from (select v - center * array_fill(share, array[vector_dims(center)])::vector) as x(diff)
+            from (
+                select case when share = 1 then v - center
+                            else v - center * array_fill(share, array[vector_dims(center)])::vector
+                       end
+            ) as x(diff)
         )
     end
 $fn$;

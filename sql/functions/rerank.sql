@@ -85,9 +85,14 @@ begin
     if user_collab is null or w = 0 then
         user_collab := null;  -- text only: skip the second product
     end if;
-    -- Center once per call, not per candidate (rerankdb.center).
-    user_embedding := rerankdb.center(user_embedding, text_center, text_share);
-    user_collab := rerankdb.center(user_collab, collab_center, collab_share);
+    -- Center once per call, not per candidate (rerankdb.center; called only
+    -- where it has work to do: a call costs about 4 us).
+    if text_center is not null and text_share > 0 then
+        user_embedding := rerankdb.center(user_embedding, text_center, text_share);
+    end if;
+    if user_collab is not null and collab_center is not null and collab_share > 0 then
+        user_collab := rerankdb.center(user_collab, collab_center, collab_share);
+    end if;
 
     -- Distinct candidates in item_id order (first position kept), so that the
     -- index probes and heap reads below walk the table in ascending order.
