@@ -117,6 +117,17 @@ def server_ms(conn: psycopg.Connection[Any], sql: str, work: Workload, repeats: 
     return out
 
 
+def workload(args: argparse.Namespace, n: int) -> Workload:
+    """The run's workload for n candidates: the same sequence for every method measured with it."""
+    return Workload(args.items, args.users, n, args.seed + n)
+
+
+def server_p50_p99(
+    conn: psycopg.Connection[Any], sql: str, args: argparse.Namespace, n: int
+) -> tuple[float, float]:
+    return p50_p99(server_ms(conn, sql, workload(args, n), args.repeats))
+
+
 def client_side(conn: psycopg.Connection[Any], user: int, cands: db.BigintArray) -> list[tuple[int, float]]:
     """The baseline an application writes without rerankdb: fetch, score in numpy, sort."""
     urow = conn.execute("select embedding from rerankdb.user_vectors where user_id = %s", [user]).fetchone()
@@ -179,7 +190,7 @@ def latency_tables(url: str, args: argparse.Namespace) -> None:
 
         srv_rows, wall_rows = [], []
         for n in args.sizes:
-            work = Workload(args.items, args.users, n, args.seed + n)
+            work = workload(args, n)
             o50, o99 = p50_p99(server_ms(conn, RERANK_SQL, work, args.repeats))
             n50, n99 = p50_p99(server_ms(conn, NAIVE_SQL, work, args.repeats))
             srv_rows.append([n, f"{o50:.3f}", f"{o99:.3f}", f"{n50:.3f}", f"{n99:.3f}", f"{n50 / o50:.2f}x"])
@@ -226,12 +237,6 @@ def hybrid_table(url: str, args: argparse.Namespace) -> None:
     text: dict[int, float] = {}
     centered: dict[int, float] = {}
     rows = []
-
-    def p50(conn: psycopg.Connection[Any], n: int) -> tuple[float, float]:
-        return p50_p99(
-            server_ms(conn, RERANK_SQL, Workload(args.items, args.users, n, args.seed + n), args.repeats)
-        )
-
     with db.connect(url, autocommit=True) as conn:
         conn.execute("update rerankdb.item_rank set collab = null, support = null where collab is not null")
         conn.execute("update rerankdb.user_vectors set collab = null where collab is not null")
@@ -241,9 +246,9 @@ def hybrid_table(url: str, args: argparse.Namespace) -> None:
         prewarm(url)  # vacuum full wrote a new table: not in shared_buffers yet
         for n in args.sizes:
             conn.execute("update rerankdb.settings set text_centering = 0")
-            text[n], _ = p50(conn, n)
+            text[n], _ = server_p50_p99(conn, RERANK_SQL, args, n)
             conn.execute("update rerankdb.settings set text_centering = 1")
-            centered[n], _ = p50(conn, n)
+            centered[n], _ = server_p50_p99(conn, RERANK_SQL, args, n)
         # What a training leaves: a k-d collaborative vector for every item and user.
         with conn.transaction():
             conn.execute("create temp table _c (item_id bigint, collab vector) on commit drop")
@@ -266,7 +271,7 @@ def hybrid_table(url: str, args: argparse.Namespace) -> None:
         conn.execute("vacuum analyze rerankdb.item_rank")
         prewarm(url)
         for n in args.sizes:
-            hyb50, hyb99 = p50(conn, n)
+            hyb50, hyb99 = server_p50_p99(conn, RERANK_SQL, args, n)
             rows.append(
                 [
                     n,
@@ -334,8 +339,7 @@ def toast_table(url: str, args: argparse.Namespace) -> None:
             print(f"user vectors {state}: text vectors {where}")
             for n in args.sizes:
                 for name, q in (("rerank", RERANK_SQL), ("naive", NAIVE_SQL)):
-                    work = Workload(args.items, args.users, n, args.seed + n)
-                    figures[(f"{name} {state}", n)] = p50_p99(server_ms(conn, q, work, args.repeats))[0]
+                    figures[(f"{name} {state}", n)] = server_p50_p99(conn, q, args, n)[0]
     rows = []
     for n in args.sizes:
         f = {k: v for (k, m), v in figures.items() if m == n}

@@ -128,6 +128,11 @@ def reweight(conn: psycopg.Connection[Any], config: Config) -> None:
     )
 
 
+def text_only(config: Config) -> Config:
+    """The same folds and text centering, no collaborative part."""
+    return replace(config, collab_weight=0.0, collab_centering=0.0, collab_shrink=0.0)
+
+
 def choose(grid: list[dict[str, Any]]) -> Config:
     """The best validation NDCG@10, both lists summed."""
     return Config(**max(grid, key=lambda g: sum(g["ndcg@10"].values()))["config"])
@@ -147,8 +152,7 @@ def choose_niche(grid: list[dict[str, Any]], best: Config) -> Config | None:
         for g in grid
         if (g["config"]["half_life_days"], g["config"]["weighting"]) == (best.half_life_days, best.weighting)
     ]
-    text = replace(best, collab_weight=0.0, collab_centering=0.0, collab_shrink=0.0)
-    ref = next(g for g in same_folds if Config(**g["config"]) == text)["cold ndcg@10"]
+    ref = next(g for g in same_folds if Config(**g["config"]) == text_only(best))["cold ndcg@10"]
     ok = [
         g
         for g in same_folds
@@ -172,7 +176,7 @@ def product_variants(best: Config, niche: Config | None) -> dict[str, Config]:
     variants = {"rerankdb hybrid": best}
     if niche is not None:
         variants["rerankdb hybrid, niche setting"] = niche
-    text = replace(best, collab_weight=0.0, collab_centering=0.0, collab_shrink=0.0)
+    text = text_only(best)
     variants["rerankdb text only"] = text
     variants["rerankdb text only, uncentered (0003)"] = replace(text, text_centering=0.0)
     variants["rerankdb collaborative only"] = replace(best, collab_weight=1.0, collab_shrink=0.0)
