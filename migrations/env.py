@@ -13,7 +13,8 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from rerankdb.config import Settings
-from rerankdb.db import resolve_url, sqlalchemy_url
+from rerankdb.db import sqlalchemy_url
+from rerankdb.embedded import resolve_url
 from rerankdb.migrate import VERSION_TABLE, install_dim
 from rerankdb.schema import build_metadata
 

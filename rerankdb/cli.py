@@ -1,7 +1,9 @@
-"""The ``rerankdb`` command line.
+"""The ``rerankdb`` command line: one handler per subcommand.
 
 User mistakes (bad arguments, a missing schema, an unreachable database) end
-with a one-line message and exit status 1 or 2, never a traceback.
+with a one-line message and exit status 1 or 2, never a traceback.  Every
+setting comes from :class:`rerankdb.config.Settings` (``RERANKDB_*``); a flag
+that overrides one names its variable in ``--help``.
 """
 
 from __future__ import annotations
@@ -9,16 +11,24 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import sqlalchemy.exc
 
-from rerankdb import db, embedded, item_refresh, migrate
+from rerankdb import embedded, migrate
 from rerankdb.client import Client, Ranked
-from rerankdb.config import Settings, parse_dim
+from rerankdb.config import BACKENDS, DEFAULT_DIM, Settings, parse_dim
 from rerankdb.errors import RerankdbError
+
+if TYPE_CHECKING:
+    from rerankdb.worker import Worker
+
+Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _dim(raw: str) -> int:
@@ -28,81 +38,39 @@ def _dim(raw: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rerankdb",
-        description="Personalized reranking inside PostgreSQL. Uses RERANKDB_DATABASE_URL, "
-        "or an embedded PostgreSQL with pgvector when it is unset.",
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    m = sub.add_parser("migrate", help="install or upgrade the rerankdb schema (Alembic)")
-    m.add_argument("--dim", type=_dim, help="embedding dimension at install (default RERANKDB_DIM or 384)")
-    m.add_argument("--to", default="head", metavar="REVISION", help="target revision (default head)")
-    m.add_argument("--sql", action="store_true", help="print the SQL script instead of running it")
-
-    d = sub.add_parser("db", help="the embedded PostgreSQL server")
-    d.add_argument("action", choices=["start", "stop", "url"], help="start it, stop it, or print its URL")
-
-    r = sub.add_parser("rerank", help="reorder candidate items for a user")
-    r.add_argument("user_id", type=int, metavar="USER")
-    r.add_argument("items", type=int, nargs="+", metavar="ITEM")
-    r.add_argument("-k", type=int, default=None, help="return only the first K")
-
-    rec = sub.add_parser("recommend", help="nearest items to a user's vector")
-    rec.add_argument("user_id", type=int, metavar="USER")
-    rec.add_argument("-k", type=int, default=10, help="how many (default 10)")
-    rec.add_argument("--include-seen", action="store_true", help="keep items the user interacted with")
-
-    s = sub.add_parser("similar", help="nearest items to an item")
-    s.add_argument("item_id", type=int, metavar="ITEM")
-    s.add_argument("-k", type=int, default=10, help="how many (default 10)")
-
-    sub.add_parser("status", help="schema revision, dimension, counts and the worker's backlog")
-
-    ev = sub.add_parser("eval", help="offline evaluation against baselines on real data")
-    ev.add_argument("dataset", choices=["movielens"], help="the data format")
-    ev.add_argument("path", type=Path, help="folder with ratings.csv and movies.csv (ml-latest-small format)")
-    ev.add_argument("--out", type=Path, default=Path("eval-out"), help="where results go (default eval-out/)")
-    ev.add_argument("--seed", type=int, default=42, help="fixes the candidate lists (default 42)")
-    ev.add_argument("--backend", choices=["fp32", "bf16"], default="fp32", help="encoder backend")
-    ev.add_argument(
-        "--collab-dim",
-        type=int,
-        default=None,
-        help="collaborative dimension to train (default: the shipped setting)",
-    )
-
-    dm = sub.add_parser("demo", help="see it work: sample catalog, users, live reranking")
-    dm.add_argument("--keep", action="store_true", help="leave the demo database (and server) running")
-    dm.add_argument("--database", default="rerankdb_demo", help=argparse.SUPPRESS)
-
-    w = sub.add_parser("worker", help="keep item and user vectors fresh (runs until SIGTERM)")
-    w.add_argument("--once", action="store_true", help="drain all pending work, then exit")
-    w.add_argument("--no-listen", action="store_true", help="poll only, without LISTEN/NOTIFY")
-    _encoder_arguments(w)
-
-    tr = sub.add_parser("train", help="learn collaborative item vectors from the log, then rebuild users")
-    _encoder_arguments(tr)
-
-    rb = sub.add_parser("rebuild", help="recompute every user vector from the log (after a weight change)")
-    rb.add_argument("--items", action="store_true", help="re-embed every item first (after a model change)")
-    _encoder_arguments(rb)
-    return p
+# --- handlers ---------------------------------------------------------------------
 
 
-def _encoder_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--backend",
-        choices=["fp32", "bf16"],
-        default=None,
-        help="encoder backend (default RERANKDB_ENCODER_BACKEND or fp32)",
-    )
-    p.add_argument(
-        "--no-encoder",
-        action="store_true",
-        help="do not load the encoder: no item embedding, contexts ignored (bring-your-own vectors)",
-    )
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.sql:
+        print(migrate.upgrade_sql(revision=args.to, dim=args.dim), end="")
+        return 0
+    url = embedded.resolve_url(settings)
+    migrate.upgrade(url, revision=args.to, dim=args.dim)
+    print(f"rerankdb schema at revision {migrate.current_revision(url)}")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "start":
+        url = embedded.start(settings.home)
+        print(f"embedded PostgreSQL running, data in {embedded.pgdata_dir(settings.home)}")
+        print(url)
+    elif args.action == "stop":
+        print("stopped" if embedded.stop(settings.home) else "not running")
+    else:
+        running = embedded.running_url(settings.home)
+        if running is None:
+            print("rerankdb: the embedded server is not running (rerankdb db start)", file=sys.stderr)
+            return 1
+        print(running)
+    return 0
+
+
+@contextmanager
+def _client(settings: Settings) -> Iterator[Client]:
+    with Client(embedded.resolve_url(settings), max_connections=1) as client:
+        yield client
 
 
 def print_ranked(rows: Sequence[Ranked]) -> None:
@@ -116,135 +84,230 @@ def print_ranked(rows: Sequence[Ranked]) -> None:
         print(f"{r.rank:>4}  {r.item_id:>{width}}  {score}")
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    if args.command == "db":
-        if args.action == "start":
-            url = embedded.start(settings.home)
-            print(f"embedded PostgreSQL running, data in {embedded.pgdata_dir(settings.home)}")
-            print(url)
-        elif args.action == "stop":
-            stopped = embedded.stop(settings.home)
-            print("stopped" if stopped else "not running")
-        else:
-            running = embedded.running_url(settings.home)
-            if running is None:
-                print("rerankdb: the embedded server is not running (rerankdb db start)", file=sys.stderr)
-                return 1
-            print(running)
-        return 0
-
-    if args.command == "eval":
-        from rerankdb.eval import runner
-
-        runner.run(
-            args.path,
-            args.out,
-            seed=args.seed,
-            backend=args.backend,
-            settings=settings,
-            collab_dim=args.collab_dim,
-        )
-        return 0
-
-    if args.command == "demo":
-        from rerankdb import demo
-
-        return demo.run(settings, keep=args.keep, database=args.database)
-
-    if args.command == "migrate" and args.sql:
-        print(migrate.upgrade_sql(revision=args.to, dim=args.dim), end="")
-        return 0
-
-    url = db.resolve_url(settings)
-    if args.command in ("worker", "rebuild", "train"):
-        return run_worker(args, url, settings)
-    if args.command == "migrate":
-        migrate.upgrade(url, revision=args.to, dim=args.dim)
-        print(f"rerankdb schema at revision {migrate.current_revision(url)}")
-        return 0
-
-    with Client(url, max_connections=1) as client:
-        if args.command == "rerank":
-            print_ranked(client.rerank(args.user_id, args.items, args.k))
-        elif args.command == "recommend":
-            print_ranked(client.recommend(args.user_id, args.k, exclude_seen=not args.include_seen))
-        elif args.command == "similar":
-            print_ranked(client.similar_items(args.item_id, args.k))
-        elif args.command == "status":
-            st = client.status()
-            where = "RERANKDB_DATABASE_URL" if settings.database_url else "embedded"
-            print(f"database        {where}")
-            print(f"schema revision {st.schema_revision}")
-            print(f"dimension       {st.dimension}")
-            print(f"items           {st.items} ({st.item_vectors} with vectors)")
-            print(f"user vectors    {st.user_vectors}")
-            print(f"interactions    {st.interactions}")
-            with db.connect(url, autocommit=True) as conn:
-                cur = conn.execute("select * from rerankdb.status")
-                row = cur.fetchone()
-                assert cur.description is not None and row is not None
-                for col, value in zip((c.name for c in cur.description), row, strict=True):
-                    print(f"{col.replace('_', ' '):<23} {'-' if value is None else value}")
+def cmd_rerank(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        print_ranked(client.rerank(args.user_id, args.items, args.k))
     return 0
 
 
-def _progress(label: str) -> Callable[[int, int], None]:
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr)
-        if done >= total:
-            print(file=sys.stderr)
-
-    return show
+def cmd_recommend(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        print_ranked(client.recommend(args.user_id, args.k, exclude_seen=not args.include_seen))
+    return 0
 
 
-def run_worker(args: argparse.Namespace, url: str, settings: Settings) -> int:
+def cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        print_ranked(client.similar_items(args.item_id, args.k))
+    return 0
+
+
+# The worker's part of Client.status(), in the order of the rerankdb.status view.
+WORKER_FIELDS = (
+    "pending_items",
+    "failed_items",
+    "pending_interactions",
+    "deferred_interactions",
+    "interaction_lag",
+    "item_lag",
+    "last_item_refresh_at",
+    "last_user_refresh_at",
+    "last_rebuild_at",
+    "model",
+)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        st = client.status()
+    print(f"database        {'RERANKDB_DATABASE_URL' if settings.database_url else 'embedded'}")
+    print(f"schema revision {st.schema_revision}")
+    print(f"dimension       {st.dimension}")
+    print(f"items           {st.items} ({st.item_vectors} with vectors)")
+    print(f"user vectors    {st.user_vectors}")
+    print(f"interactions    {st.interactions}")
+    values = asdict(st)
+    for name in WORKER_FIELDS:
+        value = values[name]
+        print(f"{name.replace('_', ' '):<23} {'-' if value is None else value}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rerankdb.eval import runner
+
+    runner.run(
+        args.path,
+        args.out,
+        seed=args.seed,
+        backend=args.backend,
+        settings=settings,
+        collab_dim=args.collab_dim,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from rerankdb import demo
+
+    return demo.run(settings, keep=args.keep, database=args.database)
+
+
+def _worker(args: argparse.Namespace, settings: Settings, *, listen: bool = True) -> Worker:
+    """A Worker on the configured database, with the encoder unless --no-encoder."""
     from rerankdb import encoder as enc
     from rerankdb.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    url = embedded.resolve_url(settings)
     encoder = None
     if not args.no_encoder:
         print("loading the encoder...", file=sys.stderr)
-        encoder = enc.from_env(args.backend)
-    worker = Worker(url, settings, encoder, listen=not getattr(args, "no_listen", False))
-    if args.command == "train":
-        report = worker.train()
-        if report.dim == 0:
-            print("not enough interactions to train collaborative vectors yet")
-        else:
-            print(
-                f"trained {report.dim}-d collaborative vectors for {report.items} items from "
-                f"{report.interactions} interactions of {report.users} users in {report.seconds:.1f} s"
-            )
+        encoder = enc.from_settings(settings, args.backend)
+    return Worker(url, settings, encoder, listen=listen)
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    worker = _worker(args, settings, listen=not args.no_listen)
+    if not args.once:
+        worker.run()
         return 0
-    if args.command == "rebuild":
-        if args.items:
-            with db.connect(url, autocommit=True) as conn:
-                n = item_refresh.requeue_all_items(conn)
-            print(f"re-embedding {n} items...", file=sys.stderr)
-            worker.drain_once()
-        counted = worker.rebuild(progress=_progress("rebuilding users"))
-        print(f"rebuilt user vectors from {counted} interactions")
-        return 0
-    if args.once:
-        report = worker.drain_once()
-        print(
-            f"drained in {report.seconds:.2f} s: {report.items_embedded} items embedded, "
-            f"{report.items_unchanged} unchanged, {report.items_failed} failed; "
-            f"{report.interactions_folded} interactions folded, {report.interactions_deferred} deferred"
-        )
-        return 0
-    worker.run()
+    report = worker.drain_once()
+    print(
+        f"drained in {report.seconds:.2f} s: {report.items_embedded} items embedded, "
+        f"{report.items_unchanged} unchanged, {report.items_failed} failed; "
+        f"{report.interactions_folded} interactions folded, {report.interactions_deferred} deferred"
+    )
     return 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    report = _worker(args, settings).train()
+    if report.dim == 0:
+        print("not enough interactions to train collaborative vectors yet")
+    else:
+        print(
+            f"trained {report.dim}-d collaborative vectors for {report.items} items from "
+            f"{report.interactions} interactions of {report.users} users in {report.seconds:.1f} s"
+        )
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    worker = _worker(args, settings)
+    if args.items:
+        n = worker.requeue_all_items()
+        print(f"re-embedding {n} items...", file=sys.stderr)
+        worker.drain_once()
+    with tqdm(desc="rebuilding users", unit=" users", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        counted = worker.rebuild(progress=progress)
+    print(f"rebuilt user vectors from {counted} interactions")
+    return 0
+
+
+# --- the parser --------------------------------------------------------------------
+
+
+def _encoder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="encoder backend (default: $RERANKDB_ENCODER_BACKEND, else fp32)",
+    )
+    p.add_argument(
+        "--no-encoder",
+        action="store_true",
+        help="do not load the encoder: no item embedding, contexts ignored (bring-your-own vectors)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rerankdb",
+        description="Personalized reranking inside PostgreSQL. Uses $RERANKDB_DATABASE_URL, "
+        "or an embedded PostgreSQL with pgvector when it is unset ($RERANKDB_HOME holds its data).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Handler, **kwargs: Any) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, **kwargs)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    m = command("migrate", cmd_migrate, help="install or upgrade the rerankdb schema (Alembic)")
+    m.add_argument(
+        "--dim",
+        type=_dim,
+        help=f"embedding dimension at install (default: $RERANKDB_DIM, else {DEFAULT_DIM})",
+    )
+    m.add_argument("--to", default="head", metavar="REVISION", help="target revision (default head)")
+    m.add_argument("--sql", action="store_true", help="print the SQL script instead of running it")
+
+    d = command("db", cmd_db, help="the embedded PostgreSQL server")
+    d.add_argument("action", choices=["start", "stop", "url"], help="start it, stop it, or print its URL")
+
+    r = command("rerank", cmd_rerank, help="reorder candidate items for a user")
+    r.add_argument("user_id", type=int, metavar="USER")
+    r.add_argument("items", type=int, nargs="+", metavar="ITEM")
+    r.add_argument("-k", type=int, default=None, help="return only the first K")
+
+    rec = command("recommend", cmd_recommend, help="nearest items to a user's vector")
+    rec.add_argument("user_id", type=int, metavar="USER")
+    rec.add_argument("-k", type=int, default=10, help="how many (default 10)")
+    rec.add_argument("--include-seen", action="store_true", help="keep items the user interacted with")
+
+    s = command("similar", cmd_similar, help="nearest items to an item")
+    s.add_argument("item_id", type=int, metavar="ITEM")
+    s.add_argument("-k", type=int, default=10, help="how many (default 10)")
+
+    command("status", cmd_status, help="schema revision, dimension, counts and the worker's backlog")
+
+    ev = command("eval", cmd_eval, help="offline evaluation against baselines on real data")
+    ev.add_argument("dataset", choices=["movielens"], help="the data format")
+    ev.add_argument("path", type=Path, help="folder with ratings.csv and movies.csv (ml-latest-small format)")
+    ev.add_argument("--out", type=Path, default=Path("eval-out"), help="where results go (default eval-out/)")
+    ev.add_argument("--seed", type=int, default=42, help="fixes the candidate lists (default 42)")
+    ev.add_argument("--backend", choices=BACKENDS, default="fp32", help="encoder backend (default fp32)")
+    ev.add_argument(
+        "--collab-dim",
+        type=int,
+        default=None,
+        help="collaborative dimension to train (default: the shipped setting)",
+    )
+
+    dm = command("demo", cmd_demo, help="see it work: sample catalog, users, live reranking")
+    dm.add_argument("--keep", action="store_true", help="leave the demo database (and server) running")
+    dm.add_argument("--database", default="rerankdb_demo", help=argparse.SUPPRESS)
+
+    w = command("worker", cmd_worker, help="keep item and user vectors fresh (runs until SIGTERM)")
+    w.add_argument("--once", action="store_true", help="drain all pending work, then exit")
+    w.add_argument("--no-listen", action="store_true", help="poll only ($RERANKDB_POLL_SECONDS), no LISTEN")
+    _encoder_arguments(w)
+
+    tr = command("train", cmd_train, help="learn collaborative item vectors from the log, then rebuild users")
+    _encoder_arguments(tr)
+
+    rb = command(
+        "rebuild", cmd_rebuild, help="recompute every user vector from the log (after a weight change)"
+    )
+    rb.add_argument("--items", action="store_true", help="re-embed every item first (after a model change)")
+    _encoder_arguments(rb)
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        handler: Handler = args.handler
+        return handler(args, Settings.from_env())
     except RerankdbError as exc:
         print(f"rerankdb: {exc}", file=sys.stderr)
         return 1

@@ -12,12 +12,11 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -29,7 +28,9 @@ from rerankdb.errors import (
     SchemaNotInstalledError,
     UnknownKindError,
 )
+from rerankdb.sqlfiles import queries
 
+Q = queries("client")
 INT8_MIN, INT8_MAX = -(2**63), 2**63 - 1
 
 
@@ -61,12 +62,24 @@ class Interaction:
 
 @dataclass(frozen=True)
 class Status:
+    """What is installed and stored, and the worker's backlog (the ``rerankdb.status`` view)."""
+
     schema_revision: str | None
     dimension: int
     items: int
     item_vectors: int
     user_vectors: int
     interactions: int
+    pending_items: int  # waiting to be embedded, never failed
+    failed_items: int  # whose text could not be embedded yet (retried with backoff)
+    pending_interactions: int  # waiting to be folded into user vectors
+    deferred_interactions: int  # whose item has no vector yet
+    interaction_lag: timedelta | None  # age of the oldest pending interaction
+    item_lag: timedelta | None  # age of the oldest queued item
+    last_item_refresh_at: datetime | None
+    last_user_refresh_at: datetime | None
+    last_rebuild_at: datetime | None
+    model: str | None  # the encoder that made the item vectors
 
 
 def _check_id(value: Any, what: str) -> int:
@@ -138,7 +151,7 @@ def _unique_ids(ids: Iterable[Any], what: str) -> list[int]:
 
 def _installed_dimension(conn: psycopg.Connection[Any]) -> int:
     try:
-        row = conn.execute("select rerankdb.dimension()").fetchone()
+        row = conn.execute(Q["dimension"]).fetchone()
     except psycopg.errors.UndefinedFunction as exc:
         raise SchemaNotInstalledError(
             "no rerankdb schema in this database: run `rerankdb migrate` first"
@@ -166,7 +179,9 @@ class Client:
     @classmethod
     def from_env(cls, **kwargs: Any) -> Client:
         """``RERANKDB_DATABASE_URL`` if set, else the embedded server."""
-        return cls(db.resolve_url(Settings.from_env()), **kwargs)
+        from rerankdb import embedded
+
+        return cls(embedded.resolve_url(Settings.from_env()), **kwargs)
 
     @classmethod
     def embedded(cls, **kwargs: Any) -> Client:
@@ -194,21 +209,26 @@ class Client:
     def kinds(self) -> dict[str, float]:
         """Interaction kinds and their weights."""
         with self._pool.connection() as conn:
-            rows = conn.execute("select kind, weight from rerankdb.interaction_kinds").fetchall()
+            rows = conn.execute(Q["kinds"]).fetchall()
         return {k: float(w) for k, w in rows}
 
     def status(self) -> Status:
         from rerankdb.migrate import current_revision
 
         with self._pool.connection() as conn:
-            row = conn.execute(
-                """select (select count(*) from rerankdb.items),
-                          (select count(*) from rerankdb.item_vectors),
-                          (select count(*) from rerankdb.user_vectors),
-                          (select count(*) from rerankdb.interactions)"""
-            ).fetchone()
-        assert row is not None
-        return Status(current_revision(self.url), self.dimension, *map(int, row))
+            counts = conn.execute(Q["counts"]).fetchone()
+            worker = conn.execute(Q["worker_status"]).fetchone()
+        assert counts is not None and worker is not None
+        items, item_vectors, user_vectors, interactions = map(int, counts)
+        return Status(
+            current_revision(self.url),
+            self.dimension,
+            items,
+            item_vectors,
+            user_vectors,
+            interactions,
+            *worker,
+        )
 
     # -- writes ---------------------------------------------------------------
 
@@ -236,26 +256,18 @@ class Client:
         if not rows:
             return 0
         with self._pool.connection() as conn, conn.transaction():
-            conn.execute(
-                "create temp table _items (item_id bigint, content text, metadata jsonb) on commit drop"
-            )
-            with conn.cursor().copy("copy _items from stdin") as cp:
+            conn.execute(Q["create_items_stage"])
+            with conn.cursor().copy(Q["copy_items_stage"]) as cp:
                 for r in rows:
                     cp.write_row(r)
-            cur = conn.execute(
-                """insert into rerankdb.items as t (item_id, content, metadata)
-                   select item_id, content, metadata from _items
-                   on conflict (item_id) do update
-                      set content = excluded.content, metadata = excluded.metadata, updated_at = now()
-                    where (t.content, t.metadata) is distinct from (excluded.content, excluded.metadata)"""
-            )
+            cur = conn.execute(Q["upsert_items"])
             return int(cur.rowcount)
 
     def delete_items(self, item_ids: Iterable[int]) -> int:
         """Delete items (and, by cascade, their vectors); returns how many existed."""
         ids = [_check_id(i, "item_id") for i in item_ids]
         with self._pool.connection() as conn:
-            cur = conn.execute("delete from rerankdb.items where item_id = any(%s::bigint[])", [ids])
+            cur = conn.execute(Q["delete_items"], {"items": ids})
             return int(cur.rowcount)
 
     def record_interactions(self, interactions: Iterable[Interaction | Mapping[str, Any]]) -> int:
@@ -287,15 +299,11 @@ class Client:
         unknown = sorted({r[2] for r in rows} - known.keys())
         if unknown:
             raise UnknownKindError(unknown, sorted(known))
-        cols = ["user_id", "item_id", "kind", "weight", "context", "occurred_at"]
-        copy = sql.SQL("copy rerankdb.interactions ({}) from stdin").format(
-            sql.SQL(", ").join(map(sql.Identifier, cols))
-        )
         with self._pool.connection() as conn, conn.transaction():
             # occurred_at None means "now": COPY has no DEFAULT per row, so fill it here.
-            now = conn.execute("select now()").fetchone()[0]
+            now = conn.execute(Q["now"]).fetchone()[0]
             try:
-                with conn.cursor().copy(copy) as cp:
+                with conn.cursor().copy(Q["copy_interactions"]) as cp:
                     for r in rows:
                         cp.write_row(r if r[5] is not None else (*r[:5], now))
             except psycopg.errors.ForeignKeyViolation as exc:  # a kind deleted meanwhile
@@ -304,45 +312,32 @@ class Client:
 
     def set_item_vectors(self, item_ids: Sequence[int], vectors: Any) -> int:
         """Bring your own item embeddings (items must exist). Returns rows written."""
-        return self._set_vectors("item_vectors", "item_id", item_ids, vectors)
+        return self._set_vectors("item", item_ids, vectors)
 
     def set_user_vectors(self, user_ids: Sequence[int], vectors: Any) -> int:
         """Bring your own user embeddings. Returns rows written."""
-        return self._set_vectors("user_vectors", "user_id", user_ids, vectors)
+        return self._set_vectors("user", user_ids, vectors)
 
-    def _set_vectors(self, table: str, key: str, ids: Sequence[int], vectors: Any) -> int:
-        ids_ = _unique_ids(ids, key)
-        arr = _as_matrix(vectors, len(ids_), self.dimension, f"{table.replace('_', ' ')}")
+    def _set_vectors(self, of: str, ids: Sequence[int], vectors: Any) -> int:
+        ids_ = _unique_ids(ids, f"{of}_id")
+        arr = _as_matrix(vectors, len(ids_), self.dimension, f"{of} vectors")
         if not ids_:
             return 0
-        stage = sql.Identifier(f"_{table}")
-        target = sql.Identifier("rerankdb", table)
-        k = sql.Identifier(key)
         with self._pool.connection() as conn, conn.transaction():
-            conn.execute(
-                sql.SQL("create temp table {} ({} bigint, embedding vector) on commit drop").format(stage, k)
-            )
-            with conn.cursor().copy(sql.SQL("copy {} from stdin with (format binary)").format(stage)) as cp:
+            conn.execute(Q["create_vectors_stage"])
+            with conn.cursor().copy(Q["copy_vectors_stage"]) as cp:
                 cp.set_types(["int8", "vector"])
                 for i, v in zip(ids_, arr, strict=True):
                     cp.write_row((i, v))
-            if table == "item_vectors":
-                missing = conn.execute(
-                    "select s.item_id from _item_vectors s left join rerankdb.items i using (item_id)"
-                    " where i.item_id is null limit 5"
-                ).fetchall()
+            if of == "item":
+                missing = conn.execute(Q["unknown_staged_items"]).fetchall()
                 if missing:
                     raise InvalidInputError(
                         "item vectors need their items first (upsert_items); unknown item_id(s): "
                         + ", ".join(str(m[0]) for m in missing)
                         + "; nothing was written"
                     )
-            cur = conn.execute(
-                sql.SQL(
-                    "insert into {t} ({k}, embedding) select {k}, embedding from {s}"
-                    " on conflict ({k}) do update set embedding = excluded.embedding, updated_at = now()"
-                ).format(t=target, k=k, s=stage)
-            )
+            cur = conn.execute(Q[f"upsert_{of}_vectors"])
             return int(cur.rowcount)
 
     # -- reads ----------------------------------------------------------------
@@ -357,10 +352,10 @@ class Client:
         """
         uid = _check_id(user_id, "user_id")
         return self._ranked(
-            "select * from rerankdb.rerank(%s, %s, %s)",
-            uid,
-            _candidates(candidates),
-            _check_k(k, allow_none=True),
+            Q["rerank"],
+            user=uid,
+            candidates=_candidates(candidates),
+            k=_check_k(k, allow_none=True),
         )
 
     def rerank_scored(
@@ -383,32 +378,32 @@ class Client:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
             raise InvalidInputError(f"weight must be in [0, 1], got {weight!r}")
         return self._ranked(
-            "select * from rerankdb.rerank_scored(%s, %s, %s::float8[], %s, %s)",
-            _check_id(user_id, "user_id"),
-            _candidates(candidates),
-            scores,
-            float(weight),
-            _check_k(k, allow_none=True),
+            Q["rerank_scored"],
+            user=_check_id(user_id, "user_id"),
+            candidates=_candidates(candidates),
+            scores=scores,
+            weight=float(weight),
+            k=_check_k(k, allow_none=True),
         )
 
     def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> list[Ranked]:
         """``rerankdb.recommend``: the k nearest items to the user's vector."""
         return self._ranked(
-            "select * from rerankdb.recommend(%s, %s, %s)",
-            _check_id(user_id, "user_id"),
-            _check_k(k, allow_none=False),
-            bool(exclude_seen),
+            Q["recommend"],
+            user=_check_id(user_id, "user_id"),
+            k=_check_k(k, allow_none=False),
+            exclude_seen=bool(exclude_seen),
         )
 
     def similar_items(self, item_id: int, k: int = 10) -> list[Ranked]:
         """``rerankdb.similar_items``: the k nearest items to an item, itself excluded."""
         return self._ranked(
-            "select * from rerankdb.similar_items(%s, %s)",
-            _check_id(item_id, "item_id"),
-            _check_k(k, allow_none=False),
+            Q["similar_items"],
+            item=_check_id(item_id, "item_id"),
+            k=_check_k(k, allow_none=False),
         )
 
-    def _ranked(self, query: str, *params: Any) -> list[Ranked]:
+    def _ranked(self, query: str, **params: Any) -> list[Ranked]:
         with self._pool.connection() as conn:
             rows = conn.execute(query, params, binary=True).fetchall()
         return [Ranked(i, s, r) for i, s, r in rows]

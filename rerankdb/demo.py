@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-import psycopg
+from tqdm import tqdm
 
 from rerankdb import Client, Interaction, Item, db, embedded, migrate
 from rerankdb.config import Settings
@@ -44,13 +44,6 @@ LIVE = [Interaction(1, 205, "purchase"), Interaction(1, 209, "purchase")]
 
 def _say(message: str) -> None:
     print(message, flush=True)
-
-
-def _bar(label: str, done: int, total: int) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    end = "\n" if done >= total else ""
-    print(f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, flush=True)
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -82,12 +75,8 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
         started_server = embedded.running_url(settings.home) is None
         _say(f"Starting the embedded PostgreSQL (data in {embedded.pgdata_dir(settings.home)})...")
         server = embedded.start(settings.home)
-    admin = db.libpq_url(db.with_database(server, "postgres"))
-    url = db.with_database(server, database)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{database}" with (force)')
-        conn.execute(f'create database "{database}"')
-    from rerankdb.encoder import from_env
+    url = db.create_database(server, database, replace=True)
+    from rerankdb.encoder import from_settings
     from rerankdb.worker import Worker
 
     worker: Worker | None = None
@@ -97,7 +86,7 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
         _say(f"Installed the rerankdb schema in database {database!r}.")
         t0 = time.perf_counter()
         _say("Loading the encoder (all-MiniLM-L6-v2, from its PyPI package)...")
-        encoder = from_env()
+        encoder = from_settings(settings)
         _say(f"  loaded in {time.perf_counter() - t0:.1f} s")
         items = catalog()
         texts = {i: text for i, _, text in items}
@@ -111,18 +100,10 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
                 f"Embedding the sample catalog ({len(items)} items across 8 topics) with the running worker:"
             )
 
-            def embedded_count() -> int:
-                with db.connect(url, autocommit=True) as c:
-                    return int(c.execute("select count(*) from rerankdb.item_vectors").fetchone()[0])  # type: ignore[index]
-
-            done, shown = 0, -1
-            while done < len(items):
-                done = embedded_count()
-                if done != shown:
-                    _bar("items", done, len(items))
-                    shown = done
-                if done < len(items):
+            with tqdm(total=len(items), desc="  items", unit=" items", file=sys.stdout) as bar:
+                while bar.n < len(items):
                     time.sleep(0.2)
+                    bar.update(client.status().item_vectors - bar.n)
             client.record_interactions(HISTORY)
             _wait(
                 lambda: len(client.rerank(3, [400])) == 1 and client.rerank(3, [400])[0].score is not None,
@@ -171,8 +152,7 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
             _say(f"\nKept: database {database!r} at {url}")
             _say(f"  explore with: psql '{url}'   (stop the server later with: rerankdb db stop)")
         else:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'drop database if exists "{database}" with (force)')
+            db.drop_database(server, database)
             if started_server:
                 embedded.stop(settings.home)
             _say("\nCleaned up (use --keep to explore the demo database afterwards).")

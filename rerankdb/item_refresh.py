@@ -7,6 +7,7 @@ queued again meanwhile.  Vectors remember the SHA-256 of their text and the
 model, so a re-queued item whose text and model did not change costs a hash,
 not an encoding.  A text that cannot be embedded is recorded with its error
 and retried with exponential backoff, without holding up the others.
+Its statements are in ``sql/queries/item_refresh.sql``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from rerankdb import backoff
 from rerankdb.encoder import Encoder
+from rerankdb.sqlfiles import queries
 
+Q = queries("item_refresh")
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 120
@@ -44,28 +48,12 @@ def content_hash(text: str) -> bytes:
 
 def backoff_seconds(attempts: int) -> float:
     """Retry delay after the ``attempts``-th failure: 5 s, 10 s, 20 s, ... up to an hour."""
-    return float(min(5 * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
+    return backoff.exponential(max(attempts, 1), first=5.0, cap=MAX_BACKOFF_SECONDS)
 
 
 def _claim_items(conn: psycopg.Connection[Any], limit: int) -> list[tuple[Any, ...]]:
     with conn.transaction():
-        return conn.execute(
-            """
-            with due as (
-                select item_id from rerankdb.item_queue
-                where not_before <= clock_timestamp()
-                order by not_before, item_id
-                limit %(limit)s
-                for update skip locked
-            )
-            update rerankdb.item_queue q
-               set not_before = clock_timestamp() + make_interval(secs => %(lease)s)
-              from due
-             where q.item_id = due.item_id
-            returning q.item_id, q.enqueued_at, q.attempts
-            """,
-            {"limit": limit, "lease": LEASE_SECONDS},
-        ).fetchall()
+        return conn.execute(Q["claim_items"], {"limit": limit, "lease": LEASE_SECONDS}).fetchall()
 
 
 def _encode_isolating_failures(encoder: Encoder, texts: list[str]) -> list[np.ndarray | str]:
@@ -88,11 +76,7 @@ def refresh_items(conn: psycopg.Connection[Any], encoder: Encoder, limit: int = 
     if not claimed:
         return ItemBatch(0, 0, 0)
     enqueued = {r[0]: (r[1], r[2]) for r in claimed}
-    rows = conn.execute(
-        "select i.item_id, i.content, v.content_sha256, v.model from rerankdb.items i"
-        " left join rerankdb.item_vectors v on v.item_id = i.item_id where i.item_id = any(%s)",
-        [list(enqueued)],
-    ).fetchall()
+    rows = conn.execute(Q["item_texts"], {"items": list(enqueued)}).fetchall()
     unchanged, to_embed, errors = [], [], {}
     for item_id, text, old_hash, old_model in rows:
         digest = content_hash(text)
@@ -113,52 +97,35 @@ def refresh_items(conn: psycopg.Connection[Any], encoder: Encoder, limit: int = 
             done.append((item_id, res, digest))
     with conn.transaction():
         if done:
-            conn.execute(
-                "create temp table if not exists _item_vectors"
-                " (item_id bigint, embedding vector, content_sha256 bytea) on commit delete rows"
-            )
-            with conn.cursor().copy("copy _item_vectors from stdin with (format binary)") as cp:
+            conn.execute(Q["create_vector_stage"])
+            with conn.cursor().copy(Q["copy_vector_stage"]) as cp:
                 cp.set_types(["int8", "vector", "bytea"])
                 for row in done:
                     cp.write_row(row)
-            # Only if the text is still what was embedded (else it is queued again).
-            conn.execute(
-                "insert into rerankdb.item_vectors (item_id, embedding, content_sha256, model)"
-                " select s.item_id, s.embedding, s.content_sha256, %s from _item_vectors s"
-                " join rerankdb.items i on i.item_id = s.item_id"
-                "  and sha256(convert_to(i.content, 'UTF8')) = s.content_sha256"
-                " order by s.item_id"
-                " on conflict (item_id) do update set embedding = excluded.embedding,"
-                "  content_sha256 = excluded.content_sha256, model = excluded.model, updated_at = now()",
-                [encoder.name],
-            )
+            conn.execute(Q["write_vectors"], {"model": encoder.name})
         finished = [i for i, _, _ in done] + unchanged
         if finished:
             conn.execute(
-                "delete from rerankdb.item_queue q using unnest(%s::bigint[], %s::timestamptz[]) as f(id, at)"
-                " where q.item_id = f.id and q.enqueued_at = f.at",
-                [finished, [enqueued[i][0] for i in finished]],
+                Q["dequeue_items"], {"items": finished, "enqueued": [enqueued[i][0] for i in finished]}
             )
         for item_id, message in errors.items():
             attempts = enqueued[item_id][1] + 1
             conn.execute(
-                "update rerankdb.item_queue set attempts = %s, last_error = %s,"
-                " not_before = clock_timestamp() + make_interval(secs => %s)"
-                " where item_id = %s and enqueued_at = %s",
-                [attempts, message, backoff_seconds(attempts), item_id, enqueued[item_id][0]],
+                Q["record_failure"],
+                {
+                    "attempts": attempts,
+                    "error": message,
+                    "backoff": backoff_seconds(attempts),
+                    "item": item_id,
+                    "enqueued": enqueued[item_id][0],
+                },
             )
             log.warning("item %s not embedded (attempt %s): %s", item_id, attempts, message)
-        conn.execute(
-            "update rerankdb.worker_state set last_item_refresh_at = now(), model = %s", [encoder.name]
-        )
+        conn.execute(Q["mark_item_refresh"], {"model": encoder.name})
     return ItemBatch(len(done), len(unchanged), len(errors))
 
 
 def requeue_all_items(conn: psycopg.Connection[Any]) -> int:
     """Queue every item for embedding (after a model change); unchanged ones cost a hash."""
-    cur = conn.execute(
-        "insert into rerankdb.item_queue (item_id) select item_id from rerankdb.items"
-        " on conflict (item_id) do update set enqueued_at = clock_timestamp(), attempts = 0,"
-        " last_error = null, not_before = '-infinity'"
-    )
+    cur = conn.execute(Q["requeue_all_items"])
     return int(cur.rowcount)

@@ -6,7 +6,7 @@ length, stored in ``rerankdb.item_rank`` beside a copy of the text vector.  User
 decayed sum in this space as in the text space, so reranking blends a text
 cosine and a collaborative cosine read from the same row.
 
-Chosen by measurement on the MovieLens evaluation (see README): with k = 64
+Chosen by measurement on the MovieLens evaluation (rerankdb/eval/README.md): with k = 64
 (the default) and centered scoring the hybrid beats EASE on both lists
 (0.415 / 0.271 against 0.404 / 0.191 NDCG@10), trains in about a second on
 ml-latest-small, and scales as a sparse matrix does: memory O(nnz + (users +
@@ -27,9 +27,12 @@ import psycopg
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from rerankdb import refresh
 from rerankdb.encoder import Encoder
+from rerankdb.fold import FoldParams
+from rerankdb.sqlfiles import queries
+from rerankdb.user_refresh import rebuild_all
 
+Q = queries("train")
 log = logging.getLogger(__name__)
 
 
@@ -61,23 +64,17 @@ def item_factors(x: sp.csr_matrix, k: int) -> np.ndarray:
 def train(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
-    params: refresh.FoldParams,
+    params: FoldParams,
     dim: int,
     *,
     k: int | None = None,
 ) -> TrainReport:
     """Learn and store collaborative item vectors, then rebuild every user."""
     t0 = time.perf_counter()
-    row = conn.execute("select collab_dim from rerankdb.settings").fetchone()
+    row = conn.execute(Q["collab_dim"]).fetchone()
     assert row is not None
     k = k or int(row[0])
-    pairs = conn.execute(
-        "select i.user_id, i.item_id from rerankdb.interactions i"
-        " join rerankdb.interaction_kinds kd on kd.kind = i.kind"
-        " where coalesce(i.weight, kd.weight) > 0"
-        "   and exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id)",
-        binary=True,
-    ).fetchall()
+    pairs = conn.execute(Q["positive_pairs"], binary=True).fetchall()
     if not pairs:
         return TrainReport(0, 0, 0, 0, time.perf_counter() - t0)
     arr = np.array(pairs, dtype=np.int64)
@@ -89,26 +86,17 @@ def train(
     factors = item_factors(x, k).astype(np.float32)
     support = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)  # users per item
     with conn.transaction():
-        conn.execute(
-            "create temp table if not exists _collab (item_id bigint, collab vector, support integer)"
-            " on commit drop"
-        )
-        with conn.cursor().copy("copy _collab from stdin with (format binary)") as cp:
+        conn.execute(Q["create_collab_stage"])
+        with conn.cursor().copy(Q["copy_collab_stage"]) as cp:
             cp.set_types(["int8", "vector", "int4"])
             for item, vec, n in zip(items.tolist(), factors, support.tolist(), strict=True):
                 if vec.any():
                     cp.write_row((item, vec, n))
         # Replace every vector in one transaction (readers see old or new, never a mix).
-        conn.execute(
-            "update rerankdb.item_rank r set collab = c.collab, support = c.support"
-            " from _collab c where r.item_id = c.item_id"
-        )
-        conn.execute(
-            "update rerankdb.item_rank r set collab = null, support = null where r.collab is not null"
-            " and not exists (select 1 from _collab c where c.item_id = r.item_id)"
-        )
-        conn.execute("update rerankdb.settings set trained_at = now()")
-    counted = refresh.rebuild_all(conn, encoder, params, dim)
+        conn.execute(Q["set_collab"])
+        conn.execute(Q["clear_untrained_collab"])
+        conn.execute(Q["mark_trained"])
+    counted = rebuild_all(conn, encoder, params, dim)
     seconds = time.perf_counter() - t0
     log.info(
         "trained %d-d collaborative vectors for %d items from %d interactions of %d users; "

@@ -1,4 +1,4 @@
-"""``rerankdb worker``: scheduling only; the work itself is in refresh.py.
+"""``rerankdb worker``: scheduling only; the work itself is :mod:`rerankdb.drain`'s.
 
 One refresh thread drains the queues whenever it is woken: by a NOTIFY on
 'rerankdb_work' (sent at the commit of any insert into items or interactions,
@@ -15,26 +15,35 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from rerankdb import db, refresh
+from rerankdb import backoff, db, item_refresh, user_refresh
 from rerankdb.config import Settings
+from rerankdb.drain import DrainReport, drain
 from rerankdb.encoder import Encoder
 from rerankdb.errors import DimensionMismatchError
+from rerankdb.fold import FoldParams
+from rerankdb.sqlfiles import queries
 
+Q = queries("worker")
 log = logging.getLogger(__name__)
 
-CHANNEL = "rerankdb_work"
 MAX_BACKOFF = 30.0
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row: 0.5, 1, 2, ... up to 30."""
+    return backoff.exponential(failures, first=0.5, cap=MAX_BACKOFF)
 
 
 def check_encoder(conn: psycopg.Connection[Any], encoder: Encoder | None) -> int:
     """The schema's dimension, after checking the encoder produces it."""
-    row = conn.execute("select rerankdb.dimension()").fetchone()
+    row = conn.execute(Q["dimension"]).fetchone()
     assert row is not None
     dim = int(row[0])
     if encoder is not None and encoder.dim != dim:
@@ -50,12 +59,15 @@ class Worker:
         encoder: Encoder | None,
         *,
         listen: bool = True,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
+        """``before_commit`` runs before each user batch commits (fault injection in tests)."""
         self.url = url
         self.settings = settings
         self.encoder = encoder
         self.listen = listen
-        self.params = refresh.FoldParams.from_days(settings.half_life_days, settings.context_weight)
+        self.before_commit = before_commit
+        self.params = FoldParams.from_days(settings.half_life_days, settings.context_weight)
         self.wake = threading.Event()
         self.stop = threading.Event()
         with db.connect(url, autocommit=True) as conn:
@@ -63,17 +75,29 @@ class Worker:
 
     # -- the work -------------------------------------------------------------
 
-    def drain_once(self, conn: psycopg.Connection[Any] | None = None) -> refresh.DrainReport:
+    def drain_once(self, conn: psycopg.Connection[Any] | None = None) -> DrainReport:
         """All due work, on ``conn`` or a connection of its own."""
-        if conn is not None:
-            return refresh.drain(conn, self.encoder, self.params, self.dim, should_stop=self.stop.is_set)
-        with db.connect(self.url, autocommit=True) as own:
-            return refresh.drain(own, self.encoder, self.params, self.dim, should_stop=self.stop.is_set)
+        if conn is None:
+            with db.connect(self.url, autocommit=True) as own:
+                return self.drain_once(own)
+        return drain(
+            conn,
+            self.encoder,
+            self.params,
+            self.dim,
+            should_stop=self.stop.is_set,
+            before_commit=self.before_commit,
+        )
+
+    def requeue_all_items(self) -> int:
+        """Queue every item for embedding (after a model change); returns how many."""
+        with db.connect(self.url, autocommit=True) as conn:
+            return item_refresh.requeue_all_items(conn)
 
     def rebuild(self, *, batch_users: int = 500, progress: Any = None) -> int:
         """Recompute every user's state from the log; returns interactions counted."""
         with db.connect(self.url, autocommit=True) as conn:
-            return refresh.rebuild_all(
+            return user_refresh.rebuild_all(
                 conn,
                 self.encoder,
                 self.params,
@@ -86,7 +110,7 @@ class Worker:
     # -- the loop ---------------------------------------------------------------
 
     def _refresh_loop(self) -> None:
-        backoff = 0.0
+        failures = 0
         conn: psycopg.Connection[Any] | None = None  # kept open: a wake-up costs no connect
         while not self.stop.is_set():
             self.wake.wait()
@@ -97,7 +121,7 @@ class Worker:
                 if conn is None or conn.closed or conn.broken:
                     conn = db.connect(self.url, autocommit=True)
                 report = self.drain_once(conn)
-                backoff = 0.0
+                failures = 0
                 if report.interactions_folded or report.items_embedded:
                     log.info(
                         "drained: %d items embedded, %d interactions folded in %.3f s",
@@ -109,31 +133,33 @@ class Worker:
                 if conn is not None:
                     conn.close()
                 conn = None
-                backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
+                failures += 1
+                delay = retry_delay(failures)
                 if isinstance(exc, psycopg.OperationalError):
-                    log.warning("database unreachable (%s); retrying in %.1f s", str(exc).strip(), backoff)
+                    log.warning("database unreachable (%s); retrying in %.1f s", str(exc).strip(), delay)
                 else:
-                    log.exception("refresh failed; retrying in %.1f s", backoff)
-                self.stop.wait(backoff)
+                    log.exception("refresh failed; retrying in %.1f s", delay)
+                self.stop.wait(delay)
                 self.wake.set()
         if conn is not None:
             conn.close()
 
     def _listen_loop(self) -> None:
-        backoff = 0.0
+        failures = 0
         while not self.stop.is_set():
             try:
                 with psycopg.connect(db.libpq_url(self.url), autocommit=True) as conn:
-                    conn.execute(f"listen {CHANNEL}")
-                    backoff = 0.0
+                    conn.execute(Q["listen"])
+                    failures = 0
                     self.wake.set()  # anything that arrived while not listening
                     while not self.stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
                             self.wake.set()
             except Exception as exc:  # keep listening whatever happened
-                backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
-                log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", str(exc).strip(), backoff)
-                self.stop.wait(backoff)
+                failures += 1
+                delay = retry_delay(failures)
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", str(exc).strip(), delay)
+                self.stop.wait(delay)
 
     def train(self) -> Any:
         """Learn collaborative item vectors from the log, then rebuild users (``rerankdb train``)."""

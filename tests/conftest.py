@@ -41,50 +41,32 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     embedded.stop(home)
 
 
-def _admin(server_url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(db.libpq_url(server_url), autocommit=True)
-
-
-def create_database(server_url: str, template: str | None = None) -> str:
-    name = f"rerankdb_test_{os.getpid()}_{next(_counter)}"
-    with _admin(server_url) as conn:
-        tmpl = f' template "{template}"' if template else ""
-        conn.execute(f'create database "{name}"{tmpl}')
-    return db.with_database(server_url, name)
-
-
-def drop_database(server_url: str, url: str) -> None:
-    name = url.rsplit("/", 1)[1].split("?", 1)[0]
-    with _admin(server_url) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+def _fresh_name() -> str:
+    return f"rerankdb_test_{os.getpid()}_{next(_counter)}"
 
 
 @pytest.fixture(scope="session")
 def template_url(server_url: str) -> Iterator[str]:
-    with _admin(server_url) as conn:
-        conn.execute(f'drop database if exists "{TEMPLATE}" with (force)')
-        conn.execute(f'create database "{TEMPLATE}"')
-    url = db.with_database(server_url, TEMPLATE)
+    url = db.create_database(server_url, TEMPLATE, replace=True)
     migrate.upgrade(url, dim=384)
     yield url
-    with _admin(server_url) as conn:
-        conn.execute(f'drop database if exists "{TEMPLATE}" with (force)')
+    db.drop_database(server_url, TEMPLATE)
 
 
 @pytest.fixture
 def empty_db_url(server_url: str) -> Iterator[str]:
     """A fresh database with nothing installed."""
-    url = create_database(server_url)
-    yield url
-    drop_database(server_url, url)
+    name = _fresh_name()
+    yield db.create_database(server_url, name)
+    db.drop_database(server_url, name)
 
 
 @pytest.fixture
 def db_url(server_url: str, template_url: str) -> Iterator[str]:
     """A fresh database with the rerankdb schema at head (dimension 384)."""
-    url = create_database(server_url, TEMPLATE)
-    yield url
-    drop_database(server_url, url)
+    name = _fresh_name()
+    yield db.create_database(server_url, name, template=TEMPLATE)
+    db.drop_database(server_url, name)
 
 
 @pytest.fixture
@@ -110,3 +92,14 @@ def encoder() -> Any:
     from rerankdb.encoder import TransformerEncoder
 
     return TransformerEncoder()
+
+
+@pytest.fixture
+def catalog(conn: Any, encoder: Any) -> dict[int, np.ndarray]:
+    """Six items with real texts, embedded by the worker; their vectors by id."""
+    from tests.worker_helpers import CATALOG, add_items, drain
+
+    add_items(conn, CATALOG)
+    report = drain(conn, encoder)
+    assert report.items_embedded == len(CATALOG)
+    return {i: encoder.encode([t])[0] for i, t in CATALOG.items()}

@@ -9,7 +9,10 @@ import numpy as np
 import psycopg
 import pytest
 
-from rerankdb import Client, refresh
+from rerankdb import Client
+from rerankdb.drain import drain
+from rerankdb.fold import FoldParams
+from rerankdb.user_refresh import rebuild_all
 from tests.helpers import load_items, unit
 
 DIM = 384
@@ -118,10 +121,10 @@ def test_a_full_rebuild_refreshes_the_centers(conn: Any, client: Client, rng: np
         cur.executemany(
             "insert into rerankdb.interactions (user_id, item_id, occurred_at) values (%s, %s, %s)", rows
         )
-    params = refresh.FoldParams.from_days(30.0, 0.0)
-    refresh.drain(conn, None, params, DIM)
+    params = FoldParams.from_days(30.0, 0.0)
+    drain(conn, None, params, DIM)
     assert center(conn, "text_center") is None, "folds alone leave the centers to the next rebuild"
-    refresh.rebuild_all(conn, None, params, DIM)
+    rebuild_all(conn, None, params, DIM)
     users = conn.execute("select embedding from rerankdb.user_vectors").fetchall()
     want = np.mean([np.asarray(u[0].to_numpy(), dtype=np.float64) for u in users], axis=0)
     got = center(conn, "text_center")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rerankdb.item_refresh import backoff_seconds
-from rerankdb.refresh import FoldParams, fold
+from rerankdb.fold import FoldParams, fold
 
 
 def reference(
@@ -64,8 +63,3 @@ def test_decay_halves_weight_per_half_life() -> None:
         FoldParams(100.0, 0.0),
     )
     np.testing.assert_allclose(sums[0], [0.5, 1.0])
-
-
-def test_backoff_grows_and_is_capped() -> None:
-    assert [backoff_seconds(a) for a in (1, 2, 3)] == [5, 10, 20]
-    assert backoff_seconds(50) == 3600

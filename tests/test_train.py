@@ -8,12 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rerankdb import Client, refresh
+from rerankdb import Client
+from rerankdb.drain import drain
+from rerankdb.fold import FoldParams
 from rerankdb.train import binary_matrix, item_factors, train
+from rerankdb.user_refresh import rebuild_all
 from tests.helpers import load_items
 
 DIM = 384
-PARAMS = refresh.FoldParams.from_days(30.0, 0.0)
+PARAMS = FoldParams.from_days(30.0, 0.0)
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -36,7 +39,7 @@ def world(client: Client, conn: Any, rng: np.random.Generator) -> dict[str, Any]
             "insert into rerankdb.interactions (user_id, item_id, kind, occurred_at) values (%s, %s, %s, %s)",
             rows,
         )
-    refresh.drain(conn, None, PARAMS, DIM)
+    drain(conn, None, PARAMS, DIM)
     report = train(conn, None, PARAMS, DIM, k=8)
     assert report.dim == 8 and report.items == 58 and report.users == 40
     return {"rows": rows}
@@ -88,9 +91,9 @@ def test_incremental_folds_after_training_equal_a_rebuild(
             "insert into rerankdb.interactions (user_id, item_id, kind, occurred_at) values (%s, %s, %s, %s)",
             more,
         )
-    refresh.drain(conn, None, PARAMS, DIM)
+    drain(conn, None, PARAMS, DIM)
     before = {t: vectors(conn, "user_vectors", t, "user_id") for t in ("embedding", "collab")}
-    refresh.rebuild_all(conn, None, PARAMS, DIM)
+    rebuild_all(conn, None, PARAMS, DIM)
     after = {t: vectors(conn, "user_vectors", t, "user_id") for t in ("embedding", "collab")}
     for t in before:
         assert before[t].keys() == after[t].keys()

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from rerankdb import db
+from rerankdb import db, embedded
 from rerankdb.config import Settings
 
 BENCH_DATABASE = "rerankdb_bench"
@@ -19,11 +19,7 @@ BENCH_DATABASE = "rerankdb_bench"
 
 def bench_url(settings: Settings) -> str:
     """A database of its own on the configured server, created if missing."""
-    url = db.resolve_url(settings)
-    with psycopg.connect(db.libpq_url(db.with_database(url, "postgres")), autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = %s", [BENCH_DATABASE]).fetchone():
-            conn.execute(f'create database "{BENCH_DATABASE}"')
-    return db.with_database(url, BENCH_DATABASE)
+    return db.ensure_database(embedded.resolve_url(settings), BENCH_DATABASE)
 
 
 def cpu_model() -> str:

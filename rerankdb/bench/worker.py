@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from rerankdb import Client, db, migrate, refresh
+from rerankdb import Client, db, embedded, migrate, user_refresh
 from rerankdb.bench.common import cpu_model, machine, p50_p99, table
 from rerankdb.config import Settings
+from rerankdb.drain import drain
+from rerankdb.fold import FoldParams
 from rerankdb.worker import Worker
 
 DATABASE = "rerankdb_bench_worker"
@@ -36,11 +38,7 @@ DATASET = (
 
 def fresh_database(items: int, seed: int) -> str:
     """A new database with ``items`` items carrying random vectors (no encoder needed)."""
-    url = db.resolve_url(Settings.from_env())
-    with psycopg.connect(db.libpq_url(db.with_database(url, "postgres")), autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{DATABASE}" with (force)')
-        conn.execute(f'create database "{DATABASE}"')
-    url = db.with_database(url, DATABASE)
+    url = db.create_database(embedded.resolve_url(Settings.from_env()), DATABASE, replace=True)
     migrate.upgrade(url)
     rng = np.random.default_rng(seed)
     with Client(url) as client:
@@ -113,7 +111,7 @@ def freshness(args: argparse.Namespace) -> None:
 def fold(args: argparse.Namespace) -> None:
     url = fresh_database(args.items, args.seed)
     rng = np.random.default_rng(args.seed)
-    params = refresh.FoldParams.from_days(30.0, 0.0)
+    params = FoldParams.from_days(30.0, 0.0)
     with db.connect(url, autocommit=True) as conn:
         print(f"machine: {machine(conn)}")
         dim = Client(url).dimension
@@ -128,7 +126,7 @@ def fold(args: argparse.Namespace) -> None:
         print(f"inserted {n:,} interactions for {args.users:,} users in {time.perf_counter() - t0:.1f} s")
 
         t0 = time.perf_counter()
-        report = refresh.drain(conn, None, params, dim)
+        report = drain(conn, None, params, dim)
         batch_s = time.perf_counter() - t0
         assert report.interactions_folded == n
         conn.execute("vacuum analyze rerankdb.interaction_queue")  # steady state, as autovacuum leaves it
@@ -140,11 +138,11 @@ def fold(args: argparse.Namespace) -> None:
             u, i = int(rng.integers(1, args.heavy + 1)), int(rng.integers(1, args.items + 1))
             conn.execute("insert into rerankdb.interactions (user_id, item_id) values (%s, %s)", [u, i])
             t0 = time.perf_counter()
-            assert refresh.refresh_users(conn, None, params, dim).folded == 1
+            assert user_refresh.refresh_users(conn, None, params, dim).folded == 1
             single.append(time.perf_counter() - t0)
             conn.execute("insert into rerankdb.interactions (user_id, item_id) values (%s, %s)", [u, i])
             t0 = time.perf_counter()
-            refresh.rebuild_users(conn, None, params, dim, [u])  # the whole history of u
+            user_refresh.rebuild_users(conn, None, params, dim, [u])  # the whole history of u
             recompute.append(time.perf_counter() - t0)
     per_user = args.history
     rows = [

@@ -20,11 +20,14 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from rerankdb import Client, Item, db, migrate, refresh
+from rerankdb import Client, Item, db, embedded, migrate
 from rerankdb.config import Settings
+from rerankdb.drain import drain
 from rerankdb.eval import metrics, report
 from rerankdb.eval.movielens import LISTS, Protocol, Rating, build, write_lists
+from rerankdb.fold import FoldParams
 from rerankdb.train import train
+from rerankdb.user_refresh import rebuild_all
 
 DATABASE = "rerankdb_eval"
 DAY = 86400.0
@@ -87,11 +90,7 @@ def _log(message: str) -> None:
 
 
 def fresh_database(settings: Settings) -> str:
-    server = db.resolve_url(settings)
-    with psycopg.connect(db.libpq_url(db.with_database(server, "postgres")), autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{DATABASE}" with (force)')
-        conn.execute(f'create database "{DATABASE}"')
-    url = db.with_database(server, DATABASE)
+    url = db.create_database(embedded.resolve_url(settings), DATABASE, replace=True)
     migrate.upgrade(url)
     return url
 
@@ -121,10 +120,11 @@ def _ts(epoch: int) -> str:
 
 
 def reweight(conn: psycopg.Connection[Any], config: Config) -> None:
-    expr = {"flat": "null", "linear": "r.rating / 2.5", "centered": "r.rating - 3"}[config.weighting]
     conn.execute(
-        f"update rerankdb.interactions i set weight = {expr} from public.eval_ratings r"
-        " where r.interaction_id = i.interaction_id"
+        "update rerankdb.interactions i set weight = case %(weighting)s"
+        "  when 'flat' then null when 'linear' then r.rating / 2.5 when 'centered' then r.rating - 3 end"
+        " from public.eval_ratings r where r.interaction_id = i.interaction_id",
+        {"weighting": config.weighting},
     )
 
 
@@ -144,8 +144,8 @@ def choose_niche(grid: list[dict[str, Any]], best: Config) -> Config | None:
     (both lists); None if no blend qualifies.
 
     Rare items are what popular-leaning collaborative scores push down; the
-    niche setting shows what keeping them costs overall (README, "Popular or
-    niche").
+    niche setting shows what keeping them costs overall (rerankdb/eval/README.md,
+    "Popular or niche").
     """
     same_folds = [
         g
@@ -308,15 +308,15 @@ def run(
     timings: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
-        embedded = refresh.drain(conn, encoder, refresh.FoldParams(None, 0.0), dim)
+        embedded = drain(conn, encoder, FoldParams(None, 0.0), dim)
         timings["embed items"] = time.perf_counter() - t0
         _log(f"embedded {embedded.items_embedded:,} items in {timings['embed items']:.1f} s ({encoder.name})")
 
         # Validation: histories before the validation targets; train and tune on them.
         t0 = time.perf_counter()
         insert_ratings(conn, [r for s in proto.splits["validation"] for r in s.history], GRID[0])
-        refresh.drain(conn, encoder, refresh.FoldParams(None, 0.0), dim)
-        trained = train(conn, encoder, refresh.FoldParams(None, 0.0), dim)
+        drain(conn, encoder, FoldParams(None, 0.0), dim)
+        trained = train(conn, encoder, FoldParams(None, 0.0), dim)
         timings["train collaborative vectors"] = trained.seconds
         _log(
             f"trained {trained.dim}-d collaborative vectors for {trained.items:,} items "
@@ -328,7 +328,7 @@ def run(
         val_cold = sorted(u for u, t in val_targets.items() if val_pop.get(t, 0) <= COLD_TARGET_MAX)
         for half_life, weighting in FOLDS:
             reweight(conn, Config(half_life, weighting))
-            refresh.rebuild_all(conn, encoder, refresh.FoldParams.from_days(half_life, 0.0), dim)
+            rebuild_all(conn, encoder, FoldParams.from_days(half_life, 0.0), dim)
             for blend in BLENDS:
                 config = Config(half_life, weighting, *blend)
                 set_blend(conn, config)
@@ -358,7 +358,7 @@ def run(
         niche = choose_niche(grid_results, best)
         # The retriever-score blend (rerank_scored), its weight tuned on validation too.
         reweight(conn, best)
-        refresh.rebuild_all(conn, encoder, refresh.FoldParams.from_days(best.half_life_days, 0.0), dim)
+        rebuild_all(conn, encoder, FoldParams.from_days(best.half_life_days, 0.0), dim)
         set_blend(conn, best)
         scored_grid = {}
         for weight in SCORED_WEIGHTS:
@@ -389,23 +389,17 @@ def run(
                 # incrementally, as the running worker would.
                 t0 = time.perf_counter()
                 reweight(conn, best)
-                refresh.rebuild_all(
-                    conn, encoder, refresh.FoldParams.from_days(best.half_life_days, 0.0), dim
-                )
+                rebuild_all(conn, encoder, FoldParams.from_days(best.half_life_days, 0.0), dim)
                 newest = [s.history[-1] for s in proto.splits["test"]]
                 insert_ratings(conn, newest, best)
-                folded = refresh.drain(
-                    conn, encoder, refresh.FoldParams.from_days(best.half_life_days, 0.0), dim
-                )
+                folded = drain(conn, encoder, FoldParams.from_days(best.half_life_days, 0.0), dim)
                 timings["fold validation targets"] = time.perf_counter() - t0
                 _log(
                     f"folded the {folded.interactions_folded} validation targets into user vectors (real-time path)"
                 )
             else:
                 reweight(conn, best)
-                refresh.rebuild_all(
-                    conn, encoder, refresh.FoldParams.from_days(best.half_life_days, 0.0), dim
-                )
+                rebuild_all(conn, encoder, FoldParams.from_days(best.half_life_days, 0.0), dim)
             targets = {s.user_id: s.target for s in proto.splits[split_name]}
             methods: dict[str, dict[str, dict[int, list[int]]]] = {}
             variants = product_variants(best, niche)

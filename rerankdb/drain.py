@@ -1,0 +1,77 @@
+"""The drain loop: all due work, items first, then users, until none is left.
+
+Above :mod:`rerankdb.item_refresh` and :mod:`rerankdb.user_refresh`, below
+the worker's scheduling (:mod:`rerankdb.worker`).  Items go first so that
+interactions find their items' vectors; interactions that arrived before
+their item's vector are deferred by the user refresh and released here once
+the vector exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from rerankdb.encoder import Encoder
+from rerankdb.fold import FoldParams
+from rerankdb.item_refresh import refresh_items
+from rerankdb.user_refresh import refresh_users, release_deferred
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DrainReport:
+    items_embedded: int = 0
+    items_unchanged: int = 0
+    items_failed: int = 0
+    interactions_folded: int = 0
+    interactions_deferred: int = 0
+    seconds: float = 0.0
+
+
+def drain(
+    conn: psycopg.Connection[Any],
+    encoder: Encoder | None,
+    params: FoldParams,
+    dim: int,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    before_commit: Callable[[], None] | None = None,
+) -> DrainReport:
+    """Do all due work: items first (so interactions find their vectors), then users.
+
+    Without an encoder no item is embedded (vectors are brought by the app).
+    ``before_commit`` is passed to each user batch (fault injection in tests).
+    """
+    report = DrainReport()
+    t0 = time.perf_counter()
+    while not should_stop():
+        progressed = False
+        if encoder is not None:
+            b = refresh_items(conn, encoder)
+            report.items_embedded += b.embedded
+            report.items_unchanged += b.unchanged
+            report.items_failed += b.failed
+            progressed = b.embedded + b.unchanged > 0
+            if b.claimed:
+                log.info("items: %d embedded, %d unchanged, %d failed", b.embedded, b.unchanged, b.failed)
+        if release_deferred(conn):
+            progressed = True
+        u = refresh_users(conn, encoder, params, dim, before_commit=before_commit)
+        report.interactions_folded += u.folded
+        report.interactions_deferred += u.deferred
+        if u.folded or u.deferred:
+            log.info(
+                "users: %d interactions folded into %d users, %d deferred", u.folded, u.users, u.deferred
+            )
+        progressed = progressed or u.folded + u.deferred > 0
+        if not progressed:
+            break
+    report.seconds = time.perf_counter() - t0
+    return report

@@ -1,0 +1,71 @@
+-- Statements of rerankdb/item_refresh.py: embedding queued items.
+--
+-- Claimed items get a lease (not_before) in a short transaction and are
+-- embedded outside any transaction; their vectors are written, and their
+-- queue rows deleted, only if the text is still the one embedded and the
+-- item was not queued again meanwhile.  Loaded once by
+-- rerankdb.sqlfiles.queries("item_refresh"); each "-- name:" starts a statement.
+
+-- name: claim_items
+-- Due items (never failed, or past their backoff) get a lease of %(lease)s seconds.
+with due as (
+    select item_id from rerankdb.item_queue
+    where not_before <= clock_timestamp()
+    order by not_before, item_id
+    limit %(limit)s
+    for update skip locked
+)
+update rerankdb.item_queue q
+   set not_before = clock_timestamp() + make_interval(secs => %(lease)s)
+  from due
+ where q.item_id = due.item_id
+returning q.item_id, q.enqueued_at, q.attempts
+
+-- name: item_texts
+-- Each claimed item's text and what its current vector was made from.
+select i.item_id, i.content, v.content_sha256, v.model
+from rerankdb.items i
+left join rerankdb.item_vectors v on v.item_id = i.item_id
+where i.item_id = any(%(items)s::bigint[])
+
+-- name: create_vector_stage
+create temp table if not exists _item_vectors (
+    item_id bigint, embedding vector, content_sha256 bytea
+) on commit delete rows
+
+-- name: copy_vector_stage
+copy _item_vectors from stdin with (format binary)
+
+-- name: write_vectors
+-- Only where the text is still what was embedded (else it is queued again).
+insert into rerankdb.item_vectors (item_id, embedding, content_sha256, model)
+select s.item_id, s.embedding, s.content_sha256, %(model)s
+from _item_vectors s
+join rerankdb.items i
+  on i.item_id = s.item_id and sha256(convert_to(i.content, 'UTF8')) = s.content_sha256
+order by s.item_id
+on conflict (item_id) do update
+   set embedding = excluded.embedding, content_sha256 = excluded.content_sha256,
+       model = excluded.model, updated_at = now()
+
+-- name: dequeue_items
+-- Only the queue rows claimed: an item queued again meanwhile stays queued.
+delete from rerankdb.item_queue q
+using unnest(%(items)s::bigint[], %(enqueued)s::timestamptz[]) as f(id, at)
+where q.item_id = f.id and q.enqueued_at = f.at
+
+-- name: record_failure
+update rerankdb.item_queue
+   set attempts = %(attempts)s, last_error = %(error)s,
+       not_before = clock_timestamp() + make_interval(secs => %(backoff)s)
+ where item_id = %(item)s and enqueued_at = %(enqueued)s
+
+-- name: mark_item_refresh
+update rerankdb.worker_state set last_item_refresh_at = now(), model = %(model)s
+
+-- name: requeue_all_items
+-- Every item queued afresh (after a model change); unchanged ones cost a hash.
+insert into rerankdb.item_queue (item_id)
+select item_id from rerankdb.items
+on conflict (item_id) do update
+   set enqueued_at = clock_timestamp(), attempts = 0, last_error = null, not_before = '-infinity'

@@ -1,0 +1,37 @@
+-- Statements of rerankdb/train.py: collaborative item vectors from the log.
+-- Loaded once by rerankdb.sqlfiles.queries("train"); each "-- name:" starts
+-- a statement.
+
+-- name: collab_dim
+select collab_dim from rerankdb.settings
+
+-- name: positive_pairs
+-- (user, item) of every positive interaction (weight > 0) with an item that
+-- has a text vector (so it has a row in item_rank to hold its collab vector).
+select i.user_id, i.item_id
+from rerankdb.interactions i
+join rerankdb.interaction_kinds kd on kd.kind = i.kind
+where coalesce(i.weight, kd.weight) > 0
+  and exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id)
+
+-- name: create_collab_stage
+create temp table if not exists _collab (item_id bigint, collab vector, support integer) on commit drop
+
+-- name: copy_collab_stage
+copy _collab from stdin with (format binary)
+
+-- name: set_collab
+update rerankdb.item_rank r
+   set collab = c.collab, support = c.support
+  from _collab c
+ where r.item_id = c.item_id
+
+-- name: clear_untrained_collab
+-- Items that were not in this training lose their old vector.
+update rerankdb.item_rank r
+   set collab = null, support = null
+ where r.collab is not null
+   and not exists (select 1 from _collab c where c.item_id = r.item_id)
+
+-- name: mark_trained
+update rerankdb.settings set trained_at = now()

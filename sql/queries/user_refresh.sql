@@ -1,0 +1,128 @@
+-- Statements of rerankdb/user_refresh.py: folding queued interactions into
+-- user states and vectors, and rebuilding users from the log.
+--
+-- Exactly once: interactions are claimed from interaction_queue with FOR
+-- UPDATE SKIP LOCKED, and their queue rows are deleted in the same
+-- transaction that writes the states and vectors they account for.
+-- user_state rows are locked in user_id order.  Loaded once by
+-- rerankdb.sqlfiles.queries("user_refresh"); each "-- name:" starts a statement.
+
+-- name: claim_interactions
+-- Due interactions, oldest first, with the weight they fold with (their own,
+-- else their kind's) and their time in epoch seconds.
+select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
+       extract(epoch from i.occurred_at)::float8, q.item_id
+from rerankdb.interaction_queue q
+join rerankdb.interactions i on i.interaction_id = q.interaction_id
+join rerankdb.interaction_kinds k on k.kind = i.kind
+where not q.deferred
+order by q.interaction_id
+limit %(limit)s
+for update of q skip locked
+
+-- name: batch_item_vectors
+-- (text, collaborative) vectors of the distinct items of a batch.
+select item_id, embedding, collab from rerankdb.item_rank where item_id = any(%(items)s::bigint[])
+
+-- name: defer_interactions
+-- The item has no vector yet: keep the interaction until it has.
+update rerankdb.interaction_queue set deferred = true where interaction_id = any(%(ids)s::bigint[])
+
+-- name: create_placeholder_states
+-- An empty state for each user that has none: a concurrent worker creating
+-- the same user makes this wait for its commit, so the locked read that
+-- follows is never stale.
+insert into rerankdb.user_state (user_id, weighted_sum, ref_time)
+select u, array_fill(0, array[%(dim)s])::vector, '-infinity'
+from unnest(%(users)s::bigint[]) as u
+order by u
+on conflict (user_id) do nothing
+
+-- name: lock_states
+select user_id, weighted_sum, extract(epoch from ref_time)::float8, interactions, collab_sum
+from rerankdb.user_state
+where user_id = any(%(users)s::bigint[])
+order by user_id
+for update
+
+-- name: create_state_stage
+-- Created by the first batch of a session (and again if that batch rolled back).
+create temp table if not exists _user_state (
+    user_id bigint, weighted_sum vector, ref float8, interactions bigint, collab_sum vector
+) on commit delete rows
+
+-- name: copy_state_stage
+copy _user_state from stdin with (format binary)
+
+-- name: write_states
+update rerankdb.user_state u
+   set weighted_sum = s.weighted_sum,
+       ref_time = coalesce(to_timestamp(s.ref), '-infinity'),
+       interactions = s.interactions,
+       collab_sum = s.collab_sum,
+       updated_at = now()
+  from _user_state s
+ where u.user_id = s.user_id
+
+-- name: write_user_vectors
+-- The vector table's trigger normalizes the text vector; collab is normalized
+-- here.  A sum without direction (norm <= eps) gives no vector.
+insert into rerankdb.user_vectors (user_id, embedding, collab)
+select user_id, weighted_sum,
+       case when vector_norm(collab_sum) > %(eps)s then l2_normalize(collab_sum) end
+from _user_state
+where vector_norm(weighted_sum) > %(eps)s
+order by user_id
+on conflict (user_id) do update
+   set embedding = excluded.embedding, collab = excluded.collab, updated_at = now()
+
+-- name: delete_directionless_user_vectors
+delete from rerankdb.user_vectors v
+using _user_state s
+where v.user_id = s.user_id and vector_norm(s.weighted_sum) <= %(eps)s
+
+-- name: dequeue_interactions
+delete from rerankdb.interaction_queue where interaction_id = any(%(ids)s::bigint[])
+
+-- name: mark_user_refresh
+update rerankdb.worker_state set last_user_refresh_at = now()
+
+-- name: release_deferred
+-- Deferred interactions whose item now has a vector become due again.
+update rerankdb.interaction_queue q set deferred = false
+where q.deferred and exists (select 1 from rerankdb.item_vectors v where v.item_id = q.item_id)
+
+-- name: lock_queued_interactions_of_users
+select q.interaction_id
+from rerankdb.interaction_queue q
+join rerankdb.interactions i on i.interaction_id = q.interaction_id
+where i.user_id = any(%(users)s::bigint[])
+for update of q
+
+-- name: interactions_of_users
+-- The whole log of some users, as claim_interactions returns it.
+select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
+       extract(epoch from i.occurred_at)::float8, i.item_id
+from rerankdb.interactions i
+join rerankdb.interaction_kinds k on k.kind = i.kind
+where i.user_id = any(%(users)s::bigint[])
+
+-- name: requeue_deferred
+-- Counted by nobody: their item lost its vector.  Queued as deferred.
+insert into rerankdb.interaction_queue (interaction_id, item_id, deferred)
+select i.interaction_id, i.item_id, true
+from rerankdb.interactions i
+where i.interaction_id = any(%(ids)s::bigint[])
+on conflict (interaction_id) do update set deferred = true
+
+-- name: all_users
+select user_id from rerankdb.interactions
+union
+select user_id from rerankdb.user_state
+order by 1
+
+-- name: mark_rebuild
+update rerankdb.worker_state set last_rebuild_at = now()
+
+-- name: refresh_centers
+select rerankdb.refresh_centers()

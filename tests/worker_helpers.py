@@ -1,0 +1,73 @@
+"""Shared helpers for the worker's tests: writing rows, reading states, the rebuild check."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from rerankdb import user_refresh
+from rerankdb.drain import DrainReport
+from rerankdb.drain import drain as drain_all
+from rerankdb.fold import FoldParams
+
+PARAMS = FoldParams.from_days(30.0, 0.5)
+DIM = 384
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def drain(conn: Any, encoder: Any, params: FoldParams = PARAMS) -> DrainReport:
+    """All due work, as the worker does it."""
+    return drain_all(conn, encoder, params, DIM)
+
+
+def add_items(conn: Any, items: dict[int, str]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany("insert into rerankdb.items (item_id, content) values (%s, %s)", list(items.items()))
+
+
+def add_interactions(conn: Any, rows: list[tuple[Any, ...]]) -> None:
+    """rows: (user_id, item_id, kind, weight, context, occurred_at)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into rerankdb.interactions (user_id, item_id, kind, weight, context, occurred_at)"
+            " values (%s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+
+
+def user_vectors(conn: Any) -> dict[int, np.ndarray]:
+    rows = conn.execute("select user_id, embedding from rerankdb.user_vectors").fetchall()
+    return {u: np.asarray(v.to_numpy(), dtype=np.float64) for u, v in rows}
+
+
+def state_counts(conn: Any) -> dict[int, int]:
+    return dict(conn.execute("select user_id, interactions from rerankdb.user_state").fetchall())
+
+
+def status(conn: Any) -> dict[str, Any]:
+    cur = conn.execute("select * from rerankdb.status")
+    row = cur.fetchone()
+    return dict(zip([c.name for c in cur.description], row, strict=True))
+
+
+def assert_matches_rebuild(conn: Any, encoder: Any, params: FoldParams = PARAMS) -> None:
+    """Incremental vectors and counts equal a full rebuild from the log (max abs diff <= 1e-5)."""
+    before, counts = user_vectors(conn), state_counts(conn)
+    user_refresh.rebuild_users(conn, encoder, params, DIM, user_refresh.all_users(conn))
+    after = user_vectors(conn)
+    assert before.keys() == after.keys()
+    for u in before:
+        assert np.abs(before[u] - after[u]).max() <= 1e-5, u
+    assert state_counts(conn) == counts
+
+
+CATALOG = {
+    1: "A space opera about a rebellion against a galactic empire",
+    2: "Astronauts stranded on Mars grow potatoes to survive",
+    3: "A romantic comedy set in Paris cafes",
+    4: "Two strangers fall in love on a train across Europe",
+    5: "A documentary about deep sea creatures",
+    6: "A heist thriller in a Las Vegas casino",
+}
