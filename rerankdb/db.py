@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
@@ -19,6 +19,9 @@ from psycopg.adapt import Dumper
 from psycopg_pool import ConnectionPool
 
 from rerankdb.errors import ConfigError, SchemaNotInstalledError
+from rerankdb.sqlfiles import queries
+
+Q = queries("db")
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -32,7 +35,7 @@ def sqlalchemy_url(url: str) -> str:
 def with_database(url: str, name: str) -> str:
     """``url`` pointing at database ``name`` instead (query string kept)."""
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
+    return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
 
 
 def libpq_url(url: str) -> str:
@@ -40,13 +43,12 @@ def libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def database_name(url: str) -> str:
-    """The database a URL points at."""
-    return urlsplit(url).path.lstrip("/")
-
-
 def _maintenance(server_url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(libpq_url(with_database(server_url, "postgres")), autocommit=True)
+
+
+def _composed(query: str, **identifiers: str) -> sql.Composed:
+    return sql.SQL(query).format(**{k: sql.Identifier(v) for k, v in identifiers.items()})
 
 
 def create_database(server_url: str, name: str, *, template: str | None = None, replace: bool = False) -> str:
@@ -57,26 +59,26 @@ def create_database(server_url: str, name: str, *, template: str | None = None, 
     """
     with _maintenance(server_url) as conn:
         if replace:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        query = sql.SQL("create database {}").format(sql.Identifier(name))
-        if template is not None:
-            query = sql.SQL("{} template {}").format(query, sql.Identifier(template))
-        conn.execute(query)
+            conn.execute(_composed(Q["drop_database"], name=name))
+        if template is None:
+            conn.execute(_composed(Q["create_database"], name=name))
+        else:
+            conn.execute(_composed(Q["create_database_from_template"], name=name, template=template))
     return with_database(server_url, name)
 
 
 def ensure_database(server_url: str, name: str) -> str:
     """Database ``name`` on the server of ``server_url``, created if missing; its URL."""
     with _maintenance(server_url) as conn:
-        if not conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        if not conn.execute(Q["database_exists"], {"name": name}).fetchone():
+            conn.execute(_composed(Q["create_database"], name=name))
     return with_database(server_url, name)
 
 
 def drop_database(server_url: str, name: str) -> None:
     """Drop database ``name`` if it exists, ending its sessions."""
     with _maintenance(server_url) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(_composed(Q["drop_database"], name=name))
 
 
 class BigintArray:

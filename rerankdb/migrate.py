@@ -1,15 +1,30 @@
-"""Alembic glue: the programmatic upgrade used by ``rerankdb migrate`` and the
-helpers that revisions use to apply the ``sql/`` files.
+"""Alembic glue: the programmatic upgrade used by ``rerankdb migrate``, and the
+helpers with which revisions apply their ``sql/`` files.
 
-Revisions are thin: each applies ``.sql`` files in a fixed order.  Table and
-index files (``sql/schema/NNNN_*.sql``) are frozen with their revision;
-functions (``sql/functions/*.sql``) are ``create or replace`` and are applied
-again by any later revision that changes them.
+Revisions are thin: each applies ``.sql`` files in a fixed order through
+:class:`RevisionSql`, which knows where each file lives:
+
+* ``sql/revisions/NNNN/<step>.sql``: the tables and indexes revision NNNN
+  creates (``up``) and removes (``down``); frozen once released.
+* ``sql/functions/<object>.sql``: the replaceable objects (functions,
+  views) as head installs them, ``create or replace``, one per file.
+* ``sql/revisions/NNNN/functions/<object>.sql``: the version of an object
+  that revision NNNN shipped, kept there once a later revision changed it.
+
+``RevisionSql("NNNN").function(name)`` applies revision NNNN's own version:
+its frozen copy if there is one, else the live file.  What every released
+revision applies is locked by SHA-256 in ``sql/revisions/released.lock``
+(:mod:`rerankdb.sqllock`), and a test fails when a locked file changes, so a
+revision installs, and downgrades to, exactly what it shipped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TextIO
 
 from alembic import command, context, op
@@ -18,9 +33,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool, text
 
+from rerankdb import sqlfiles
 from rerankdb.config import Settings, parse_dim
 from rerankdb.db import sqlalchemy_url
-from rerankdb.sqlfiles import migrations_dir, read_sql
 
 VERSION_TABLE = "rerankdb_alembic_version"
 
@@ -28,7 +43,7 @@ VERSION_TABLE = "rerankdb_alembic_version"
 def alembic_config(url: str | None = None, dim: int | None = None, stdout: TextIO | None = None) -> Config:
     """An Alembic Config for rerankdb's scripts; no alembic.ini needed."""
     cfg = Config(stdout=stdout, output_buffer=stdout) if stdout is not None else Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("script_location", str(sqlfiles.migrations_dir()))
     cfg.attributes["rerankdb_url"] = url
     cfg.attributes["rerankdb_dim"] = dim
     return cfg
@@ -47,6 +62,13 @@ def upgrade_sql(*, revision: str = "head", dim: int | None = None) -> str:
 
 def downgrade(url: str, *, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def downgrade_sql(*, revision: str = "base") -> str:
+    """The offline script for head -> ``revision``, as a string."""
+    out = io.StringIO()
+    command.downgrade(alembic_config(None, stdout=out), f"head:{revision}", sql=True)
+    return out.getvalue()
 
 
 def head_revision() -> str:
@@ -80,9 +102,61 @@ def install_dim() -> int:
     return Settings.from_env().dim
 
 
-def apply_sql(relative: str) -> None:
-    """Run ``sql/<relative>`` as it is (several statements, no parameters)."""
-    sql = read_sql(relative)
+@dataclass(frozen=True)
+class Applied:
+    """One file a revision applied: whose step it is, what it is, and its content's hash."""
+
+    owner: str  # the revision that shipped it
+    kind: str  # "schema" (sql/revisions/NNNN/<name>.sql) or "function" (a replaceable object)
+    name: str
+    path: str  # relative to sql/
+    sha256: str
+
+
+_recording: list[Applied] | None = None
+
+
+@contextmanager
+def recording() -> Iterator[list[Applied]]:
+    """Collect every file revisions apply inside the block (offline runs included)."""
+    global _recording
+    previous, _recording = _recording, []
+    try:
+        yield _recording
+    finally:
+        _recording = previous
+
+
+class RevisionSql:
+    """The SQL files of one revision (see the module docstring for the layout)."""
+
+    def __init__(self, revision: str) -> None:
+        self.revision = revision
+
+    def schema(self, step: str) -> None:
+        """Apply ``sql/revisions/<revision>/<step>.sql`` (tables, indexes; frozen once released)."""
+        self._apply("schema", step, f"revisions/{self.revision}/{step}.sql")
+
+    def function(self, name: str) -> None:
+        """Apply this revision's version of replaceable object ``name``."""
+        self._apply("function", name, function_path(self.revision, name))
+
+    def _apply(self, kind: str, name: str, relative: str) -> None:
+        sql = sqlfiles.read_sql(relative)
+        if _recording is not None:
+            digest = hashlib.sha256(sql.encode("utf-8")).hexdigest()
+            _recording.append(Applied(self.revision, kind, name, relative, digest))
+        apply_sql_text(sql)
+
+
+def function_path(revision: str, name: str) -> str:
+    """Where revision ``revision``'s version of ``name`` lives, relative to ``sql/``."""
+    frozen = f"revisions/{revision}/functions/{name}.sql"
+    return frozen if (sqlfiles.sql_dir() / frozen).is_file() else f"functions/{name}.sql"
+
+
+def apply_sql_text(sql: str) -> None:
+    """Run a whole SQL file as it is (several statements, no parameters)."""
     if context.is_offline_mode():
         # Emitted verbatim; TextClause would treat ':name' and '%' specially.
         context.get_context().impl.static_output(sql.rstrip() + "\n")

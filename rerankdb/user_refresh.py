@@ -213,7 +213,7 @@ def rebuild_users(
     """
     ids = sorted(set(users))
     with conn.transaction():
-        conn.execute("set transaction isolation level repeatable read")
+        conn.execute(Q["repeatable_read"])
         conn.execute(Q["lock_queued_interactions_of_users"], {"users": ids})
         rows = conn.execute(Q["interactions_of_users"], {"users": ids}, binary=True).fetchall()
         item_vecs = _item_vectors(conn, {r[5] for r in rows})

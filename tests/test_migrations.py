@@ -196,3 +196,20 @@ def test_0003_keeps_its_own_rerank_and_0004_downgrades_to_it(empty_db_url: str) 
     migrate.downgrade(url, revision="0003")
     assert rerank_and_settings() == at_0003
     assert not {"refresh_centers", "center"} & functions(url)
+
+
+def test_new_revision_template_gives_a_working_revision(tmp_path: Path) -> None:
+    """`alembic revision` (the Mako template) writes a revision that uses RevisionSql."""
+    import shutil
+
+    from alembic import command
+
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
+    cfg = migrate.alembic_config()
+    cfg.set_main_option("script_location", str(tmp_path / "migrations"))
+    command.revision(cfg, "next change", rev_id="0005")
+    (new,) = (tmp_path / "migrations" / "versions").glob("0005_*.py")
+    namespace: dict[str, object] = {}
+    exec(compile(new.read_text(), str(new), "exec"), namespace)
+    assert namespace["down_revision"] == migrate.head_revision()
+    assert namespace["sql"].revision == "0005"  # type: ignore[attr-defined]

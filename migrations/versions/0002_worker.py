@@ -7,27 +7,23 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from rerankdb.migrate import apply_sql
+from rerankdb.migrate import RevisionSql
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-FUNCTIONS = [
-    "functions/enqueue_item.sql",
-    "functions/enqueue_interaction.sql",
-    "functions/release_deferred.sql",
-    "functions/notify_worker.sql",
-]
+sql = RevisionSql(revision)
+FUNCTIONS = ["enqueue_item", "enqueue_interaction", "release_deferred", "notify_worker"]
 
 
 def upgrade() -> None:
-    for name in FUNCTIONS:
-        apply_sql(name)
-    apply_sql("schema/0002_worker.sql")
-    apply_sql("functions/status_view.sql")
+    for name in FUNCTIONS:  # before the tables: the triggers in "up" call them
+        sql.function(name)
+    sql.schema("up")
+    sql.function("status_view")
 
 
 def downgrade() -> None:
-    apply_sql("schema/0002_down.sql")
+    sql.schema("down")

@@ -7,21 +7,23 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from rerankdb.migrate import apply_sql
+from rerankdb.migrate import RevisionSql
 
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+sql = RevisionSql(revision)
+
 
 def upgrade() -> None:
-    apply_sql("functions/sync_item_rank.sql")
-    apply_sql("schema/0003_collab.sql")
-    apply_sql("functions/rerank.0003.sql")  # frozen: revision 0004 applies functions/rerank.sql
-    apply_sql("functions/rerank_scored.sql")
+    sql.function("sync_item_rank")
+    sql.schema("up")
+    sql.function("rerank")
+    sql.function("rerank_scored")
 
 
 def downgrade() -> None:
-    apply_sql("functions/rerank.0001.sql")
-    apply_sql("schema/0003_down.sql")
+    RevisionSql("0001").function("rerank")  # what 0002 had
+    sql.schema("down")

@@ -7,23 +7,23 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from rerankdb.migrate import apply_sql
+from rerankdb.migrate import RevisionSql
 
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+sql = RevisionSql(revision)
+
 
 def upgrade() -> None:
-    apply_sql("schema/0004_centering.sql")
-    apply_sql("functions/refresh_centers.sql")
-    apply_sql("functions/center.sql")
-    apply_sql("functions/rerank.sql")
-    apply_sql("functions/recommend.sql")
+    sql.schema("up")
+    for name in ("refresh_centers", "center", "rerank", "recommend"):
+        sql.function(name)
 
 
 def downgrade() -> None:
-    apply_sql("functions/rerank.0003.sql")
-    apply_sql("functions/recommend.0001.sql")
-    apply_sql("schema/0004_down.sql")
+    RevisionSql("0003").function("rerank")  # what 0003 had
+    RevisionSql("0001").function("recommend")
+    sql.schema("down")

@@ -92,6 +92,10 @@ update rerankdb.worker_state set last_user_refresh_at = now()
 update rerankdb.interaction_queue q set deferred = false
 where q.deferred and exists (select 1 from rerankdb.item_vectors v where v.item_id = q.item_id)
 
+-- name: repeatable_read
+-- A rebuild reads the queue and the log in one snapshot: nothing counted twice or missed.
+set transaction isolation level repeatable read
+
 -- name: lock_queued_interactions_of_users
 select q.interaction_id
 from rerankdb.interaction_queue q

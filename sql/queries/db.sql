@@ -1,0 +1,17 @@
+-- Statements of rerankdb/db.py: creating and dropping databases (the demo,
+-- the eval, the benchmarks, the embedded server and the tests use these).
+-- {name} and {template} are identifiers, filled in with psycopg.sql.Identifier,
+-- never by string formatting.  Loaded once by rerankdb.sqlfiles.queries("db").
+
+-- name: database_exists
+select 1 from pg_database where datname = %(name)s
+
+-- name: create_database
+create database {name}
+
+-- name: create_database_from_template
+create database {name} template {template}
+
+-- name: drop_database
+-- Ends the database's sessions first.
+drop database if exists {name} with (force)
