@@ -14,8 +14,10 @@ from rerankdb import Client
 from tests.helpers import load_items
 
 
-def cli(*args: str, url: str | None = None, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKDB_")}
+def cli(
+    *args: str, url: str | None = None, home: Path | None = None, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKDB_")} | (extra or {})
     if url:
         env["RERANKDB_DATABASE_URL"] = url
     if home:
@@ -30,6 +32,29 @@ def test_help_lists_every_command() -> None:
     assert out.returncode == 0
     for command in ("migrate", "db", "rerank", "recommend", "similar", "status"):
         assert command in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        ("migrate", "RERANKDB_DIM"),
+        ("worker", "RERANKDB_ENCODER_BACKEND"),
+        ("worker", "RERANKDB_POLL_SECONDS"),
+    ],
+)
+def test_flags_name_the_variable_they_override(command: str, variable: str) -> None:
+    out = cli(command, "--help")
+    assert out.returncode == 0 and f"${variable}" in out.stdout
+
+
+def test_a_bad_encoder_setting_is_refused_at_start_up(db_url: str) -> None:
+    """A max length past the model's limit is one clear message before any work, not an error per item."""
+    env_cli = cli("worker", "--once", url=db_url, extra={"RERANKDB_MAX_LENGTH": "100000"})
+    assert env_cli.returncode == 1
+    assert "RERANKDB_MAX_LENGTH" in env_cli.stderr and "between 1 and 512" in env_cli.stderr
+    assert "Traceback" not in env_cli.stderr
+    bad = cli("worker", "--once", url=db_url, extra={"RERANKDB_MAX_LENGTH": "-4"})
+    assert bad.returncode == 1 and "RERANKDB_MAX_LENGTH must be a positive integer" in bad.stderr
 
 
 def test_migrate_then_status(empty_db_url: str) -> None:

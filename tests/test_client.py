@@ -195,6 +195,12 @@ def test_status(client: Client, rng: np.random.Generator) -> None:
         4,
         1,
     )
+    # The worker's backlog, from the rerankdb.status view: the items are queued for the
+    # encoder (their text), the interaction for folding; no worker has run.
+    backlog = (st.pending_interactions, st.deferred_interactions, st.pending_items, st.failed_items)
+    assert backlog == (1, 0, 4, 0)
+    assert st.interaction_lag is not None and st.item_lag is not None
+    assert st.last_user_refresh_at is None and st.model is None
 
 
 def test_client_on_a_database_without_schema(empty_db_url: str) -> None:

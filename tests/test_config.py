@@ -42,6 +42,15 @@ def test_values_are_parsed() -> None:
     assert s.rebuild_cron == "0 3 * * *"
 
 
+def test_encoder_settings_are_read_here_too() -> None:
+    s = Settings.from_env(
+        {"RERANKDB_MODEL": "/models/e5", "RERANKDB_ENCODER_BACKEND": "bf16", "RERANKDB_MAX_LENGTH": "128"}
+    )
+    assert (s.model, s.encoder_backend, s.max_length) == (Path("/models/e5"), "bf16", 128)
+    d = Settings.from_env({})
+    assert (d.model, d.encoder_backend, d.max_length) == (None, "fp32", 256)
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -52,6 +61,9 @@ def test_values_are_parsed() -> None:
         ("RERANKDB_POLL_SECONDS", "0", "RERANKDB_POLL_SECONDS must be a finite number >= 0.01"),
         ("RERANKDB_POLL_SECONDS", "inf", "must be a finite number"),
         ("RERANKDB_REBUILD_CRON", "every night", "must be a crontab line"),
+        ("RERANKDB_MAX_LENGTH", "0", "RERANKDB_MAX_LENGTH must be a positive integer"),
+        ("RERANKDB_MAX_LENGTH", "long", "RERANKDB_MAX_LENGTH must be an integer"),
+        ("RERANKDB_ENCODER_BACKEND", "int8", "RERANKDB_ENCODER_BACKEND must be one of fp32, bf16"),
     ],
 )
 def test_bad_values_are_refused_clearly(name: str, value: str, message: str) -> None:

@@ -55,6 +55,20 @@ def test_bf16_agrees_with_fp32(encoder: Any) -> None:
     assert fast.name == "all-MiniLM-L6-v2:bf16"
 
 
+@pytest.mark.parametrize("bad", [0, -1, 513, 10**6])
+def test_max_length_beyond_the_model_is_refused_naming_its_limit(bad: int) -> None:
+    with pytest.raises(ConfigError, match=r"between 1 and 512, the longest input all-MiniLM-L6-v2 accepts"):
+        TransformerEncoder(max_length=bad)
+
+
+def test_encoder_from_settings(encoder: Any) -> None:
+    from rerankdb.config import Settings
+    from rerankdb.encoder import from_settings
+
+    e = from_settings(Settings(max_length=64), backend="bf16")
+    assert (e.name, e.max_length) == ("all-MiniLM-L6-v2:bf16", 64)
+
+
 def test_missing_model_and_bad_backend_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no transformer model at .*never downloaded"):
         TransformerEncoder(tmp_path)
