@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 
 from rerankdb import Client
 from rerankdb.drain import drain
@@ -31,7 +32,7 @@ def world(client: Client, conn: Any, rng: np.random.Generator) -> dict[str, np.n
 
 
 def center(conn: Any, column: str) -> np.ndarray | None:
-    row = conn.execute(f"select {column} from rerankdb.settings").fetchone()
+    row = conn.execute(sql.SQL("select {} from rerankdb.settings").format(sql.Identifier(column))).fetchone()
     return None if row[0] is None else np.asarray(row[0].to_numpy(), dtype=np.float64)
 
 
@@ -103,7 +104,7 @@ def test_a_user_equal_to_the_center_keeps_the_plain_cosine(
 @pytest.mark.parametrize("value", [-0.1, 1.5, "NaN"])
 def test_centering_settings_outside_0_1_are_rejected(conn: Any, column: str, value: Any) -> None:
     with pytest.raises(psycopg.errors.CheckViolation):
-        conn.execute(f"update rerankdb.settings set {column} = %s", [value])
+        conn.execute(sql.SQL("update rerankdb.settings set {} = %s").format(sql.Identifier(column)), [value])
 
 
 @pytest.mark.parametrize("bad", [0, -3, None])

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from psycopg import sql
 
 from rerankdb import (
     Client,
@@ -25,7 +26,8 @@ DIM = 384
 
 
 def count(conn: Any, table: str) -> int:
-    return int(conn.execute(f"select count(*) from rerankdb.{table}").fetchone()[0])
+    query = sql.SQL("select count(*) from {}").format(sql.Identifier("rerankdb", table))
+    return int(conn.execute(query).fetchone()[0])
 
 
 def test_upsert_items_inserts_updates_and_skips_unchanged(client: Client, conn: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from psycopg import sql
 
 from rerankdb import Client
 from rerankdb.drain import drain
@@ -21,7 +22,10 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def vectors(conn: Any, table: str, column: str, key: str) -> dict[int, np.ndarray]:
-    rows = conn.execute(f"select {key}, {column} from rerankdb.{table} where {column} is not null").fetchall()
+    query = sql.SQL("select {k}, {c} from {t} where {c} is not null").format(
+        k=sql.Identifier(key), c=sql.Identifier(column), t=sql.Identifier("rerankdb", table)
+    )
+    rows = conn.execute(query).fetchall()
     return {i: np.asarray(v.to_numpy(), dtype=np.float64) for i, v in rows}
 
 
