@@ -1,5 +1,8 @@
 """The drain loop: all due work, items first, then users, until none is left.
 
+Users: queued interactions are folded, and users whose log was changed
+(deleted or updated interactions) are rebuilt from it.
+
 Above :mod:`rerankdb.item_refresh` and :mod:`rerankdb.user_refresh`, below
 the worker's scheduling (:mod:`rerankdb.worker`).  Items go first so that
 interactions find their items' vectors; interactions that arrived before
@@ -20,7 +23,7 @@ import psycopg
 from rerankdb.encoder import Encoder
 from rerankdb.fold import FoldParams
 from rerankdb.item_refresh import refresh_items
-from rerankdb.user_refresh import refresh_users, release_deferred
+from rerankdb.user_refresh import rebuild_changed_users, refresh_users, release_deferred
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ class DrainReport:
     items_failed: int = 0
     interactions_folded: int = 0
     interactions_deferred: int = 0
+    interactions_set_aside: int = 0
+    users_rebuilt: int = 0
     seconds: float = 0.0
 
 
@@ -66,11 +71,20 @@ def drain(
         u = refresh_users(conn, encoder, params, dim, before_commit=before_commit)
         report.interactions_folded += u.folded
         report.interactions_deferred += u.deferred
-        if u.folded or u.deferred:
+        report.interactions_set_aside += u.set_aside
+        if u.folded or u.deferred or u.set_aside:
             log.info(
-                "users: %d interactions folded into %d users, %d deferred", u.folded, u.users, u.deferred
+                "users: %d interactions folded into %d users, %d deferred, %d set aside",
+                u.folded,
+                u.users,
+                u.deferred,
+                u.set_aside,
             )
-        progressed = progressed or u.folded + u.deferred > 0
+        rebuilt, _ = rebuild_changed_users(conn, encoder, params, dim)
+        report.users_rebuilt += rebuilt
+        if rebuilt:
+            log.info("users: %d rebuilt after their interactions changed", rebuilt)
+        progressed = progressed or u.folded + u.deferred + u.set_aside + rebuilt > 0
         if not progressed:
             break
     report.seconds = time.perf_counter() - t0

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 
 from rerankdb.encoder import Encoder
 
 EPS = 1e-9  # |S| at or below this has no direction: the user has no vector
+MAX_WEIGHT = 1e6  # |w| above this is refused: no float32 sum of such weights overflows
 
 
 @dataclass(frozen=True)
@@ -88,3 +90,31 @@ def interaction_vectors(
         enc = dict(zip(uniq, encoder.encode(uniq), strict=True))  # type: ignore[arg-type]
         vecs[with_ctx] += params.context_weight * np.stack([enc[t] for t in texts]).astype(np.float64)
     return vecs
+
+
+def problems(times: np.ndarray, weights: np.ndarray, now: float, tolerance: float) -> dict[int, str]:
+    """Rows that cannot be folded, by position, with what is wrong with each.
+
+    ``times`` and ``now`` are epoch seconds; a time later than ``now +
+    tolerance`` would become the user's reference time and decay every later
+    interaction to nothing.  The same rule as rerankdb.interaction_problem,
+    the database's check at INSERT; this one catches rows written before it.
+    """
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(times) | (times > now + tolerance) | ~(np.abs(weights) <= MAX_WEIGHT)
+    out: dict[int, str] = {}
+    for i in np.flatnonzero(bad).tolist():
+        t, w = float(times[i]), float(weights[i])
+        if not np.isfinite(t):
+            out[i] = f"occurred_at must be a finite time, got {'infinity' if t > 0 else '-infinity'}"
+        elif t > now + tolerance:
+            out[i] = f"occurred_at {_when(t)} is in the future (more than {tolerance:g} s after now())"
+        else:
+            out[i] = f"weight must be between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}, got {w:g}"
+    return out
+
+
+def _when(epoch: float) -> str:
+    if epoch < 253402300800:  # datetime stops at year 9999
+        return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+    return f"{epoch:.0f} s after the epoch (year {1970 + epoch / 31556952:.0f}; milliseconds as seconds?)"

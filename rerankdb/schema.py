@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, REAL
+from sqlalchemy.dialects.postgresql import INTERVAL, JSONB, REAL
 
 from rerankdb.config import DEFAULT_DIM
 
@@ -132,6 +132,10 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("item_id", BigInteger, nullable=False),
         Column("deferred", Boolean, nullable=False, server_default=text("false")),
         Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=clock),
+        # Revision 0005: interactions set aside after a failed fold.
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("last_error", Text, nullable=True),
+        Column("not_before", DateTime(timezone=True), nullable=False, server_default=text("'-infinity'")),
     )
     Index(
         "interaction_queue_deferred_idx",
@@ -180,4 +184,12 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("collab_center", Vector(), nullable=True),
         Column("text_centering", REAL, nullable=False, server_default=text("1")),
         Column("collab_centering", REAL, nullable=False, server_default=text("0")),
+        # Revision 0005: trust.
+        Column("future_tolerance", INTERVAL, nullable=False, server_default=text("'00:05:00'::interval")),
+    )
+    Table(
+        "user_rebuild_queue",
+        md,
+        Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=clock),
     )

@@ -16,6 +16,7 @@ Items are refreshed by :mod:`rerankdb.item_refresh`, under matching names;
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,11 +25,14 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from rerankdb import backoff
 from rerankdb.encoder import Encoder
-from rerankdb.fold import EPS, FoldParams, fold, interaction_vectors
+from rerankdb.fold import EPS, FoldParams, fold, interaction_vectors, problems
 from rerankdb.sqlfiles import queries
 
 Q = queries("user_refresh")
+log = logging.getLogger(__name__)
+MAX_BACKOFF_SECONDS = 3600
 
 # (text vector, collaborative vector or None) of each item of a batch
 ItemVectors = dict[int, tuple[np.ndarray, np.ndarray | None]]
@@ -50,6 +54,20 @@ class UserBatch:
     folded: int
     deferred: int
     users: int
+    set_aside: int = 0  # could not be folded: recorded with their error, retried with backoff
+
+    def __add__(self, other: UserBatch) -> UserBatch:
+        return UserBatch(
+            self.folded + other.folded,
+            self.deferred + other.deferred,
+            self.users + other.users,
+            self.set_aside + other.set_aside,
+        )
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before a set-aside interaction is tried again: 5, 10, 20, ... up to an hour."""
+    return backoff.exponential(attempts, first=5.0, cap=MAX_BACKOFF_SECONDS)
 
 
 def _empty_states(users: np.ndarray, dim: int, k: int | None) -> States:
@@ -162,12 +180,46 @@ def refresh_users(
 ) -> UserBatch:
     """Fold one batch of queued interactions into user states and vectors.
 
-    ``before_commit`` runs just before the batch commits (fault injection in tests).
+    No row stops the others: a row that cannot be folded (an infinite or
+    future time, an out-of-range weight, written before the checks at the
+    door) is set aside with its error; if the batch fails for any other
+    reason it is folded again in halves until the failing rows are found and
+    set aside.  Set-aside rows are retried with backoff.  A lost connection
+    is not the rows' fault: it propagates and the worker retries.
+    ``before_commit`` runs just before each batch commits (fault injection in tests).
     """
+    fold_args = (encoder, params, dim, before_commit)
+    claimed: dict[int, int] = {}
+    try:
+        return _fold_claimed(conn, Q["claim_interactions"], {"limit": limit}, claimed, *fold_args)
+    except psycopg.OperationalError:
+        raise
+    except Exception as exc:
+        if not claimed:
+            raise
+        log.warning("a batch of %d interactions failed (%s); folding it in parts", len(claimed), exc)
+        return _isolate(conn, claimed, exc, *fold_args)
+
+
+def _fold_claimed(
+    conn: psycopg.Connection[Any],
+    claim: str,
+    claim_params: dict[str, Any],
+    claimed: dict[int, int],
+    encoder: Encoder | None,
+    params: FoldParams,
+    dim: int,
+    before_commit: Callable[[], None] | None,
+) -> UserBatch:
+    """Claim, check and fold one batch in one transaction; ``claimed`` gets {id: attempts}."""
     with conn.transaction():
-        rows = conn.execute(Q["claim_interactions"], {"limit": limit}, binary=True).fetchall()
+        rows = conn.execute(claim, claim_params, binary=True).fetchall()
         if not rows:
             return UserBatch(0, 0, 0)
+        claimed.update((r[0], r[6]) for r in rows)
+        rows, bad = _without_problems(conn, rows)
+        if bad:
+            _set_aside(conn, [(r[0], r[6], error) for r, error in bad])
         item_vecs = _item_vectors(conn, {r[5] for r in rows})
         ready = [r for r in rows if r[5] in item_vecs]
         waiting = [r[0] for r in rows if r[5] not in item_vecs]
@@ -184,7 +236,71 @@ def refresh_users(
             n_users = len(users)
         if before_commit is not None:
             before_commit()
-    return UserBatch(len(ready), len(waiting), n_users)
+    return UserBatch(len(ready), len(waiting), n_users, len(bad))
+
+
+def _isolate(
+    conn: psycopg.Connection[Any],
+    ids: dict[int, int],
+    exc: Exception,
+    encoder: Encoder | None,
+    params: FoldParams,
+    dim: int,
+    before_commit: Callable[[], None] | None,
+) -> UserBatch:
+    """Fold the interactions of a failed batch in halves; set aside the ones that fail alone."""
+    if len(ids) == 1:
+        ((iid, attempts),) = ids.items()
+        with conn.transaction():
+            _set_aside(conn, [(iid, attempts, f"{type(exc).__name__}: {str(exc).strip()}")])
+        return UserBatch(0, 0, 0, 1)
+    order = sorted(ids)
+    total = UserBatch(0, 0, 0)
+    for part in (order[: len(order) // 2], order[len(order) // 2 :]):
+        claimed: dict[int, int] = {}
+        try:
+            total += _fold_claimed(
+                conn,
+                Q["claim_interactions_by_id"],
+                {"ids": part},
+                claimed,
+                encoder,
+                params,
+                dim,
+                before_commit,
+            )
+        except psycopg.OperationalError:
+            raise
+        except Exception as part_exc:
+            if claimed:
+                total += _isolate(conn, claimed, part_exc, encoder, params, dim, before_commit)
+    return total
+
+
+def _without_problems(
+    conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[tuple[Any, ...], str]]]:
+    """(rows that can be folded, [(row, what is wrong)]), by fold.problems."""
+    clock = conn.execute(Q["clock"]).fetchone()
+    assert clock is not None
+    found = problems(np.array([r[4] for r in rows]), np.array([r[2] for r in rows]), *clock)
+    if not found:
+        return list(rows), []
+    return [r for i, r in enumerate(rows) if i not in found], [(rows[i], e) for i, e in found.items()]
+
+
+def _set_aside(conn: psycopg.Connection[Any], failed: Sequence[tuple[int, int, str]]) -> None:
+    """Record (interaction_id, attempts so far, error) as failed; retried after a backoff."""
+    conn.execute(
+        Q["set_aside"],
+        {
+            "ids": [f[0] for f in failed],
+            "errors": [f[2] for f in failed],
+            "delays": [retry_delay(f[1] + 1) for f in failed],
+        },
+    )
+    for iid, attempts, error in failed:
+        log.warning("interaction %s set aside (attempt %s): %s", iid, attempts + 1, error)
 
 
 def release_deferred(conn: psycopg.Connection[Any]) -> int:
@@ -205,17 +321,41 @@ def rebuild_users(
 ) -> int:
     """Recompute the states of ``users`` from the whole log; returns interactions counted.
 
-    Runs in one REPEATABLE READ transaction: the queue rows it locks and the
-    log it reads are the same snapshot, so nothing is counted twice (queued
-    interactions it counts are dequeued) or missed (those whose item has no
-    vector are queued as deferred).  A concurrent fold makes it fail with a
-    serialization error; the caller retries.
+    See :func:`_rebuild`; a concurrent fold makes it fail with a
+    serialization error, and the caller retries.
     """
-    ids = sorted(set(users))
+    return _rebuild(conn, encoder, params, dim, users)[1]
+
+
+def _rebuild(
+    conn: psycopg.Connection[Any],
+    encoder: Encoder | None,
+    params: FoldParams,
+    dim: int,
+    users: Sequence[int] | None,
+    *,
+    limit: int = 500,
+) -> tuple[int, int]:
+    """Recompute the states of ``users`` from the whole log: (users, interactions counted).
+
+    ``users`` None: the users whose log changed (``user_rebuild_queue``, up to
+    ``limit``), dequeued in the same transaction.  Runs in one REPEATABLE READ
+    transaction: the queue rows it locks and the log it reads are the same
+    snapshot, so nothing is counted twice (queued interactions it counts are
+    dequeued) or missed (those whose item has no vector are queued as
+    deferred, those that cannot be folded are set aside).  A concurrent fold
+    makes it fail with a serialization error; the caller retries.
+    """
     with conn.transaction():
         conn.execute(Q["repeatable_read"])
+        if users is None:
+            users = [r[0] for r in conn.execute(Q["claim_users_to_rebuild"], {"limit": limit}).fetchall()]
+            if not users:
+                return 0, 0
+        ids = sorted(set(users))
         conn.execute(Q["lock_queued_interactions_of_users"], {"users": ids})
         rows = conn.execute(Q["interactions_of_users"], {"users": ids}, binary=True).fetchall()
+        rows, bad = _without_problems(conn, rows) if rows else ([], [])
         item_vecs = _item_vectors(conn, {r[5] for r in rows})
         k = _collab_dim(item_vecs)
         arr = np.array(ids, dtype=np.int64)
@@ -230,7 +370,12 @@ def rebuild_users(
             conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready]})
         if waiting:
             conn.execute(Q["requeue_deferred"], {"ids": [r[0] for r in waiting]})
-    return len(ready)
+        if bad:
+            conn.execute(
+                Q["set_aside_unqueued"], {"ids": [r[0] for r, _ in bad], "errors": [e for _, e in bad]}
+            )
+        conn.execute(Q["dequeue_users_to_rebuild"], {"users": ids})
+    return len(ids), len(ready)
 
 
 def rebuild_all(
@@ -245,7 +390,10 @@ def rebuild_all(
 ) -> int:
     """Rebuild every user, a batch of users per transaction; returns interactions counted.
 
-    ``progress(done, total)`` is called after each batch of users.
+    ``progress(done, total)`` is called after each batch of users.  A batch
+    that fails for another reason than a concurrent fold is rebuilt one user
+    at a time, and a user who still fails keeps their state (logged): one
+    user never stops the rebuild of the others.
     """
     counted = 0
     users = all_users(conn)
@@ -253,19 +401,51 @@ def rebuild_all(
         if should_stop():
             break
         batch = users[lo : lo + batch_users]
-        for attempt in range(10):
-            try:
-                counted += rebuild_users(conn, encoder, params, dim, batch)
-                break
-            except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
-                time.sleep(0.05 * (attempt + 1))  # a fold touched these users: again
-        else:
-            raise RuntimeError(f"rebuild of users {batch[0]}..{batch[-1]} kept conflicting")
+        try:
+            counted += _rebuild_retrying(conn, encoder, params, dim, batch)[1]
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:
+            log.warning("rebuilding users %s..%s failed (%s); one at a time", batch[0], batch[-1], exc)
+            for user in batch:
+                try:
+                    counted += _rebuild_retrying(conn, encoder, params, dim, [user])[1]
+                except psycopg.OperationalError:
+                    raise
+                except Exception as user_exc:
+                    log.error("user %s not rebuilt, kept as it was: %s", user, user_exc)
         if progress is not None:
             progress(min(lo + batch_users, len(users)), len(users))
     conn.execute(Q["mark_rebuild"])
     conn.execute(Q["refresh_centers"])
     return counted
+
+
+def _rebuild_retrying(
+    conn: psycopg.Connection[Any],
+    encoder: Encoder | None,
+    params: FoldParams,
+    dim: int,
+    users: Sequence[int] | None,
+) -> tuple[int, int]:
+    """_rebuild, again while a concurrent fold of the same users conflicts with it."""
+    for attempt in range(10):
+        try:
+            return _rebuild(conn, encoder, params, dim, users)
+        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
+            time.sleep(0.05 * (attempt + 1))  # a fold touched these users: again
+    what = "changed users" if users is None else f"users {users[0]}..{users[-1]}"
+    raise RuntimeError(f"rebuild of {what} kept conflicting")
+
+
+def rebuild_changed_users(
+    conn: psycopg.Connection[Any], encoder: Encoder | None, params: FoldParams, dim: int
+) -> tuple[int, int]:
+    """Rebuild one batch of the users whose interactions were deleted or changed.
+
+    Returns (users rebuilt, interactions counted); (0, 0) when none is queued.
+    """
+    return _rebuild_retrying(conn, encoder, params, dim, None)
 
 
 def all_users(conn: psycopg.Connection[Any]) -> list[int]:

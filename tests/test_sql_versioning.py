@@ -38,12 +38,18 @@ def append(path: Path, text: str) -> None:
     path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
 
 
+def last_owner(name: str) -> str:
+    """The newest revision that applies function ``name``: the one that owns the live file."""
+    return max(r for r, kind, n in sqllock.read_lock() if kind == "function" and n == name)
+
+
 def test_a_changed_released_function_fails_and_says_how_to_freeze_it(sql_copy: Path) -> None:
+    owner = last_owner("rerank")
     append(sql_copy / "functions" / "rerank.sql", "-- a new idea\n")
     found = sqllock.problems()
     assert len(found) == 1, found
-    assert "sql/functions/rerank.sql changed, but revision 0004 was released applying it" in found[0]
-    assert "sql/revisions/0004/functions/rerank.sql" in found[0]
+    assert f"sql/functions/rerank.sql changed, but revision {owner} was released applying it" in found[0]
+    assert f"sql/revisions/{owner}/functions/rerank.sql" in found[0]
 
 
 def test_a_changed_frozen_copy_or_table_file_fails(sql_copy: Path) -> None:
@@ -55,10 +61,11 @@ def test_a_changed_frozen_copy_or_table_file_fails(sql_copy: Path) -> None:
 
 
 def test_freezing_the_released_version_first_is_the_recipe(sql_copy: Path) -> None:
-    """Copy 0004's rerank under revisions/0004/ first: 0004 keeps what it shipped, the live file is free."""
+    """Copy the owner's rerank under revisions/<owner>/ first: it keeps what it shipped, the live file is free."""
+    owner = last_owner("rerank")
     live = sql_copy / "functions" / "rerank.sql"
-    (sql_copy / "revisions" / "0004" / "functions").mkdir()
-    shutil.copy(live, sql_copy / "revisions" / "0004" / "functions" / "rerank.sql")
+    (sql_copy / "revisions" / owner / "functions").mkdir(exist_ok=True)
+    shutil.copy(live, sql_copy / "revisions" / owner / "functions" / "rerank.sql")
     append(live, "-- the next revision's rerank\n")
     assert sqllock.problems() == []
 
@@ -66,11 +73,11 @@ def test_freezing_the_released_version_first_is_the_recipe(sql_copy: Path) -> No
 def test_an_unlocked_revision_and_a_stray_frozen_file_fail(sql_copy: Path) -> None:
     lock = sql_copy / sqllock.LOCK_FILE
     lines = lock.read_text(encoding="utf-8").splitlines()
-    lock.write_text("\n".join(x for x in lines if not x.startswith("0004 ")) + "\n", encoding="utf-8")
-    (sql_copy / "revisions" / "0002" / "functions").mkdir()
+    head = sqllock.revisions()[-1]
+    lock.write_text("\n".join(x for x in lines if not x.startswith(f"{head} ")) + "\n", encoding="utf-8")
     (sql_copy / "revisions" / "0002" / "functions" / "old.sql").write_text("select 1;\n")
     found = "\n".join(sqllock.problems())
-    assert "revision 0004 is not locked" in found
+    assert f"revision {head} is not locked" in found
     assert "sql/revisions/0002/functions/old.sql is applied by no revision" in found
 
 
@@ -78,8 +85,9 @@ def test_locking_adds_only_unlocked_revisions(sql_copy: Path) -> None:
     lock = sql_copy / sqllock.LOCK_FILE
     original = lock.read_text(encoding="utf-8")
     lines = original.splitlines()
-    lock.write_text("\n".join(x for x in lines if not x.startswith("0004 ")) + "\n", encoding="utf-8")
-    assert sqllock.lock() == ["0004"]
+    head = sqllock.revisions()[-1]
+    lock.write_text("\n".join(x for x in lines if not x.startswith(f"{head} ")) + "\n", encoding="utf-8")
+    assert sqllock.lock() == [head]
     assert lock.read_text(encoding="utf-8") == original
     append(sql_copy / "revisions" / "0001" / "up.sql", "\n")
     assert sqllock.lock() == [], "a released revision is never locked again"

@@ -85,7 +85,7 @@ def test_incremental_equals_rebuild(conn: Any, encoder: Any, catalog: dict[int, 
 def test_no_decay_setting(conn: Any, encoder: Any, catalog: dict[int, np.ndarray]) -> None:
     flat = FoldParams.from_days(None, 0.0)
     add_interactions(
-        conn, [(1, 1, "view", None, None, T0), (1, 2, "view", None, None, T0 + timedelta(days=900))]
+        conn, [(1, 1, "view", None, None, T0 - timedelta(days=900)), (1, 2, "view", None, None, T0)]
     )
     drain(conn, encoder, flat)
     want = catalog[1] + catalog[2]

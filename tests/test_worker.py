@@ -17,7 +17,7 @@ import pytest
 from rerankdb.config import Settings
 from rerankdb.errors import DimensionMismatchError
 from rerankdb.worker import Worker
-from tests.worker_helpers import T0, add_interactions, add_items, state_counts, user_vectors
+from tests.worker_helpers import T0, add_interactions, add_items, state_counts, status, user_vectors
 
 
 def wait_for(predicate: Any, timeout: float = 20.0) -> bool:
@@ -67,20 +67,29 @@ def test_worker_survives_lost_connections(db_url: str, conn: Any, running_worker
 
 
 def test_worker_survives_a_failing_batch(db_url: str, conn: Any, encoder: Any, catalog: Any) -> None:
-    """Any error in a batch rolls it back, is logged, and the worker retries."""
+    """Any error in a batch rolls it back and is logged; the row it failed on is set aside
+    (visible in rerankdb.status), other rows go on, and it is retried once due."""
     failures = []
 
-    def fail_once() -> None:
-        if not failures:
+    def fail_on_user_13() -> None:
+        if not failures and conn.execute("select 1 from rerankdb.interactions where user_id = 13").fetchone():
             failures.append(1)
             raise RuntimeError("injected failure")
 
-    with running(db_url, encoder, before_commit=fail_once):
+    with running(db_url, encoder, before_commit=fail_on_user_13):
         time.sleep(0.5)
         add_interactions(conn, [(13, 3, "like", None, None, T0)])
+        assert wait_for(lambda: status(conn)["failed_interactions"] == 1, timeout=20), "not set aside"
+        assert "RuntimeError: injected failure" in status(conn)["last_interaction_error"]
+        add_interactions(conn, [(14, 2, "like", None, None, T0)])
+        assert wait_for(lambda: 14 in user_vectors(conn), timeout=20), "another user was held up"
+        assert 13 not in user_vectors(conn)
+        conn.execute("update rerankdb.interaction_queue set not_before = now()")  # its backoff is over
+        conn.execute("select pg_notify('rerankdb_work', 'test')")
         assert wait_for(lambda: 13 in user_vectors(conn), timeout=20), "worker did not retry"
     assert failures == [1]
-    assert state_counts(conn)[13] == 1, "the failed attempt counted nothing"
+    assert state_counts(conn) == {13: 1, 14: 1}, "the failed attempt counted nothing"
+    assert status(conn)["failed_interactions"] == 0
 
 
 def test_encoder_dimension_is_checked_before_anything_is_written(empty_db_url: str, encoder: Any) -> None:

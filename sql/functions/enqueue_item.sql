@@ -2,8 +2,12 @@
 -- rerankdb.items.  Queues the item for (re-)embedding; an item already queued
 -- is re-queued from scratch (its error count reset, due now), so a worker
 -- holding an older claim will not delete the newer request.
+-- Security: runs with its owner's rights (security definer, search_path
+-- pinned, names schema-qualified), so callers need EXECUTE on it and no
+-- access to the tables it reads or writes (README, "Roles").
 create or replace function rerankdb.enqueue_item() returns trigger
 language plpgsql
+security definer
 set search_path = pg_catalog
 as $fn$
 begin

@@ -11,12 +11,16 @@
 --         exist (pgvector's iterative index scan; see rerankdb.nearest).
 -- Edge    a user without a vector (cold start): no rows.  k = 0: no rows.
 --         k NULL or < 0: error 22023.  Approximate (HNSW).
+-- Security: runs with its owner's rights (security definer, search_path
+-- pinned, names schema-qualified), so callers need EXECUTE on it and no
+-- access to the tables it reads or writes (README, "Roles").
 create or replace function rerankdb.recommend(
     user_id bigint,
     k integer default 10,
     exclude_seen boolean default true
 ) returns table (item_id bigint, score double precision, rank integer)
 language sql stable
+security definer
 set search_path = pg_catalog, public
 as $fn$
     select n.item_id, n.score, n.rank

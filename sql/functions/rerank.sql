@@ -28,12 +28,16 @@
 -- for collab), so cosine similarity is the inner product: -(a <#> b).  Item
 -- vectors are read from rerankdb.item_rank, which holds both vectors of an
 -- item in one row: one read per candidate.
+-- Security: runs with its owner's rights (security definer, search_path
+-- pinned, names schema-qualified), so callers need EXECUTE on it and no
+-- access to the tables it reads or writes (README, "Roles").
 create or replace function rerankdb.rerank(
     user_id bigint,
     candidates bigint[],
     k integer default null
 ) returns table (item_id bigint, score double precision, rank integer)
 language plpgsql stable parallel safe
+security definer
 set search_path = pg_catalog, public
 as $fn$
 #variable_conflict use_column

@@ -17,6 +17,9 @@
 --         position; duplicates and NULL ids as in rerankdb.rerank.
 -- Edge    NULL or empty candidates: no rows.  Lengths differ, NaN or
 --         infinite base score, weight outside [0, 1], k < 0: error 22023.
+-- Security: runs with its owner's rights (security definer, search_path
+-- pinned, names schema-qualified), so callers need EXECUTE on it and no
+-- access to the tables it reads or writes (README, "Roles").
 create or replace function rerankdb.rerank_scored(
     user_id bigint,
     candidates bigint[],
@@ -25,6 +28,7 @@ create or replace function rerankdb.rerank_scored(
     k integer default null
 ) returns table (item_id bigint, score double precision, rank integer)
 language plpgsql stable parallel safe
+security definer
 set search_path = pg_catalog, public
 as $fn$
 #variable_conflict use_column

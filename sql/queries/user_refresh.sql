@@ -9,16 +9,53 @@
 
 -- name: claim_interactions
 -- Due interactions, oldest first, with the weight they fold with (their own,
--- else their kind's) and their time in epoch seconds.
+-- else their kind's), their time in epoch seconds and how often they failed
+-- before.  Set-aside rows wait for their not_before.
 select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
-       extract(epoch from i.occurred_at)::float8, q.item_id
+       extract(epoch from i.occurred_at)::float8, q.item_id, q.attempts
 from rerankdb.interaction_queue q
 join rerankdb.interactions i on i.interaction_id = q.interaction_id
 join rerankdb.interaction_kinds k on k.kind = i.kind
-where not q.deferred
+where not q.deferred and q.not_before <= clock_timestamp()
 order by q.interaction_id
 limit %(limit)s
 for update of q skip locked
+
+-- name: claim_interactions_by_id
+-- The same, for given interactions (a failed batch, folded again in parts).
+select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
+       extract(epoch from i.occurred_at)::float8, q.item_id, q.attempts
+from rerankdb.interaction_queue q
+join rerankdb.interactions i on i.interaction_id = q.interaction_id
+join rerankdb.interaction_kinds k on k.kind = i.kind
+where q.interaction_id = any(%(ids)s::bigint[]) and not q.deferred and q.not_before <= clock_timestamp()
+order by q.interaction_id
+for update of q skip locked
+
+-- name: clock
+-- The database's now() and the tolerated clock skew, in epoch seconds: what
+-- the fold checks each row's time against (rows written before revision
+-- 0005's door, rerankdb.check_interaction, may be infinite or in the future).
+select extract(epoch from now())::float8, extract(epoch from future_tolerance)::float8 from rerankdb.settings
+
+-- name: set_aside
+-- Interactions that could not be folded: their error, one more attempt, and
+-- when to try again.  They block nothing meanwhile.
+update rerankdb.interaction_queue q
+   set attempts = q.attempts + 1, last_error = f.error,
+       not_before = clock_timestamp() + make_interval(secs => f.delay)
+  from unnest(%(ids)s::bigint[], %(errors)s::text[], %(delays)s::float8[]) as f(id, error, delay)
+ where q.interaction_id = f.id
+
+-- name: set_aside_unqueued
+-- A rebuild found a row it cannot fold that is not queued (it was folded
+-- before the checks existed, or dequeued): queue it as set aside.
+insert into rerankdb.interaction_queue as q (interaction_id, item_id, attempts, last_error, not_before)
+select i.interaction_id, i.item_id, 1, f.error, clock_timestamp() + interval '5 seconds'
+from unnest(%(ids)s::bigint[], %(errors)s::text[]) as f(id, error)
+join rerankdb.interactions i on i.interaction_id = f.id
+on conflict (interaction_id) do update
+   set attempts = q.attempts + 1, last_error = excluded.last_error, not_before = excluded.not_before
 
 -- name: batch_item_vectors
 -- (text, collaborative) vectors of the distinct items of a batch.
@@ -106,7 +143,7 @@ for update of q
 -- name: interactions_of_users
 -- The whole log of some users, as claim_interactions returns it.
 select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
-       extract(epoch from i.occurred_at)::float8, i.item_id
+       extract(epoch from i.occurred_at)::float8, i.item_id, 0
 from rerankdb.interactions i
 join rerankdb.interaction_kinds k on k.kind = i.kind
 where i.user_id = any(%(users)s::bigint[])
@@ -118,6 +155,13 @@ select i.interaction_id, i.item_id, true
 from rerankdb.interactions i
 where i.interaction_id = any(%(ids)s::bigint[])
 on conflict (interaction_id) do update set deferred = true
+
+-- name: claim_users_to_rebuild
+-- Users whose log changed after they were folded (deleted or updated rows).
+select user_id from rerankdb.user_rebuild_queue order by user_id limit %(limit)s for update skip locked
+
+-- name: dequeue_users_to_rebuild
+delete from rerankdb.user_rebuild_queue where user_id = any(%(users)s::bigint[])
 
 -- name: all_users
 select user_id from rerankdb.interactions

@@ -1,0 +1,26 @@
+-- rerankdb.status: one row describing the worker's backlog and health.
+--
+--   pending_items          items waiting to be embedded (never failed)
+--   failed_items           items whose text could not be embedded yet; see
+--                          rerankdb.item_queue.last_error, retried with backoff
+--   pending_interactions   interactions waiting to be folded into user vectors
+--   deferred_interactions  interactions whose item has no vector yet
+--   interaction_lag        age of the oldest pending interaction (NULL: none)
+--   item_lag               age of the oldest queued item (NULL: none)
+--   last_*_at              last successful refresh of each kind
+--   model, dim             the encoder that made the item vectors; the dimension
+create or replace view rerankdb.status as
+select
+    (select count(*) from rerankdb.item_queue where attempts = 0) as pending_items,
+    (select count(*) from rerankdb.item_queue where attempts > 0) as failed_items,
+    (select count(*) from rerankdb.interaction_queue where not deferred) as pending_interactions,
+    (select count(*) from rerankdb.interaction_queue where deferred) as deferred_interactions,
+    (select now() - min(enqueued_at) from rerankdb.interaction_queue where not deferred) as interaction_lag,
+    (select now() - min(enqueued_at) from rerankdb.item_queue) as item_lag,
+    w.last_item_refresh_at,
+    w.last_user_refresh_at,
+    w.last_rebuild_at,
+    w.model,
+    c.dim
+from rerankdb.worker_state w
+cross join rerankdb.config c;
