@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, pool
 from rerankdb.config import Settings
 from rerankdb.db import sqlalchemy_url
 from rerankdb.embedded import resolve_url
-from rerankdb.migrate import VERSION_TABLE, install_dim
+from rerankdb.migrate import VERSION_TABLE, check_installed_dim, install_dim
 from rerankdb.schema import build_metadata
 
 config = context.config
@@ -41,6 +41,7 @@ def run_online() -> None:
     engine = create_engine(sqlalchemy_url(target_url()), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
+            check_installed_dim(connection)
             context.configure(
                 connection=connection,
                 version_table=VERSION_TABLE,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from rerankdb.client import Client, Interaction, Item, Ranked, Status
 from rerankdb.errors import (
     ConfigError,
+    DatabaseUnavailableError,
     DimensionMismatchError,
     EmbeddedServerError,
     InvalidInputError,
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Client",
     "ConfigError",
+    "DatabaseUnavailableError",
     "DimensionMismatchError",
     "EmbeddedServerError",
     "Interaction",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,10 +18,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import alembic.util
 import psycopg
 import sqlalchemy.exc
 
-from rerankdb import embedded, migrate
+from rerankdb import db, embedded, migrate
 from rerankdb.client import Client, Ranked
 from rerankdb.config import BACKENDS, DEFAULT_DIM, Settings, parse_dim
 from rerankdb.errors import RerankdbError
@@ -63,7 +65,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         if running is None:
             print("rerankdb: the embedded server is not running (rerankdb db start)", file=sys.stderr)
             return 1
-        print(running)
+        print(db.with_database(running, args.database) if args.database else running)
     return 0
 
 
@@ -114,7 +116,17 @@ WORKER_FIELDS = (
     "last_user_refresh_at",
     "last_rebuild_at",
     "model",
+    "failed_interactions",
+    "users_to_rebuild",
+    "last_interaction_error",
 )
+
+
+def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        n = client.forget_user(args.user_id)
+    print(f"forgot user {args.user_id}: {n} interactions deleted, with their state and vectors")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -159,6 +171,8 @@ def _worker(args: argparse.Namespace, settings: Settings, *, listen: bool = True
     from rerankdb.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # APScheduler logs every run of the poll job at INFO: two lines a second, no news.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     url = embedded.resolve_url(settings)
     encoder = None
     if not args.no_encoder:
@@ -253,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = command("db", cmd_db, help="the embedded PostgreSQL server")
     d.add_argument("action", choices=["start", "stop", "url"], help="start it, stop it, or print its URL")
+    d.add_argument(
+        "database", nargs="?", default=None, help="with url: another database on it (e.g. rerankdb_demo)"
+    )
 
     r = command("rerank", cmd_rerank, help="reorder candidate items for a user")
     r.add_argument("user_id", type=int, metavar="USER")
@@ -269,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, default=10, help="how many (default 10)")
 
     command("status", cmd_status, help="schema revision, dimension, counts and the worker's backlog")
+
+    fg = command("forget", cmd_forget, help="erase a user: interactions, state and vectors")
+    fg.add_argument("user_id", type=int, metavar="USER")
 
     ev = command("eval", cmd_eval, help="offline evaluation against baselines on real data")
     ev.add_argument("dataset", choices=["movielens"], help="the data format")
@@ -308,6 +328,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler: Handler = args.handler
         return handler(args, Settings.from_env())
+    except BrokenPipeError:
+        # The reader went away (`rerankdb status | head -3`): not an error.  Point
+        # stdout at nothing so that flushing it at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except alembic.util.CommandError as exc:  # an unknown revision, say
+        print(f"rerankdb: {exc}", file=sys.stderr)
+        return 1
     except RerankdbError as exc:
         print(f"rerankdb: {exc}", file=sys.stderr)
         return 1

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,11 +19,12 @@ from typing import Any
 import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from rerankdb import db
 from rerankdb.config import Settings
 from rerankdb.errors import (
+    DatabaseUnavailableError,
     DimensionMismatchError,
     InvalidInputError,
     SchemaNotInstalledError,
@@ -32,6 +34,9 @@ from rerankdb.sqlfiles import queries
 
 Q = queries("client")
 INT8_MIN, INT8_MAX = -(2**63), 2**63 - 1
+INT4_MAX = 2**31 - 1
+MAX_WEIGHT = 1e6  # as rerankdb.interactions checks: no sum of weights can overflow
+VECTOR_CHUNK = 5_000  # vectors per call of rerankdb.set_item_vectors / set_user_vectors
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class Status:
     last_user_refresh_at: datetime | None
     last_rebuild_at: datetime | None
     model: str | None  # the encoder that made the item vectors
+    failed_interactions: int  # set aside: could not be folded (retried with backoff)
+    users_to_rebuild: int  # whose interactions were deleted or changed
+    last_interaction_error: str | None  # why the newest set-aside interaction failed
 
 
 def _check_id(value: Any, what: str) -> int:
@@ -93,8 +101,8 @@ def _check_id(value: Any, what: str) -> int:
 def _check_k(k: int | None, *, allow_none: bool) -> int | None:
     if k is None and allow_none:
         return None
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise InvalidInputError(f"k must be a non-negative integer, got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= INT4_MAX:
+        raise InvalidInputError(f"k must be an integer from 0 to {INT4_MAX}, got {k!r}")
     return k
 
 
@@ -112,6 +120,8 @@ def _as_matrix(vectors: Any, n: int, dim: int, what: str) -> np.ndarray:
         raise InvalidInputError(f"got {n} ids but {arr.shape[0]} {what}")
     if arr.shape[1] != dim:
         raise DimensionMismatchError(dim, arr.shape[1], what)
+    if arr.size == 0:
+        return arr.astype(np.float32)
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         raise InvalidInputError(
@@ -125,7 +135,14 @@ def _as_matrix(vectors: Any, n: int, dim: int, what: str) -> np.ndarray:
         )
     if np.abs(arr).max() > np.finfo(np.float32).max:
         raise InvalidInputError(f"{what} have values beyond float32 range; nothing was written")
-    return arr.astype(np.float32)
+    out = arr.astype(np.float32)
+    tiny = ~out.any(axis=1)
+    if tiny.any():
+        raise InvalidInputError(
+            f"{what} row {int(np.argmax(tiny))} is too small for float32: every value rounds to 0, "
+            "which has no direction (scale it up); nothing was written"
+        )
+    return out
 
 
 def _candidates(candidates: Sequence[int | None] | np.ndarray) -> db.BigintArray | list[int | None]:
@@ -168,13 +185,33 @@ class Client:
     Use it as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, url: str, *, max_connections: int = 4) -> None:
+    def __init__(self, url: str, *, max_connections: int = 4, timeout: float = 5.0) -> None:
+        """``timeout``: seconds a call waits for a connection before DatabaseUnavailableError."""
         self.url = url
+        self.timeout = timeout
         # One plain connection first: an unreachable server or a missing
         # schema fails here at once, with its own message, not as a pool timeout.
         with db.connect(url, autocommit=True) as conn:
             self._dim = _installed_dimension(conn)
         self._pool: ConnectionPool[Any] = db.make_pool(url, max_size=max_connections)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, or DatabaseUnavailableError after ``timeout`` seconds."""
+        try:
+            with self._pool.connection(timeout=self.timeout) as conn:
+                yield conn
+        except PoolTimeout:
+            raise DatabaseUnavailableError(
+                f"no connection to the database within {self.timeout:g} s: is the server running? "
+                f"({self._pool.get_stats().get('connections_errors', 0)} failed attempts)"
+            ) from None
+        except psycopg.OperationalError as exc:
+            if not exc.sqlstate or exc.sqlstate.startswith(("08", "57")):  # connection, shutdown
+                raise DatabaseUnavailableError(
+                    f"lost the connection to the database: {str(exc).strip()}"
+                ) from exc
+            raise
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Client:
@@ -208,14 +245,14 @@ class Client:
 
     def kinds(self) -> dict[str, float]:
         """Interaction kinds and their weights."""
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(Q["kinds"]).fetchall()
         return {k: float(w) for k, w in rows}
 
     def status(self) -> Status:
         from rerankdb.migrate import current_revision
 
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             counts = conn.execute(Q["counts"]).fetchone()
             worker = conn.execute(Q["worker_status"]).fetchone()
         assert counts is not None and worker is not None
@@ -255,7 +292,7 @@ class Client:
         _unique_ids((r[0] for r in rows), "item_id")
         if not rows:
             return 0
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             conn.execute(Q["create_items_stage"])
             with conn.cursor().copy(Q["copy_items_stage"]) as cp:
                 for r in rows:
@@ -266,7 +303,7 @@ class Client:
     def delete_items(self, item_ids: Iterable[int]) -> int:
         """Delete items (and, by cascade, their vectors); returns how many existed."""
         ids = [_check_id(i, "item_id") for i in item_ids]
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.execute(Q["delete_items"], {"items": ids})
             return int(cur.rowcount)
 
@@ -289,9 +326,15 @@ class Client:
                     raise InvalidInputError(f"weight must be a number or None, got {weight!r}")
                 if not math.isfinite(float(weight)):
                     raise InvalidInputError(f"weight must be finite, got {weight!r}")
+                if abs(float(weight)) > MAX_WEIGHT:
+                    raise InvalidInputError(f"weight must be between -1e6 and 1e6, got {weight!r}")
                 weight = float(weight)
             if it.context is not None and not isinstance(it.context, str):
                 raise InvalidInputError(f"context must be a string or None, got {it.context!r}")
+            if it.context is not None and "\x00" in it.context:
+                raise InvalidInputError(f"user {user_id}, item {item_id}: context contains a NUL character")
+            if it.occurred_at is not None and not isinstance(it.occurred_at, datetime):
+                raise InvalidInputError(f"occurred_at must be a datetime or None, got {it.occurred_at!r}")
             rows.append((user_id, item_id, it.kind, weight, it.context, it.occurred_at))
         if not rows:
             return 0
@@ -299,15 +342,18 @@ class Client:
         unknown = sorted({r[2] for r in rows} - known.keys())
         if unknown:
             raise UnknownKindError(unknown, sorted(known))
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             # occurred_at None means "now": COPY has no DEFAULT per row, so fill it here.
-            now = conn.execute(Q["now"]).fetchone()[0]
+            now = conn.execute(Q["now"]).fetchone()[0]  # type: ignore[index]
             try:
                 with conn.cursor().copy(Q["copy_interactions"]) as cp:
                     for r in rows:
                         cp.write_row(r if r[5] is not None else (*r[:5], now))
             except psycopg.errors.ForeignKeyViolation as exc:  # a kind deleted meanwhile
                 raise UnknownKindError(unknown or ["?"], sorted(self.kinds())) from exc
+            except (psycopg.errors.DatetimeFieldOverflow, psycopg.errors.NumericValueOutOfRange) as exc:
+                # rerankdb.check_interaction's refusal (a future time, say): its message says it all.
+                raise InvalidInputError(f"{str(exc).strip()}; nothing was written") from None
         return len(rows)
 
     def set_item_vectors(self, item_ids: Sequence[int], vectors: Any) -> int:
@@ -319,26 +365,35 @@ class Client:
         return self._set_vectors("user", user_ids, vectors)
 
     def _set_vectors(self, of: str, ids: Sequence[int], vectors: Any) -> int:
+        """Through rerankdb.set_item_vectors / set_user_vectors, in chunks, in one transaction."""
         ids_ = _unique_ids(ids, f"{of}_id")
         arr = _as_matrix(vectors, len(ids_), self.dimension, f"{of} vectors")
         if not ids_:
             return 0
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute(Q["create_vectors_stage"])
-            with conn.cursor().copy(Q["copy_vectors_stage"]) as cp:
-                cp.set_types(["int8", "vector"])
-                for i, v in zip(ids_, arr, strict=True):
-                    cp.write_row((i, v))
-            if of == "item":
-                missing = conn.execute(Q["unknown_staged_items"]).fetchall()
-                if missing:
+        written = 0
+        with self._connection() as conn, conn.transaction():
+            for lo in range(0, len(ids_), VECTOR_CHUNK):
+                chunk = {
+                    "ids": db.BigintArray(np.asarray(ids_[lo : lo + VECTOR_CHUNK])),
+                    "vectors": list(arr[lo : lo + VECTOR_CHUNK]),
+                }
+                try:
+                    row = conn.execute(Q[f"set_{of}_vectors"], chunk).fetchone()
+                except psycopg.errors.ForeignKeyViolation as exc:  # unknown items, named by the function
                     raise InvalidInputError(
-                        "item vectors need their items first (upsert_items); unknown item_id(s): "
-                        + ", ".join(str(m[0]) for m in missing)
-                        + "; nothing was written"
-                    )
-            cur = conn.execute(Q[f"upsert_{of}_vectors"])
-            return int(cur.rowcount)
+                        f"{str(exc).strip()} (upsert_items); nothing was written"
+                    ) from None
+                assert row is not None
+                written += int(row[0])
+        return written
+
+    def forget_user(self, user_id: int) -> int:
+        """``rerankdb.forget_user``: erase a user's interactions, state and vectors; how many interactions."""
+        uid = _check_id(user_id, "user_id")
+        with self._connection() as conn:
+            row = conn.execute(Q["forget_user"], {"user": uid}).fetchone()
+        assert row is not None
+        return int(row[0])
 
     # -- reads ----------------------------------------------------------------
 
@@ -404,6 +459,6 @@ class Client:
         )
 
     def _ranked(self, query: str, **params: Any) -> list[Ranked]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(query, params, binary=True).fetchall()
         return [Ranked(i, s, r) for i, s, r in rows]

@@ -13,9 +13,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector
+from pgvector.psycopg.halfvec import register_halfvec_info
+from pgvector.psycopg.vector import register_vector_info
 from psycopg import sql
 from psycopg.adapt import Dumper
+from psycopg.types import TypeInfo
 from psycopg_pool import ConnectionPool
 
 from rerankdb.errors import ConfigError, SchemaNotInstalledError
@@ -112,16 +114,27 @@ class BigintArrayDumper(Dumper):
 
 
 def register_types(conn: psycopg.Connection[Any]) -> None:
-    """Register pgvector's types on ``conn``; explain if the schema is missing."""
+    """Register pgvector's types on ``conn``, wherever the extension lives; explain if it is missing.
+
+    Managed services often keep extensions in a schema of their own (Supabase:
+    ``extensions``) that is not on the search path: the types are found
+    through the extension, not by name.
+    """
     conn.adapters.register_dumper(BigintArray, BigintArrayDumper)
-    try:
-        register_vector(conn)
-    except psycopg.ProgrammingError as exc:  # TypeInfo for 'vector' not found
+    row = conn.execute(Q["vector_schema"]).fetchone()
+    if row is None:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
         raise SchemaNotInstalledError(
-            "the database has no pgvector extension yet: run `rerankdb migrate` "
-            "(or `alembic upgrade head`) first"
-        ) from exc
-    # register_vector runs catalog queries; leave no transaction open behind it.
+            "no rerankdb schema in this database (nor the pgvector extension it installs): "
+            "run `rerankdb migrate` (or `alembic upgrade head`) first"
+        )
+    schema = row[0]
+    register_vector_info(conn, TypeInfo.fetch(conn, sql.Identifier(schema, "vector")))
+    halfvec = TypeInfo.fetch(conn, sql.Identifier(schema, "halfvec"))
+    if halfvec is not None:
+        register_halfvec_info(conn, halfvec)
+    # The catalog queries above opened a transaction on a non-autocommit connection.
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
 

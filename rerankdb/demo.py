@@ -150,7 +150,10 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
             thread.join(timeout=60)
         if keep:
             _say(f"\nKept: database {database!r} at {url}")
-            _say(f"  explore with: psql '{url}'   (stop the server later with: rerankdb db stop)")
+            again = "" if settings.database_url else f" (its URL again: rerankdb db url {database})"
+            _say(f"  explore with: psql '{url}'{again}")
+            if not settings.database_url:
+                _say("  stop the server later with: rerankdb db stop")
         else:
             db.drop_database(server, database)
             if started_server:

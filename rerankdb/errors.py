@@ -48,5 +48,9 @@ class SchemaNotInstalledError(RerankdbError):
     """The database has no rerankdb schema (or an outdated one)."""
 
 
+class DatabaseUnavailableError(RerankdbError):
+    """No connection to the database could be had in time (server down, unreachable, full)."""
+
+
 class EmbeddedServerError(RerankdbError):
     """The embedded PostgreSQL server could not be started or stopped."""

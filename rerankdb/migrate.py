@@ -20,8 +20,10 @@ revision installs, and downgrades to, exactly what it shipped.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,13 +33,15 @@ from alembic import command, context, op
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Connection, create_engine, pool, text
 
 from rerankdb import sqlfiles
 from rerankdb.config import Settings, parse_dim
 from rerankdb.db import sqlalchemy_url
+from rerankdb.errors import ConfigError
 
 VERSION_TABLE = "rerankdb_alembic_version"
+Q = sqlfiles.queries("migrate")
 
 
 def alembic_config(url: str | None = None, dim: int | None = None, stdout: TextIO | None = None) -> Config:
@@ -60,8 +64,13 @@ def upgrade_sql(*, revision: str = "head", dim: int | None = None) -> str:
     return out.getvalue()
 
 
-def downgrade(url: str, *, revision: str = "base") -> None:
-    command.downgrade(alembic_config(url), revision)
+def downgrade(url: str, *, revision: str = "base", cascade: bool = False) -> None:
+    """Downgrade to ``revision``.  To base, it refuses while objects outside rerankdb depend on
+    it, unless ``cascade`` (as ``alembic -x cascade=true downgrade base``), which drops them too."""
+    cfg = alembic_config(url)
+    if cascade:
+        cfg.cmd_opts = argparse.Namespace(x=["cascade=true"])
+    command.downgrade(cfg, revision)
 
 
 def downgrade_sql(*, revision: str = "base") -> str:
@@ -153,6 +162,48 @@ def function_path(revision: str, name: str) -> str:
     """Where revision ``revision``'s version of ``name`` lives, relative to ``sql/``."""
     frozen = f"revisions/{revision}/functions/{name}.sql"
     return frozen if (sqlfiles.sql_dir() / frozen).is_file() else f"functions/{name}.sql"
+
+
+def explicit_dim() -> tuple[int, str] | None:
+    """The dimension asked for and who asked (``-x dim``, ``--dim``, RERANKDB_DIM); None: nobody."""
+    raw = context.get_x_argument(as_dictionary=True).get("dim")
+    if raw is not None:
+        return parse_dim(raw, "-x dim"), "-x dim"
+    given = context.config.attributes.get("rerankdb_dim")
+    if given is not None:
+        return parse_dim(given, "--dim"), "--dim"
+    env = os.environ.get("RERANKDB_DIM")
+    if env:
+        return parse_dim(env, "RERANKDB_DIM"), "RERANKDB_DIM"
+    return None
+
+
+def check_installed_dim(connection: Connection) -> None:
+    """Refuse a dimension that differs from the one installed (it is fixed at install)."""
+    asked = explicit_dim()
+    if asked is None:
+        return
+    installed = connection.execute(text(Q["is_installed"])).scalar()
+    row = connection.execute(text(Q["installed_dim"])).fetchone() if installed else None
+    connection.commit()
+    if row is not None and int(row[0]) != asked[0]:
+        raise ConfigError(
+            f"{asked[1]} asks for dimension {asked[0]}, but rerankdb is installed in this database with "
+            f"dimension {row[0]}: the dimension is fixed at install (use another database, or remove "
+            "rerankdb first with `alembic downgrade base`); nothing was changed"
+        )
+
+
+def guard_dependents() -> None:
+    """Refuse to remove the schema while objects outside it depend on it (unless -x cascade=true).
+
+    Run by revision 0001's downgrade before it drops the schema with CASCADE,
+    which would silently take the application's views and foreign keys along.
+    """
+    cascade = context.get_x_argument(as_dictionary=True).get("cascade", "false").lower()
+    if cascade in ("true", "yes", "1", "on"):
+        return
+    apply_sql_text(sqlfiles.read_sql("guards/dependents.sql"))
 
 
 def apply_sql_text(sql: str) -> None:

@@ -112,7 +112,7 @@ def test_missing_schema_and_bad_k_are_clear(empty_db_url: str, db_url: str) -> N
     assert "run `rerankdb migrate`" in out.stderr and "Traceback" not in out.stderr
     out = cli("recommend", "1", "-k", "-5", url=db_url)
     assert out.returncode == 1
-    assert "k must be a non-negative integer, got -5" in out.stderr
+    assert "k must be an integer from 0 to 2147483647, got -5" in out.stderr
 
 
 def test_unreachable_database_is_one_line(tmp_path: Path) -> None:

@@ -170,9 +170,9 @@ def test_item_vectors_need_their_items(client: Client, conn: Any) -> None:
 
 
 def test_read_argument_errors(client: Client) -> None:
-    with pytest.raises(InvalidInputError, match="k must be a non-negative integer"):
+    with pytest.raises(InvalidInputError, match="k must be an integer from 0 to 2147483647"):
         client.rerank(1, [1], k=-1)
-    with pytest.raises(InvalidInputError, match="k must be a non-negative integer"):
+    with pytest.raises(InvalidInputError, match="k must be an integer from 0 to 2147483647"):
         client.recommend(1, k=None)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="candidate must be an integer"):
         client.rerank(1, ["7"])  # type: ignore[list-item]

@@ -43,7 +43,9 @@ def user_vectors(conn: Any) -> dict[int, np.ndarray]:
 
 
 def state_counts(conn: Any) -> dict[int, int]:
-    return dict(conn.execute("select user_id, interactions from rerankdb.user_state").fetchall())
+    """Interactions counted per user (a state that counts none, as a rebuild may leave, is no state)."""
+    rows = conn.execute("select user_id, interactions from rerankdb.user_state where interactions > 0")
+    return dict(rows.fetchall())
 
 
 def status(conn: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from rerankdb.migrate import RevisionSql, execute, install_dim
+from rerankdb.migrate import RevisionSql, execute, guard_dependents, install_dim
 
 revision = "0001"
 down_revision = None
@@ -27,4 +27,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    guard_dependents()  # down drops the schema with CASCADE: never the application's objects
     sql.schema("down")

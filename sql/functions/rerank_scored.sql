@@ -17,6 +17,7 @@
 --         position; duplicates and NULL ids as in rerankdb.rerank.
 -- Edge    NULL or empty candidates: no rows.  Lengths differ, NaN or
 --         infinite base score, weight outside [0, 1], k < 0: error 22023.
+--         Any finite scores work, up to +-1.7e308.
 -- Security: runs with its owner's rights (security definer, search_path
 -- pinned, names schema-qualified), so callers need EXECUTE on it and no
 -- access to the tables it reads or writes (README, "Roles").
@@ -70,7 +71,8 @@ begin
             cross join bounds
             cross join lateral (
                 select case when base.b is null then 0.0
-                            when bounds.hi > bounds.lo then (base.b - bounds.lo) / (bounds.hi - bounds.lo)
+                            -- halves first: hi - lo of scores near +-1.7e308 would overflow
+                            when bounds.hi > bounds.lo then (base.b / 2 - bounds.lo / 2) / (bounds.hi / 2 - bounds.lo / 2)
                             else 1.0
                        end as v
             ) bn

@@ -11,15 +11,12 @@ select rerankdb.dimension()
 select kind, weight from rerankdb.interaction_kinds
 
 -- name: counts
-select (select count(*) from rerankdb.items),
-       (select count(*) from rerankdb.item_vectors),
-       (select count(*) from rerankdb.user_vectors),
-       (select count(*) from rerankdb.interactions)
+select items, item_vectors, user_vectors, interactions from rerankdb.counts()
 
 -- name: worker_status
 select pending_items, failed_items, pending_interactions, deferred_interactions,
        interaction_lag, item_lag, last_item_refresh_at, last_user_refresh_at,
-       last_rebuild_at, model
+       last_rebuild_at, model, failed_interactions, users_to_rebuild, last_interaction_error
 from rerankdb.status
 
 -- name: create_items_stage
@@ -45,24 +42,16 @@ select now()
 -- name: copy_interactions
 copy rerankdb.interactions (user_id, item_id, kind, weight, context, occurred_at) from stdin
 
--- name: create_vectors_stage
-create temp table _vectors (id bigint, embedding vector) on commit drop
+-- name: set_item_vectors
+-- Bring-your-own embeddings go through functions that check them (roles
+-- without access to the vector tables may call them).
+select rerankdb.set_item_vectors(%(ids)s, %(vectors)s::vector[])
 
--- name: copy_vectors_stage
-copy _vectors from stdin with (format binary)
+-- name: set_user_vectors
+select rerankdb.set_user_vectors(%(ids)s, %(vectors)s::vector[])
 
--- name: unknown_staged_items
-select s.id from _vectors s left join rerankdb.items i on i.item_id = s.id where i.item_id is null limit 5
-
--- name: upsert_item_vectors
-insert into rerankdb.item_vectors (item_id, embedding)
-select id, embedding from _vectors
-on conflict (item_id) do update set embedding = excluded.embedding, updated_at = now()
-
--- name: upsert_user_vectors
-insert into rerankdb.user_vectors (user_id, embedding)
-select id, embedding from _vectors
-on conflict (user_id) do update set embedding = excluded.embedding, updated_at = now()
+-- name: forget_user
+select rerankdb.forget_user(%(user)s)
 
 -- name: rerank
 select * from rerankdb.rerank(%(user)s, %(candidates)s, %(k)s)

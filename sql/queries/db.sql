@@ -15,3 +15,10 @@ create database {name} template {template}
 -- name: drop_database
 -- Ends the database's sessions first.
 drop database if exists {name} with (force)
+
+-- name: vector_schema
+-- Where the pgvector extension is installed (not necessarily on the search path).
+select n.nspname
+from pg_catalog.pg_extension e
+join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+where e.extname = 'vector'

@@ -1,0 +1,9 @@
+-- Statements of rerankdb/migrate.py (the Alembic glue).  Loaded once by
+-- rerankdb.sqlfiles.queries("migrate"); each "-- name:" starts a statement.
+
+-- name: is_installed
+select to_regclass('rerankdb.config') is not null
+
+-- name: installed_dim
+-- The dimension rerankdb was installed with (ask is_installed first).
+select dim from rerankdb.config

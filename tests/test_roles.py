@@ -1,0 +1,145 @@
+"""Least privilege: log in as a user of each rerankdb role and check what it can and cannot do."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+
+from rerankdb import Client, Interaction, Item, db
+from rerankdb.drain import drain
+from rerankdb.fold import FoldParams
+from tests.helpers import load_items
+
+_names = itertools.count()
+PASSWORD = "rerankdb-test"
+
+
+def as_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{PASSWORD}@{host}"))
+
+
+@pytest.fixture
+def login(conn: psycopg.Connection[Any], db_url: str) -> Iterator[Callable[[str], str]]:
+    """login(role) -> the URL of a new LOGIN user that is a member of ``role`` only."""
+    made: list[str] = []
+
+    def make(role: str) -> str:
+        name = f"rerankdb_test_{role}_{os.getpid()}_{next(_names)}"
+        conn.execute(
+            sql.SQL("create role {} login password {} in role {}").format(
+                sql.Identifier(name), sql.Literal(PASSWORD), sql.Identifier(role)
+            )
+        )
+        made.append(name)
+        return as_user(db_url, name)
+
+    yield make
+    for name in made:
+        conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def world(client: Client, conn: psycopg.Connection[Any], rng: np.random.Generator) -> None:
+    """Items with vectors and user 1 with a folded history."""
+    load_items(client, rng.standard_normal((5, 384)))
+    client.record_interactions([Interaction(1, 2, "like")])
+    drain(conn, None, FoldParams.from_days(30.0, 0.0), 384)
+
+
+def denied(url: str, statement: str) -> bool:
+    with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
+        try:
+            c.execute(statement)  # type: ignore[arg-type]
+        except psycopg.errors.InsufficientPrivilege:
+            return True
+    return False
+
+
+SECRETS = [
+    "select embedding from rerankdb.user_vectors",
+    "select * from rerankdb.item_vectors",
+    "select * from rerankdb.item_rank",
+    "select * from rerankdb.user_state",
+    "select * from rerankdb.interaction_queue",
+    "insert into rerankdb.interaction_queue (interaction_id, item_id) select interaction_id, item_id"
+    " from rerankdb.interactions",
+    "select rerankdb.refresh_centers()",
+    "update rerankdb.settings set collab_weight = 0",
+]
+
+
+def test_reader_reranks_without_seeing_any_embedding(world: None, login: Callable[[str], str]) -> None:
+    url = login("rerankdb_reader")
+    with Client(url) as reader:
+        ranked = reader.rerank(1, [1, 2, 3])
+        assert ranked[0].item_id == 2 and ranked[0].score is not None
+        assert reader.recommend(1, 2) and reader.similar_items(2, 2)
+        assert reader.rerank_scored(1, [1, 2], [0.5, 0.1])
+    for statement in [
+        *SECRETS,
+        "select * from rerankdb.interactions",
+        "insert into rerankdb.interactions (user_id, item_id) values (1, 1)",
+        "select * from rerankdb.status",
+        "select rerankdb.forget_user(1)",
+    ]:
+        assert denied(url, statement), statement
+
+
+def test_app_writes_items_and_interactions_but_not_the_queue(
+    world: None, login: Callable[[str], str], conn: psycopg.Connection[Any]
+) -> None:
+    url = login("rerankdb_app")
+    with Client(url) as app:
+        app.upsert_items([Item(6, "new item")])
+        app.record_interactions([Interaction(1, 3, "view"), Interaction(2, 3, "like")])
+        app.set_item_vectors([6], np.ones((1, 384)))
+        assert app.rerank(1, [3, 6])[0].score is not None
+        st = app.status()
+        assert (st.schema_revision, st.items, st.pending_interactions) == ("0005", 6, 2)
+        assert app.forget_user(2) == 1
+    for statement in SECRETS:
+        assert denied(url, statement), statement
+    # Its inserts were queued by the trigger, with the owner's rights, exactly once.
+    assert conn.execute("select count(*) from rerankdb.interaction_queue").fetchone() == (1,)
+
+
+def test_worker_role_runs_the_worker(
+    world: None, login: Callable[[str], str], conn: psycopg.Connection[Any], encoder: Any
+) -> None:
+    from rerankdb.config import Settings
+    from rerankdb.worker import Worker
+
+    url = login("rerankdb_worker")
+    conn.execute("insert into rerankdb.items (item_id, content) values (9, 'a documentary about whales')")
+    conn.execute("insert into rerankdb.interactions (user_id, item_id) values (1, 9), (2, 9), (2, 1)")
+    worker = Worker(url, Settings(), encoder)
+    report = worker.drain_once()
+    assert (report.items_embedded, report.interactions_folded) == (6, 3), "every statement was allowed"
+    assert worker.rebuild() == 4
+    assert worker.train().dim == 0, "too little data to train, but allowed to read it"
+    with Client(url) as c:
+        assert c.status().pending_interactions == 0
+    assert denied(url, "insert into rerankdb.items (item_id, content) values (99, 'x')")
+    assert denied(url, "delete from rerankdb.interactions")
+
+
+def test_nobody_else_gets_anything(world: None, login: Callable[[str], str], conn: Any) -> None:
+    """A login role in none of the three sees nothing (PUBLIC has no EXECUTE on rerankdb)."""
+    conn.execute("create role rerankdb_test_nobody_group nologin")
+    try:
+        url = login("rerankdb_test_nobody_group")
+        assert denied(url, "select * from rerankdb.rerank(1, array[1])")
+        assert denied(url, "select * from rerankdb.items")
+    finally:
+        conn.execute("drop role rerankdb_test_nobody_group")
