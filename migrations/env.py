@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, pool
 from rerankdb.config import Settings
 from rerankdb.db import sqlalchemy_url
 from rerankdb.embedded import resolve_url
-from rerankdb.migrate import VERSION_TABLE, check_installed_dim, install_dim
+from rerankdb.migrate import VERSION_TABLE, check_installed_dim, install_dim, run_guard
 from rerankdb.schema import build_metadata
 
 config = context.config
@@ -34,7 +34,14 @@ def run_offline() -> None:
         target_metadata=build_metadata(install_dim()),
     )
     with context.begin_transaction():
-        context.run_migrations()
+        run_migrations()
+
+
+def run_migrations() -> None:
+    """The revisions, between the guards that find pgvector in any schema."""
+    run_guard("vector_schema_before")
+    context.run_migrations()
+    run_guard("vector_schema_after")
 
 
 def run_online() -> None:
@@ -48,7 +55,7 @@ def run_online() -> None:
                 target_metadata=build_metadata(install_dim()),
             )
             with context.begin_transaction():
-                context.run_migrations()
+                run_migrations()
     finally:
         engine.dispose()
 

@@ -129,7 +129,10 @@ def register_types(conn: psycopg.Connection[Any]) -> None:
             "no rerankdb schema in this database (nor the pgvector extension it installs): "
             "run `rerankdb migrate` (or `alembic upgrade head`) first"
         )
-    schema = row[0]
+    schema, on_path = row
+    if not on_path:
+        # rerankdb's statements name pgvector's types and functions unqualified.
+        conn.execute(Q["add_to_search_path"], {"schema": schema})
     register_vector_info(conn, TypeInfo.fetch(conn, sql.Identifier(schema, "vector")))
     halfvec = TypeInfo.fetch(conn, sql.Identifier(schema, "halfvec"))
     if halfvec is not None:

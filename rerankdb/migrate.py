@@ -206,6 +206,19 @@ def guard_dependents() -> None:
     apply_sql_text(sqlfiles.read_sql("guards/dependents.sql"))
 
 
+def run_guard(name: str) -> None:
+    """Run ``sql/guards/<name>.sql`` in the migration's transaction (env.py, online or offline)."""
+    sql = sqlfiles.read_sql(f"guards/{name}.sql")
+    mc = context.get_context()
+    if context.is_offline_mode():
+        mc.impl.static_output(sql.rstrip() + "\n")
+    else:
+        assert mc.connection is not None
+        driver = mc.connection.connection.driver_connection
+        assert driver is not None
+        driver.execute(sql)
+
+
 def apply_sql_text(sql: str) -> None:
     """Run a whole SQL file as it is (several statements, no parameters)."""
     if context.is_offline_mode():

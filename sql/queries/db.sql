@@ -17,8 +17,15 @@ create database {name} template {template}
 drop database if exists {name} with (force)
 
 -- name: vector_schema
--- Where the pgvector extension is installed (not necessarily on the search path).
-select n.nspname
+-- Where the pgvector extension is installed, and whether that schema is on
+-- the session's search path.
+select n.nspname, n.nspname = any (pg_catalog.current_schemas(false))
 from pg_catalog.pg_extension e
 join pg_catalog.pg_namespace n on n.oid = e.extnamespace
 where e.extname = 'vector'
+
+-- name: add_to_search_path
+-- For this session: pgvector's schema after the ones already there.
+select pg_catalog.set_config(
+    'search_path', pg_catalog.current_setting('search_path') || ', ' || pg_catalog.quote_ident(%(schema)s), false
+)
