@@ -30,7 +30,7 @@ from scipy.sparse.linalg import svds
 from rerankdb.encoder import Encoder
 from rerankdb.fold import FoldParams
 from rerankdb.sqlfiles import queries
-from rerankdb.user_refresh import rebuild_all
+from rerankdb.user_refresh import rebuild_all_in_transaction
 
 Q = queries("train")
 log = logging.getLogger(__name__)
@@ -85,18 +85,24 @@ def train(
     x = binary_matrix(user_idx, item_idx, len(users), len(items))
     factors = item_factors(x, k).astype(np.float32)
     support = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)  # users per item
+    # One transaction switches every item and every user to the new space (any
+    # dimension): a reader sees the old space or the new one, never a mix and
+    # never an error.  Folds wait meanwhile (the exclusive fold lock; their
+    # interactions stay queued); readers and writers of the log do not.
     with conn.transaction():
+        conn.execute(Q["exclusive_fold_lock"])
         conn.execute(Q["create_collab_stage"])
         with conn.cursor().copy(Q["copy_collab_stage"]) as cp:
             cp.set_types(["int8", "vector", "int4"])
             for item, vec, n in zip(items.tolist(), factors, support.tolist(), strict=True):
                 if vec.any():
                     cp.write_row((item, vec, n))
-        # Replace every vector in one transaction (readers see old or new, never a mix).
         conn.execute(Q["set_collab"])
         conn.execute(Q["clear_untrained_collab"])
         conn.execute(Q["mark_trained"])
-    counted = rebuild_all(conn, encoder, params, dim)
+        counted = rebuild_all_in_transaction(conn, encoder, params, dim)
+        conn.execute(Q["mark_rebuild"])
+        conn.execute(Q["refresh_centers"])  # the averages of the new space, in the same switch
     seconds = time.perf_counter() - t0
     log.info(
         "trained %d-d collaborative vectors for %d items from %d interactions of %d users; "

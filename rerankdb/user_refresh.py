@@ -213,6 +213,7 @@ def _fold_claimed(
 ) -> UserBatch:
     """Claim, check and fold one batch in one transaction; ``claimed`` gets {id: attempts}."""
     with conn.transaction():
+        conn.execute(Q["shared_fold_lock"])  # a training's switch of spaces waits for this batch
         rows = conn.execute(claim, claim_params, binary=True).fetchall()
         if not rows:
             return UserBatch(0, 0, 0)
@@ -348,33 +349,43 @@ def _rebuild(
     """
     with conn.transaction():
         conn.execute(Q["repeatable_read"])
+        conn.execute(Q["shared_fold_lock"])
         if users is None:
             users = [r[0] for r in conn.execute(Q["claim_users_to_rebuild"], {"limit": limit}).fetchall()]
             if not users:
                 return 0, 0
-        ids = sorted(set(users))
-        conn.execute(Q["lock_queued_interactions_of_users"], {"users": ids})
-        rows = conn.execute(Q["interactions_of_users"], {"users": ids}, binary=True).fetchall()
-        rows, bad = _without_problems(conn, rows) if rows else ([], [])
-        item_vecs = _item_vectors(conn, {r[5] for r in rows})
-        k = _collab_dim(item_vecs)
-        arr = np.array(ids, dtype=np.int64)
-        _lock_states(conn, arr, dim, k)  # the old states are replaced, but locked first
-        ready = [r for r in rows if r[5] in item_vecs]
-        waiting = [r for r in rows if r[5] not in item_vecs]
-        st = _empty_states(arr, dim, k)
-        if ready:
-            _fold_rows(st, ready, item_vecs, encoder, params)
-        _write_states(conn, st)
-        if ready:
-            conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready]})
-        if waiting:
-            conn.execute(Q["requeue_deferred"], {"ids": [r[0] for r in waiting]})
-        if bad:
-            conn.execute(
-                Q["set_aside_unqueued"], {"ids": [r[0] for r, _ in bad], "errors": [e for _, e in bad]}
-            )
-        conn.execute(Q["dequeue_users_to_rebuild"], {"users": ids})
+        return _rebuild_in_transaction(conn, encoder, params, dim, users)
+
+
+def _rebuild_in_transaction(
+    conn: psycopg.Connection[Any],
+    encoder: Encoder | None,
+    params: FoldParams,
+    dim: int,
+    users: Sequence[int],
+) -> tuple[int, int]:
+    """The body of :func:`_rebuild`, in the caller's transaction."""
+    ids = sorted(set(users))
+    conn.execute(Q["lock_queued_interactions_of_users"], {"users": ids})
+    rows = conn.execute(Q["interactions_of_users"], {"users": ids}, binary=True).fetchall()
+    rows, bad = _without_problems(conn, rows) if rows else ([], [])
+    item_vecs = _item_vectors(conn, {r[5] for r in rows})
+    k = _collab_dim(item_vecs)
+    arr = np.array(ids, dtype=np.int64)
+    _lock_states(conn, arr, dim, k)  # the old states are replaced, but locked first
+    ready = [r for r in rows if r[5] in item_vecs]
+    waiting = [r for r in rows if r[5] not in item_vecs]
+    st = _empty_states(arr, dim, k)
+    if ready:
+        _fold_rows(st, ready, item_vecs, encoder, params)
+    _write_states(conn, st)
+    if ready:
+        conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready]})
+    if waiting:
+        conn.execute(Q["requeue_deferred"], {"ids": [r[0] for r in waiting]})
+    if bad:
+        conn.execute(Q["set_aside_unqueued"], {"ids": [r[0] for r, _ in bad], "errors": [e for _, e in bad]})
+    conn.execute(Q["dequeue_users_to_rebuild"], {"users": ids})
     return len(ids), len(ready)
 
 
@@ -436,6 +447,46 @@ def _rebuild_retrying(
             time.sleep(0.05 * (attempt + 1))  # a fold touched these users: again
     what = "changed users" if users is None else f"users {users[0]}..{users[-1]}"
     raise RuntimeError(f"rebuild of {what} kept conflicting")
+
+
+def rebuild_all_in_transaction(
+    conn: psycopg.Connection[Any],
+    encoder: Encoder | None,
+    params: FoldParams,
+    dim: int,
+    *,
+    batch_users: int = 500,
+) -> int:
+    """Rebuild every user inside the caller's transaction; returns interactions counted.
+
+    For a training's switch to a new collaborative space: the caller holds
+    the exclusive fold lock (no fold runs meanwhile) and commits the new item
+    vectors with the users' new vectors at once, so that a reader sees the
+    old space or the new one, never a mix.  A user whose rebuild fails loses
+    their collaborative vector (text only until a later rebuild) rather than
+    keeping one of the old space; logged.
+    """
+    counted = 0
+    users = all_users(conn)
+    for lo in range(0, len(users), batch_users):
+        batch = users[lo : lo + batch_users]
+        try:
+            with conn.transaction():  # a savepoint
+                counted += _rebuild_in_transaction(conn, encoder, params, dim, batch)[1]
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:
+            log.warning("rebuilding users %s..%s failed (%s); one at a time", batch[0], batch[-1], exc)
+            for user in batch:
+                try:
+                    with conn.transaction():
+                        counted += _rebuild_in_transaction(conn, encoder, params, dim, [user])[1]
+                except psycopg.OperationalError:
+                    raise
+                except Exception as user_exc:
+                    log.error("user %s not rebuilt; collaborative vector dropped: %s", user, user_exc)
+                    conn.execute(Q["drop_collab_of_user"], {"user": user})
+    return counted
 
 
 def rebuild_changed_users(

@@ -166,3 +166,51 @@ def test_collab_center_of_another_dimension_is_skipped(conn: Any, world: Any) ->
     center = np.asarray(row[0].to_numpy(), dtype=np.float64)
     assert len(center) == 8, "the center averages the vectors of the most common dimension"
     assert np.abs(center - np.mean(list(others.values()), axis=0)).max() <= 1e-5
+
+
+def test_reads_during_a_training_that_changes_the_dimension_never_fail_nor_mix(
+    db_url: str, conn: Any, world: Any
+) -> None:
+    """Concurrent reranks while training moves from 8-d to 3-d vectors: each call returns the
+    full ranking of the old space or of the new one, and none fails."""
+    import threading
+
+    from rerankdb import db
+
+    candidates = list(range(1, 61))
+
+    def ranking() -> list[tuple[int, float | None]]:
+        rows = conn.execute("select item_id, score from rerankdb.rerank(3, %s)", [candidates]).fetchall()
+        return [(i, None if s is None else round(s, 6)) for i, s in rows]
+
+    before = ranking()
+    stop = threading.Event()
+    seen: list[list[tuple[int, float | None]]] = []
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        with db.connect(db_url, autocommit=True) as c:
+            while not stop.is_set():
+                try:
+                    rows = c.execute(
+                        "select item_id, score from rerankdb.rerank(3, %s)", [candidates]
+                    ).fetchall()
+                    seen.append([(i, None if s is None else round(s, 6)) for i, s in rows])
+                except BaseException as exc:  # surfaced below
+                    errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for r in readers:
+        r.start()
+    conn.execute("update rerankdb.settings set collab_dim = 3")
+    with db.connect(db_url, autocommit=True) as trainer:
+        for _ in range(3):
+            assert train(trainer, None, PARAMS, DIM).dim == 3
+    stop.set()
+    for r in readers:
+        r.join()
+    after = ranking()
+    assert not errors, errors[:3]
+    assert before != after, "the spaces rank differently"
+    assert seen and all(s in (before, after) for s in seen), "a call mixed the spaces"
+    assert len(vectors(conn, "user_vectors", "collab", "user_id")[3]) == 3

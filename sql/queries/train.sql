@@ -2,6 +2,11 @@
 -- Loaded once by rerankdb.sqlfiles.queries("train"); each "-- name:" starts
 -- a statement.
 
+-- name: exclusive_fold_lock
+-- Waits for the folds and rebuilds in flight and holds new ones off until the
+-- training commits (they take it shared: sql/queries/user_refresh.sql).
+select pg_advisory_xact_lock('rerankdb.user_state'::regclass::oid::integer, 1)
+
 -- name: collab_dim
 select collab_dim from rerankdb.settings
 
@@ -35,3 +40,9 @@ update rerankdb.item_rank r
 
 -- name: mark_trained
 update rerankdb.settings set trained_at = now()
+
+-- name: mark_rebuild
+update rerankdb.worker_state set last_rebuild_at = now()
+
+-- name: refresh_centers
+select rerankdb.refresh_centers()
