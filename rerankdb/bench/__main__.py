@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rerankdb.bench import rerank, worker
+from rerankdb.bench import rerank, soak, worker
 
 
 def main() -> None:
@@ -14,6 +14,7 @@ def main() -> None:
     rerank.add_arguments(r)
     r.set_defaults(run=rerank.run)
     worker.add_arguments(sub)
+    soak.add_arguments(sub)
     args = parser.parse_args()
     args.run(args)
 
