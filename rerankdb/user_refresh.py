@@ -213,12 +213,12 @@ def _fold_claimed(
 ) -> UserBatch:
     """Claim, check and fold one batch in one transaction; ``claimed`` gets {id: attempts}."""
     with conn.transaction():
-        conn.execute(Q["shared_fold_lock"])  # a training's switch of spaces waits for this batch
+        clock = _begin_batch(conn)
         rows = conn.execute(claim, claim_params, binary=True).fetchall()
         if not rows:
             return UserBatch(0, 0, 0)
         claimed.update((r[0], r[6]) for r in rows)
-        rows, bad = _without_problems(conn, rows)
+        rows, bad = _without_problems(rows, clock)
         if bad:
             _set_aside(conn, [(r[0], r[6], error) for r, error in bad])
         item_vecs = _item_vectors(conn, {r[5] for r in rows})
@@ -278,12 +278,18 @@ def _isolate(
     return total
 
 
+def _begin_batch(conn: psycopg.Connection[Any]) -> tuple[float, float]:
+    """Take the shared fold lock (a training's switch of spaces waits for this batch) and
+    return the database's (now, future tolerance) in epoch seconds, for fold.problems."""
+    row = conn.execute(Q["begin_batch"]).fetchone()
+    assert row is not None
+    return float(row[0]), float(row[1])
+
+
 def _without_problems(
-    conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]
+    rows: Sequence[tuple[Any, ...]], clock: tuple[float, float]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[tuple[Any, ...], str]]]:
     """(rows that can be folded, [(row, what is wrong)]), by fold.problems."""
-    clock = conn.execute(Q["clock"]).fetchone()
-    assert clock is not None
     found = problems(np.array([r[4] for r in rows]), np.array([r[2] for r in rows]), *clock)
     if not found:
         return list(rows), []
@@ -349,12 +355,12 @@ def _rebuild(
     """
     with conn.transaction():
         conn.execute(Q["repeatable_read"])
-        conn.execute(Q["shared_fold_lock"])
+        clock = _begin_batch(conn)
         if users is None:
             users = [r[0] for r in conn.execute(Q["claim_users_to_rebuild"], {"limit": limit}).fetchall()]
             if not users:
                 return 0, 0
-        return _rebuild_in_transaction(conn, encoder, params, dim, users)
+        return _rebuild_in_transaction(conn, encoder, params, dim, users, clock)
 
 
 def _rebuild_in_transaction(
@@ -363,12 +369,13 @@ def _rebuild_in_transaction(
     params: FoldParams,
     dim: int,
     users: Sequence[int],
+    clock: tuple[float, float],
 ) -> tuple[int, int]:
-    """The body of :func:`_rebuild`, in the caller's transaction."""
+    """The body of :func:`_rebuild`, in the caller's transaction; ``clock`` from _begin_batch."""
     ids = sorted(set(users))
     conn.execute(Q["lock_queued_interactions_of_users"], {"users": ids})
     rows = conn.execute(Q["interactions_of_users"], {"users": ids}, binary=True).fetchall()
-    rows, bad = _without_problems(conn, rows) if rows else ([], [])
+    rows, bad = _without_problems(rows, clock) if rows else ([], [])
     item_vecs = _item_vectors(conn, {r[5] for r in rows})
     k = _collab_dim(item_vecs)
     arr = np.array(ids, dtype=np.int64)
@@ -468,11 +475,12 @@ def rebuild_all_in_transaction(
     """
     counted = 0
     users = all_users(conn)
+    clock = _begin_batch(conn)  # the caller holds the lock exclusively: this only reads the clock
     for lo in range(0, len(users), batch_users):
         batch = users[lo : lo + batch_users]
         try:
             with conn.transaction():  # a savepoint
-                counted += _rebuild_in_transaction(conn, encoder, params, dim, batch)[1]
+                counted += _rebuild_in_transaction(conn, encoder, params, dim, batch, clock)[1]
         except psycopg.OperationalError:
             raise
         except Exception as exc:
@@ -480,7 +488,7 @@ def rebuild_all_in_transaction(
             for user in batch:
                 try:
                     with conn.transaction():
-                        counted += _rebuild_in_transaction(conn, encoder, params, dim, [user])[1]
+                        counted += _rebuild_in_transaction(conn, encoder, params, dim, [user], clock)[1]
                 except psycopg.OperationalError:
                     raise
                 except Exception as user_exc:

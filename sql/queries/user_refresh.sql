@@ -32,11 +32,17 @@ where q.interaction_id = any(%(ids)s::bigint[]) and not q.deferred and q.not_bef
 order by q.interaction_id
 for update of q skip locked
 
--- name: shared_fold_lock
--- Every fold and rebuild holds this for its transaction; a training takes it
--- exclusively (sql/queries/train.sql) to switch the collaborative space of
--- every item and user at once.  The key is user_state's oid: one per database.
-select pg_advisory_xact_lock_shared('rerankdb.user_state'::regclass::oid::integer, 1)
+-- name: begin_batch
+-- First in every fold and rebuild transaction: the fold lock, shared (a
+-- training takes it exclusively, sql/queries/train.sql, to switch the
+-- collaborative space of every item and user at once; the key is
+-- user_state's oid: one per database), and the database's now() and
+-- tolerated clock skew in epoch seconds, which every row's time is checked
+-- against (rows written before revision 0005's door, rerankdb.check_interaction,
+-- may be infinite or in the future).
+select extract(epoch from now())::float8, extract(epoch from s.future_tolerance)::float8
+from rerankdb.settings s
+where pg_advisory_xact_lock_shared('rerankdb.user_state'::regclass::oid::integer, 1) is not null
 
 -- name: drop_collab_of_user
 -- A user the training could not rebuild: no vector of the old space is kept.
@@ -44,12 +50,6 @@ with s as (
     update rerankdb.user_state set collab_sum = null where user_id = %(user)s
 )
 update rerankdb.user_vectors set collab = null where user_id = %(user)s
-
--- name: clock
--- The database's now() and the tolerated clock skew, in epoch seconds: what
--- the fold checks each row's time against (rows written before revision
--- 0005's door, rerankdb.check_interaction, may be infinite or in the future).
-select extract(epoch from now())::float8, extract(epoch from future_tolerance)::float8 from rerankdb.settings
 
 -- name: set_aside
 -- Interactions that could not be folded: their error, one more attempt, and
