@@ -4,7 +4,7 @@
 --                    function, bring its own vectors, forget users; read
 --                    rerankdb.status
 --   rerankdb_reader  call the read functions only (rerank, rerank_scored,
---                    recommend, similar_items, dimension)
+--                    recommend, similar_items, nearest, dimension)
 --   rerankdb_worker  what the worker needs: read the log, write the vectors,
 --                    the state and the queues
 -- NOLOGIN roles, created if missing (they are the cluster's, shared by every
@@ -39,6 +39,7 @@ grant execute on function
     rerankdb.rerank_scored(bigint, bigint[], double precision[], double precision, integer),
     rerankdb.recommend(bigint, integer, boolean),
     rerankdb.similar_items(bigint, integer),
+    rerankdb.nearest(vector, integer, bigint, bigint),
     rerankdb.dimension()
     to rerankdb_app, rerankdb_reader;
 grant execute on function
