@@ -70,66 +70,9 @@ join rerankdb.interactions i on i.interaction_id = f.id
 on conflict (interaction_id) do update
    set attempts = q.attempts + 1, last_error = excluded.last_error, not_before = excluded.not_before
 
--- name: batch_item_vectors
--- (text, collaborative) vectors of the distinct items of a batch.
-select item_id, embedding, collab from rerankdb.item_rank where item_id = any(%(items)s::bigint[])
-
 -- name: defer_interactions
 -- The item has no vector yet: keep the interaction until it has.
 update rerankdb.interaction_queue set deferred = true where interaction_id = any(%(ids)s::bigint[])
-
--- name: create_placeholder_states
--- An empty state for each user that has none: a concurrent worker creating
--- the same user makes this wait for its commit, so the locked read that
--- follows is never stale.
-insert into rerankdb.user_state (user_id, weighted_sum, ref_time)
-select u, array_fill(0, array[%(dim)s])::vector, '-infinity'
-from unnest(%(users)s::bigint[]) as u
-order by u
-on conflict (user_id) do nothing
-
--- name: lock_states
-select user_id, weighted_sum, extract(epoch from ref_time)::float8, interactions, collab_sum
-from rerankdb.user_state
-where user_id = any(%(users)s::bigint[])
-order by user_id
-for update
-
--- name: create_state_stage
--- Created by the first batch of a session (and again if that batch rolled back).
-create temp table if not exists _user_state (
-    user_id bigint, weighted_sum vector, ref float8, interactions bigint, collab_sum vector
-) on commit delete rows
-
--- name: copy_state_stage
-copy _user_state from stdin with (format binary)
-
--- name: write_states
-update rerankdb.user_state u
-   set weighted_sum = s.weighted_sum,
-       ref_time = coalesce(to_timestamp(s.ref), '-infinity'),
-       interactions = s.interactions,
-       collab_sum = s.collab_sum,
-       updated_at = now()
-  from _user_state s
- where u.user_id = s.user_id
-
--- name: write_user_vectors
--- The vector table's trigger normalizes the text vector; collab is normalized
--- here.  A sum without direction (norm <= eps) gives no vector.
-insert into rerankdb.user_vectors (user_id, embedding, collab)
-select user_id, weighted_sum,
-       case when vector_norm(collab_sum) > %(eps)s then l2_normalize(collab_sum) end
-from _user_state
-where vector_norm(weighted_sum) > %(eps)s
-order by user_id
-on conflict (user_id) do update
-   set embedding = excluded.embedding, collab = excluded.collab, updated_at = now()
-
--- name: delete_directionless_user_vectors
-delete from rerankdb.user_vectors v
-using _user_state s
-where v.user_id = s.user_id and vector_norm(s.weighted_sum) <= %(eps)s
 
 -- name: dequeue_interactions
 delete from rerankdb.interaction_queue where interaction_id = any(%(ids)s::bigint[])
