@@ -148,7 +148,14 @@ def _as_matrix(vectors: Any, n: int, dim: int, what: str) -> np.ndarray:
 
 def _candidates(candidates: Sequence[int | None] | np.ndarray) -> db.BigintArray | list[int | None]:
     """Validate candidate ids; integers go over the wire as one binary array."""
-    arr = np.asarray(candidates)
+    if candidates is None or isinstance(candidates, (str, bytes)):
+        raise InvalidInputError(f"candidates must be a sequence of item ids, got {candidates!r}")
+    try:
+        arr = np.asarray(candidates)
+    except ValueError:  # ragged nesting
+        raise InvalidInputError("candidates must be a flat sequence of item ids") from None
+    if arr.ndim > 1:
+        raise InvalidInputError(f"candidates must be a flat sequence of item ids, got shape {arr.shape}")
     if arr.ndim == 1 and arr.dtype.kind in "iu":
         if arr.dtype.kind == "u" and arr.size and arr.max() > INT8_MAX:
             raise InvalidInputError(f"candidate {arr.max()} does not fit a bigint")
@@ -165,6 +172,16 @@ def _unique_ids(ids: Iterable[Any], what: str) -> list[int]:
     if dups:
         raise InvalidInputError(f"{what} {dups[0]} appears more than once in one call; nothing was written")
     return out
+
+
+def _from_mapping(cls: Any, raw: Any) -> Any:
+    """An Item or Interaction from a mapping, with a clear error for anything else."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInputError(f"expected a {cls.__name__} or a mapping, got {raw!r}")
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise InvalidInputError(f"{cls.__name__}: {exc}; nothing was written") from None
 
 
 def _installed_dimension(conn: psycopg.Connection[Any]) -> int:
@@ -277,7 +294,7 @@ class Client:
         """
         rows = []
         for raw in items:
-            it = raw if isinstance(raw, Item) else Item(**raw)
+            it = raw if isinstance(raw, Item) else _from_mapping(Item, raw)
             item_id = _check_id(it.item_id, "item_id")
             if not isinstance(it.content, str):
                 raise InvalidInputError(f"item {item_id}: content must be a string, got {it.content!r}")
@@ -316,7 +333,7 @@ class Client:
         """
         rows = []
         for raw in interactions:
-            it = raw if isinstance(raw, Interaction) else Interaction(**raw)
+            it = raw if isinstance(raw, Interaction) else _from_mapping(Interaction, raw)
             user_id = _check_id(it.user_id, "user_id")
             item_id = _check_id(it.item_id, "item_id")
             if not isinstance(it.kind, str):
@@ -325,7 +342,11 @@ class Client:
             if weight is not None:
                 if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)):
                     raise InvalidInputError(f"weight must be a number or None, got {weight!r}")
-                if not math.isfinite(float(weight)):
+                try:
+                    finite = math.isfinite(float(weight))
+                except OverflowError:
+                    finite = False
+                if not finite:
                     raise InvalidInputError(f"weight must be finite, got {weight!r}")
                 if abs(float(weight)) > MAX_WEIGHT:
                     raise InvalidInputError(f"weight must be between -1e6 and 1e6, got {weight!r}")
@@ -391,10 +412,15 @@ class Client:
     def forget_user(self, user_id: int) -> int:
         """``rerankdb.forget_user``: erase a user's interactions, state and vectors; how many interactions."""
         uid = _check_id(user_id, "user_id")
-        with self._connection() as conn:
-            row = conn.execute(Q["forget_user"], {"user": uid}).fetchone()
-        assert row is not None
-        return int(row[0])
+        for attempt in range(5):
+            try:
+                with self._connection() as conn:
+                    row = conn.execute(Q["forget_user"], {"user": uid}).fetchone()
+                assert row is not None
+                return int(row[0])
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                time.sleep(0.05 * (attempt + 1))  # raced a worker on the same user: again, atomic
+        raise DatabaseUnavailableError(f"forget_user({uid}) kept conflicting with concurrent work")
 
     # -- reads ----------------------------------------------------------------
 
@@ -423,12 +449,22 @@ class Client:
         k: int | None = None,
     ) -> list[Ranked]:
         """``rerankdb.rerank_scored``: the retriever's scores blended with personalization."""
+        if candidates is None or base_scores is None:
+            raise InvalidInputError("candidates and base_scores must be sequences, got None")
         if len(base_scores) != len(candidates):
             raise InvalidInputError(
                 f"base_scores must have one score per candidate ({len(candidates)} candidates, "
                 f"{len(base_scores)} scores)"
             )
-        scores = [None if b is None else float(b) for b in base_scores]
+        if any(
+            b is not None and (isinstance(b, (bool, str)) or not isinstance(b, (int, float, np.number)))
+            for b in base_scores
+        ):
+            raise InvalidInputError("base_scores must be numbers or None")
+        try:
+            scores = [None if b is None else float(b) for b in base_scores]
+        except OverflowError:
+            raise InvalidInputError("base_scores must be finite numbers") from None
         if any(b is not None and not math.isfinite(b) for b in scores):
             raise InvalidInputError("base_scores must be finite numbers")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:

@@ -137,9 +137,10 @@ def register_types(conn: psycopg.Connection[Any]) -> None:
     halfvec = TypeInfo.fetch(conn, sql.Identifier(schema, "halfvec"))
     if halfvec is not None:
         register_halfvec_info(conn, halfvec)
-    # The catalog queries above opened a transaction on a non-autocommit connection.
+    # The catalog queries above opened a transaction on a non-autocommit connection:
+    # commit it (a rollback would undo the search_path set above).
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        conn.rollback()
+        conn.commit()
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:

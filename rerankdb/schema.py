@@ -192,4 +192,7 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         md,
         Column("user_id", BigInteger, primary_key=True, autoincrement=False),
         Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=clock),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("last_error", Text, nullable=True),
+        Column("not_before", DateTime(timezone=True), nullable=False, server_default=text("'-infinity'")),
     )

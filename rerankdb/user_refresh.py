@@ -86,7 +86,15 @@ def refresh_users(
         if not claimed:
             raise
         log.warning("a batch of %d interactions failed (%s); folding it in parts", len(claimed), exc)
-        return _isolate(conn, claimed, exc, *fold_args)
+        total, failed = _isolate(conn, claimed, exc, *fold_args)
+        if len(failed) == len(claimed) > 1:
+            # Every row failed alone: not the rows' fault (an encoder or a privilege
+            # missing, say).  Set nothing aside; the worker retries the batch.
+            raise
+        if failed:
+            with conn.transaction():
+                _set_aside(conn, failed)
+        return total + UserBatch(0, 0, 0, len(failed))
 
 
 def _fold_claimed(
@@ -136,15 +144,15 @@ def _isolate(
     params: FoldParams,
     dim: int,
     before_commit: Callable[[], None] | None,
-) -> UserBatch:
-    """Fold the interactions of a failed batch in halves; set aside the ones that fail alone."""
+) -> tuple[UserBatch, list[tuple[int, int, str]]]:
+    """Fold the interactions of a failed batch in halves: (what was folded, the rows that
+    fail alone as (interaction_id, attempts so far, error)); the caller sets those aside."""
     if len(ids) == 1:
         ((iid, attempts),) = ids.items()
-        with conn.transaction():
-            _set_aside(conn, [(iid, attempts, f"{type(exc).__name__}: {str(exc).strip()}")])
-        return UserBatch(0, 0, 0, 1)
+        return UserBatch(0, 0, 0), [(iid, attempts, f"{type(exc).__name__}: {str(exc).strip()}")]
     order = sorted(ids)
     total = UserBatch(0, 0, 0)
+    failed: list[tuple[int, int, str]] = []
     for part in (order[: len(order) // 2], order[len(order) // 2 :]):
         claimed: dict[int, int] = {}
         try:
@@ -162,8 +170,12 @@ def _isolate(
             raise
         except Exception as part_exc:
             if claimed:
-                total += _isolate(conn, claimed, part_exc, encoder, params, dim, before_commit)
-    return total
+                part_total, part_failed = _isolate(
+                    conn, claimed, part_exc, encoder, params, dim, before_commit
+                )
+                total += part_total
+                failed += part_failed
+    return total, failed
 
 
 def _begin_batch(conn: psycopg.Connection[Any]) -> tuple[float, float]:
@@ -243,12 +255,19 @@ def _rebuild(
     """
     with conn.transaction():
         conn.execute(Q["repeatable_read"])
+        got = conn.execute(Q["try_shared_fold_lock"]).fetchone()
+        if not (got and got[0]):
+            raise _FoldLockBusy  # a training is switching spaces: its snapshot would be stale
         clock = _begin_batch(conn)
         if users is None:
-            users = [r[0] for r in conn.execute(Q["claim_users_to_rebuild"], {"limit": limit}).fetchall()]
+            users = [r[0] for r in conn.execute(Q["users_to_rebuild"], {"limit": limit}).fetchall()]
             if not users:
                 return 0, 0
         return _rebuild_in_transaction(conn, encoder, params, dim, users, clock)
+
+
+class _FoldLockBusy(Exception):
+    """A training holds the fold lock; a rebuild tries again later."""
 
 
 def _rebuild_in_transaction(
@@ -261,6 +280,7 @@ def _rebuild_in_transaction(
 ) -> tuple[int, int]:
     """The body of :func:`_rebuild`, in the caller's transaction; ``clock`` from _begin_batch."""
     ids = sorted(set(users))
+    requests = conn.execute(Q["rebuild_requests"], {"users": ids}).fetchall()  # before the log
     conn.execute(Q["lock_queued_interactions_of_users"], {"users": ids})
     rows = conn.execute(Q["interactions_of_users"], {"users": ids}, binary=True).fetchall()
     rows, bad = _without_problems(rows, clock) if rows else ([], [])
@@ -280,7 +300,11 @@ def _rebuild_in_transaction(
         conn.execute(Q["requeue_deferred"], {"ids": [r[0] for r in waiting]})
     if bad:
         conn.execute(Q["set_aside_unqueued"], {"ids": [r[0] for r, _ in bad], "errors": [e for _, e in bad]})
-    conn.execute(Q["dequeue_users_to_rebuild"], {"users": ids})
+    if requests:
+        conn.execute(
+            Q["dequeue_rebuild_requests"],
+            {"users": [r[0] for r in requests], "enqueued": [r[1] for r in requests]},
+        )
     return len(ids), len(ready)
 
 
@@ -334,12 +358,17 @@ def _rebuild_retrying(
     dim: int,
     users: Sequence[int] | None,
 ) -> tuple[int, int]:
-    """_rebuild, again while a concurrent fold of the same users conflicts with it."""
-    for attempt in range(10):
+    """_rebuild, again while a concurrent fold of the same users conflicts with it
+    (10 times), or while a training holds the fold lock (as long as it does)."""
+    attempt = 0
+    while attempt < 10:
         try:
             return _rebuild(conn, encoder, params, dim, users)
+        except _FoldLockBusy:
+            time.sleep(0.2)
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
-            time.sleep(0.05 * (attempt + 1))  # a fold touched these users: again
+            attempt += 1
+            time.sleep(0.05 * attempt)  # a fold touched these users: again
     what = "changed users" if users is None else f"users {users[0]}..{users[-1]}"
     raise RuntimeError(f"rebuild of {what} kept conflicting")
 
@@ -390,9 +419,32 @@ def rebuild_changed_users(
 ) -> tuple[int, int]:
     """Rebuild one batch of the users whose interactions were deleted or changed.
 
-    Returns (users rebuilt, interactions counted); (0, 0) when none is queued.
+    Returns (users rebuilt, interactions counted); (0, 0) when none is due.
+    A batch that fails is rebuilt one user at a time; a user who still fails
+    is tried again later (backoff, the error in the queue), holding up nobody.
     """
-    return _rebuild_retrying(conn, encoder, params, dim, None)
+    try:
+        return _rebuild_retrying(conn, encoder, params, dim, None)
+    except psycopg.OperationalError:
+        raise
+    except Exception as exc:
+        log.warning("rebuilding changed users failed (%s); one at a time", exc)
+    users = [r[0] for r in conn.execute(Q["users_to_rebuild"], {"limit": 500}).fetchall()]
+    done = counted = 0
+    for user in users:
+        try:
+            n_users, n = _rebuild_retrying(conn, encoder, params, dim, [user])
+            done, counted = done + n_users, counted + n
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:
+            attempts = conn.execute(Q["rebuild_attempts"], {"user": user}).fetchone()
+            delay = retry_delay((attempts[0] if attempts else 0) + 1)
+            conn.execute(
+                Q["postpone_rebuild"], {"user": user, "error": f"{type(exc).__name__}: {exc}", "delay": delay}
+            )
+            log.warning("user %s not rebuilt (%s); again in %.0f s", user, exc, delay)
+    return done, counted
 
 
 def all_users(conn: psycopg.Connection[Any]) -> list[int]:

@@ -222,3 +222,79 @@ def test_future_times_after_the_fix_fold_normally(conn: Any, encoder: Any, catal
         add_interactions(conn, [(1, 5, "purchase", None, None, datetime.now(timezone.utc))])
     drain(conn, encoder)
     assert user_vectors(conn)[1] @ catalog[5] > 0.9
+
+
+def test_a_change_during_a_rebuild_is_not_dequeued_with_it(
+    db_url: str, conn: Any, encoder: Any, catalog: Any
+) -> None:
+    """A rebuild dequeues only the request it read: a change committed meanwhile stays queued."""
+    from rerankdb import db
+    from rerankdb.user_refresh import Q
+
+    add_interactions(
+        conn, [(1, 1, "like", None, None, T0), (1, 2, "like", None, None, T0), (1, 3, "like", None, None, T0)]
+    )
+    drain(conn, encoder)
+    conn.execute("delete from rerankdb.interactions where item_id = 1")  # user 1 queued
+    with db.connect(db_url) as rebuild:  # a rebuild, in its transaction, reads the request...
+        requests = rebuild.execute(Q["rebuild_requests"], {"users": [1]}).fetchall()
+        conn.execute("delete from rerankdb.interactions where item_id = 2")  # ...a change commits...
+        rebuild.execute(  # ...and it dequeues what it read
+            Q["dequeue_rebuild_requests"],
+            {"users": [r[0] for r in requests], "enqueued": [r[1] for r in requests]},
+        )
+        rebuild.commit()
+    assert status(conn)["users_to_rebuild"] == 1, "the newer change is still queued"
+    drain(conn, encoder)
+    np.testing.assert_allclose(user_vectors(conn)[1], catalog[3], atol=1e-6)
+
+
+def test_a_user_whose_rebuild_fails_waits_and_holds_up_nobody(conn: Any, encoder: Any, catalog: Any) -> None:
+    from tests.test_item_refresh import FailingEncoder
+
+    add_interactions(
+        conn,
+        [
+            (1, 1, "like", None, "BOOM fine at first", T0),
+            (1, 2, "like", None, None, T0),
+            (2, 1, "like", None, None, T0),
+            (2, 3, "like", None, None, T0),
+        ],
+    )
+    drain(conn, encoder)  # folded while the encoder could read it
+    conn.execute("delete from rerankdb.interactions where item_id = 2 or item_id = 3")
+    report = drain(conn, FailingEncoder(encoder))  # now user 1's rebuild breaks the encoder
+    assert report.users_rebuilt == 1
+    np.testing.assert_allclose(user_vectors(conn)[2], catalog[1], atol=1e-6)
+    row = conn.execute(
+        "select user_id, attempts, last_error, not_before > now() from rerankdb.user_rebuild_queue"
+    ).fetchone()
+    assert row[:2] == (1, 1) and "tokenizer exploded" in row[2] and row[3]
+
+
+def test_when_every_row_fails_alone_nothing_is_set_aside(conn: Any, encoder: Any, catalog: Any) -> None:
+    """An outage (here: an encoder that fails on every context) is not the rows' fault."""
+    from rerankdb.user_refresh import refresh_users
+    from tests.worker_helpers import DIM, PARAMS
+
+    class Broken:
+        name, dim = encoder.name, encoder.dim
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            raise RuntimeError("encoder offline")
+
+    add_interactions(conn, [(u, 1, "like", None, "some context", T0) for u in (1, 2, 3)])
+    with pytest.raises(RuntimeError, match="encoder offline"):
+        refresh_users(conn, Broken(), PARAMS, DIM)
+    assert status(conn)["failed_interactions"] == 0
+    assert drain(conn, encoder).interactions_folded == 3
+
+
+def test_the_door_checks_the_kinds_weight_too(conn: Any) -> None:
+    with conn.transaction():
+        conn.execute(
+            "alter table rerankdb.interaction_kinds drop constraint interaction_kinds_weight_within_1e6"
+        )
+        conn.execute("insert into rerankdb.interaction_kinds (kind, weight) values ('huge', 3e38)")
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange, match="weight must be between -1e6 and 1e6"):
+        conn.execute("insert into rerankdb.interactions (user_id, item_id, kind) values (1, 1, 'huge')")

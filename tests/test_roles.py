@@ -122,12 +122,16 @@ def test_worker_role_runs_the_worker(
 
     url = login("rerankdb_worker")
     conn.execute("insert into rerankdb.items (item_id, content) values (9, 'a documentary about whales')")
-    conn.execute("insert into rerankdb.interactions (user_id, item_id) values (1, 9), (2, 9), (2, 1)")
+    conn.execute(
+        "insert into rerankdb.interactions (user_id, item_id) values (1, 9), (2, 9), (2, 1), (3, 1), (3, 3), (3, 9)"
+    )
     worker = Worker(url, Settings(), encoder)
     report = worker.drain_once()
-    assert (report.items_embedded, report.interactions_folded) == (6, 3), "every statement was allowed"
-    assert worker.rebuild() == 4
-    assert worker.train().dim == 0, "too little data to train, but allowed to read it"
+    assert (report.items_embedded, report.interactions_folded) == (6, 6), "every statement was allowed"
+    assert worker.rebuild() == 7
+    assert worker.train().dim == 2, "trained (a small space: 3 users), centers and all"
+    conn.execute("delete from rerankdb.interactions where user_id = 3 and item_id = 3")
+    assert worker.drain_once().users_rebuilt == 1
     with Client(url) as c:
         assert c.status().pending_interactions == 0
     assert denied(url, "insert into rerankdb.items (item_id, content) values (99, 'x')")
@@ -143,3 +147,19 @@ def test_nobody_else_gets_anything(world: None, login: Callable[[str], str], con
         assert denied(url, "select * from rerankdb.items")
     finally:
         conn.execute("drop role rerankdb_test_nobody_group")
+
+
+def test_public_can_execute_no_rerankdb_function(conn: psycopg.Connection[Any]) -> None:
+    """Every function of the schema is revoked from PUBLIC (a new revision must revoke its own)."""
+    callable_by_all = conn.execute(
+        "select p.oid::regprocedure::text from pg_proc p"
+        " where p.pronamespace = 'rerankdb'::regnamespace and has_function_privilege('public', p.oid, 'execute')"
+    ).fetchall()
+    assert callable_by_all == []
+
+
+def test_nearest_stays_the_owners(world: None, login: Callable[[str], str]) -> None:
+    """With chosen query vectors it would give the item embeddings away."""
+    for role in ("rerankdb_reader", "rerankdb_app"):
+        url = login(role)
+        assert denied(url, "select * from rerankdb.nearest(array_fill(1, array[384])::vector, 3)")

@@ -7,12 +7,15 @@
 -- until vector_schema_after.sql pins the extension's schema instead).
 do $$
 declare
-    ext text := (select e.extnamespace::regnamespace::text from pg_catalog.pg_extension e
+    ext text := (select n.nspname from pg_catalog.pg_extension e
+                 join pg_catalog.pg_namespace n on n.oid = e.extnamespace
                  where e.extname = 'vector');
 begin
     if ext is not null and ext <> 'public' then
         if not ext = any (pg_catalog.current_schemas(false)::text[]) then
-            perform pg_catalog.set_config('search_path', pg_catalog.current_setting('search_path') || ', ' || ext, true);
+            perform pg_catalog.set_config(
+                'search_path', pg_catalog.current_setting('search_path') || ', ' || pg_catalog.quote_ident(ext), true
+            );
         end if;
         perform pg_catalog.set_config('check_function_bodies', 'off', true);
     end if;

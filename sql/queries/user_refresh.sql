@@ -32,6 +32,12 @@ where q.interaction_id = any(%(ids)s::bigint[]) and not q.deferred and q.not_bef
 order by q.interaction_id
 for update of q skip locked
 
+-- name: try_shared_fold_lock
+-- A REPEATABLE READ rebuild's first statement: its snapshot must not predate
+-- a training that commits while it waits, so it does not wait (the caller
+-- retries when it gets false).
+select pg_try_advisory_xact_lock_shared('rerankdb.user_state'::regclass::oid::integer, 1)
+
 -- name: begin_batch
 -- First in every fold and rebuild transaction: the fold lock, shared (a
 -- training takes it exclusively, sql/queries/train.sql, to switch the
@@ -97,12 +103,16 @@ where i.user_id = any(%(users)s::bigint[])
 for update of q
 
 -- name: interactions_of_users
--- The whole log of some users, as claim_interactions returns it.
+-- The whole log of some users, as claim_interactions returns it, but for the
+-- rows set aside (the incremental state does not count them either; they are
+-- counted when their retry folds them).
 select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
        extract(epoch from i.occurred_at)::float8, i.item_id, 0
 from rerankdb.interactions i
 join rerankdb.interaction_kinds k on k.kind = i.kind
 where i.user_id = any(%(users)s::bigint[])
+  and not exists (select 1 from rerankdb.interaction_queue q
+                  where q.interaction_id = i.interaction_id and q.attempts > 0)
 
 -- name: requeue_deferred
 -- Counted by nobody: their item lost its vector.  Queued as deferred.
@@ -112,12 +122,34 @@ from rerankdb.interactions i
 where i.interaction_id = any(%(ids)s::bigint[])
 on conflict (interaction_id) do update set deferred = true
 
--- name: claim_users_to_rebuild
--- Users whose log changed after they were folded (deleted or updated rows).
-select user_id from rerankdb.user_rebuild_queue order by user_id limit %(limit)s for update skip locked
+-- name: users_to_rebuild
+-- Users whose log changed after they were folded (deleted or updated rows),
+-- oldest request first; not locked: two workers may pick the same user, and
+-- the states' locks serialize them.
+select user_id from rerankdb.user_rebuild_queue
+where not_before <= clock_timestamp()
+order by enqueued_at, user_id
+limit %(limit)s
 
--- name: dequeue_users_to_rebuild
-delete from rerankdb.user_rebuild_queue where user_id = any(%(users)s::bigint[])
+-- name: rebuild_requests
+-- The requests of some users as they are now: read before their log, so that
+-- a change committed after it (which renews enqueued_at) is not dequeued.
+select user_id, enqueued_at from rerankdb.user_rebuild_queue where user_id = any(%(users)s::bigint[])
+
+-- name: dequeue_rebuild_requests
+delete from rerankdb.user_rebuild_queue q
+using unnest(%(users)s::bigint[], %(enqueued)s::timestamptz[]) as f(id, at)
+where q.user_id = f.id and q.enqueued_at = f.at
+
+-- name: rebuild_attempts
+select attempts from rerankdb.user_rebuild_queue where user_id = %(user)s
+
+-- name: postpone_rebuild
+-- A user whose rebuild failed: one more attempt, later, with the error.
+update rerankdb.user_rebuild_queue
+   set attempts = attempts + 1, last_error = %(error)s,
+       not_before = clock_timestamp() + make_interval(secs => %(delay)s)
+ where user_id = %(user)s
 
 -- name: all_users
 select user_id from rerankdb.interactions

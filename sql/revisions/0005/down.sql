@@ -8,7 +8,6 @@ revoke all on all sequences in schema rerankdb from rerankdb_app, rerankdb_reade
 revoke all on all functions in schema rerankdb from rerankdb_app, rerankdb_reader, rerankdb_worker;
 revoke usage on schema rerankdb from rerankdb_app, rerankdb_reader, rerankdb_worker;
 revoke select on public.rerankdb_alembic_version from rerankdb_app, rerankdb_worker;
-alter default privileges in schema rerankdb grant execute on functions to public;
 grant execute on all functions in schema rerankdb to public;
 
 drop trigger interactions_check on rerankdb.interactions;

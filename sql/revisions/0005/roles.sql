@@ -4,7 +4,7 @@
 --                    function, bring its own vectors, forget users; read
 --                    rerankdb.status
 --   rerankdb_reader  call the read functions only (rerank, rerank_scored,
---                    recommend, similar_items, nearest, dimension)
+--                    recommend, similar_items, dimension)
 --   rerankdb_worker  what the worker needs: read the log, write the vectors,
 --                    the state and the queues
 -- NOLOGIN roles, created if missing (they are the cluster's, shared by every
@@ -31,15 +31,16 @@ $$;
 grant usage on schema rerankdb to rerankdb_app, rerankdb_reader, rerankdb_worker;
 
 -- Functions: nobody by default (PostgreSQL grants EXECUTE to PUBLIC), then
--- each role what it needs.  Functions created later by the owner start the same.
+-- each role what it needs.  A later revision that adds a function revokes
+-- it from PUBLIC too (tests/test_roles.py fails otherwise).  rerankdb.nearest
+-- stays the owner's: called with chosen query vectors it would give the
+-- item embeddings away.
 revoke execute on all functions in schema rerankdb from public;
-alter default privileges in schema rerankdb revoke execute on functions from public;
 grant execute on function
     rerankdb.rerank(bigint, bigint[], integer),
     rerankdb.rerank_scored(bigint, bigint[], double precision[], double precision, integer),
     rerankdb.recommend(bigint, integer, boolean),
     rerankdb.similar_items(bigint, integer),
-    rerankdb.nearest(vector, integer, bigint, bigint),
     rerankdb.dimension()
     to rerankdb_app, rerankdb_reader;
 grant execute on function

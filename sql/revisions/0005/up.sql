@@ -28,13 +28,19 @@ alter table rerankdb.interaction_kinds
     add constraint interaction_kinds_weight_within_1e6 check (weight between -1e6 and 1e6) not valid;
 
 create trigger interactions_check
-    before insert or update of occurred_at, weight on rerankdb.interactions
+    before insert or update of occurred_at, weight, kind on rerankdb.interactions
     for each row execute function rerankdb.check_interaction();
 
 -- Users whose interactions were deleted or changed after they were folded.
+-- enqueued_at changes with every new change, so a rebuild dequeues only the
+-- request it read (a change committed meanwhile stays queued); attempts,
+-- last_error and not_before as in the other queues.
 create table rerankdb.user_rebuild_queue (
     user_id bigint primary key,
-    enqueued_at timestamptz not null default clock_timestamp()
+    enqueued_at timestamptz not null default clock_timestamp(),
+    attempts integer not null default 0,
+    last_error text null,
+    not_before timestamptz not null default '-infinity'
 );
 alter table rerankdb.user_rebuild_queue
     set (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000);
