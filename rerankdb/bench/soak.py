@@ -3,7 +3,8 @@
 On an embedded server of its own (a temporary directory, so the default one
 is never restarted), for ``--seconds``: 4 writer connections insert
 interactions, a share of them bad (refused at the door, or slipped past it as
-a database upgraded from before the door may hold them); 2 readers call
+a database upgraded from before the door may hold them), and now and then the
+app deletes a row it wrote (its user is rebuilt); 2 readers call
 ``Client.rerank``; 2 worker processes fold.  In the middle: a worker is
 killed with SIGKILL (and replaced), the server is restarted (``pg_ctl
 restart``), and a training switches the collaborative space.  Then the
@@ -46,6 +47,7 @@ BATCH = 10  # interactions per INSERT
 class Tally:
     acked: dict[str, int] = field(default_factory=dict)  # batch tag -> rows acknowledged
     unacked: list[str] = field(default_factory=list)  # failed with an error: committed or not
+    deleted: dict[str, int] = field(default_factory=dict)  # batch tag -> rows the app deleted again
     refused: int = 0  # bad rows the door refused
     sneaked: int = 0  # bad rows written past the door
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,6 +86,18 @@ def writer(url: str, n: int, stop: threading.Event, tally: Tally, seed: int) -> 
                     )
                 with tally.lock:
                     tally.sneaked += 1
+            if batch % 20 == 11 and batch > 20:  # the app deletes a row it wrote: its user is rebuilt
+                old = f"soak:{n}:{batch - 20}"
+                with tally.lock:
+                    known = tally.acked.get(old, 0) > tally.deleted.get(old, 0)
+                if known:
+                    cur_del = conn.execute(
+                        "delete from rerankdb.interactions where interaction_id ="
+                        " (select min(interaction_id) from rerankdb.interactions where context = %s)",
+                        [old],
+                    )
+                    with tally.lock:
+                        tally.deleted[old] = tally.deleted.get(old, 0) + cur_del.rowcount
             with conn.cursor() as cur:
                 cur.executemany(
                     "insert into rerankdb.interactions (user_id, item_id, kind, context) values (%s, %s, %s, %s)",
@@ -175,7 +189,9 @@ def check(url: str, tally: Tally) -> dict[str, Any]:
                 "select context, count(*) from rerankdb.interactions where context like 'soak:%%' group by 1"
             ).fetchall()
         )
-        lost = sum(max(0, n - logged.get(tag, 0)) for tag, n in tally.acked.items())
+        lost = sum(
+            max(0, n - tally.deleted.get(tag, 0) - logged.get(tag, 0)) for tag, n in tally.acked.items()
+        )
         # Good rows per user in the log (set-aside rows are not counted by design) against the states.
         rows = conn.execute(
             "select l.user_id, l.n, coalesce(s.interactions, 0) from"
@@ -204,6 +220,7 @@ def check(url: str, tally: Tally) -> dict[str, Any]:
         )
         return {
             "written": sum(tally.acked.values()),
+            "deleted again by the app (users rebuilt)": sum(tally.deleted.values()),
             "unacknowledged batches": len(tally.unacked),
             "lost": lost,
             "double-counted": doubled,
