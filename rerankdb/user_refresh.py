@@ -239,14 +239,12 @@ def _rebuild(
     encoder: Encoder | None,
     params: FoldParams,
     dim: int,
-    users: Sequence[int] | None,
-    *,
-    limit: int = 500,
+    users: Sequence[int],
 ) -> tuple[int, int]:
     """Recompute the states of ``users`` from the whole log: (users, interactions counted).
 
-    ``users`` None: the users whose log changed (``user_rebuild_queue``, up to
-    ``limit``), dequeued in the same transaction.  Runs in one REPEATABLE READ
+    Their rebuild requests (``user_rebuild_queue``) read in the transaction
+    are dequeued with it.  Runs in one REPEATABLE READ
     transaction: the queue rows it locks and the log it reads are the same
     snapshot, so nothing is counted twice (queued interactions it counts are
     dequeued) or missed (those whose item has no vector are queued as
@@ -255,14 +253,10 @@ def _rebuild(
     """
     with conn.transaction():
         conn.execute(Q["repeatable_read"])
-        got = conn.execute(Q["try_shared_fold_lock"]).fetchone()
-        if not (got and got[0]):
+        got = conn.execute(Q["try_begin_batch"]).fetchone()
+        if got is None or not got[0]:
             raise _FoldLockBusy  # a training is switching spaces: its snapshot would be stale
-        clock = _begin_batch(conn)
-        if users is None:
-            users = [r[0] for r in conn.execute(Q["users_to_rebuild"], {"limit": limit}).fetchall()]
-            if not users:
-                return 0, 0
+        clock = float(got[1]), float(got[2])
         return _rebuild_in_transaction(conn, encoder, params, dim, users, clock)
 
 
@@ -327,23 +321,17 @@ def rebuild_all(
     """
     counted = 0
     users = all_users(conn)
+
+    def kept(user: int, exc: Exception) -> None:
+        log.error("user %s not rebuilt, kept as it was: %s", user, exc)
+
     for lo in range(0, len(users), batch_users):
         if should_stop():
             break
         batch = users[lo : lo + batch_users]
-        try:
-            counted += _rebuild_retrying(conn, encoder, params, dim, batch)[1]
-        except psycopg.OperationalError:
-            raise
-        except Exception as exc:
-            log.warning("rebuilding users %s..%s failed (%s); one at a time", batch[0], batch[-1], exc)
-            for user in batch:
-                try:
-                    counted += _rebuild_retrying(conn, encoder, params, dim, [user])[1]
-                except psycopg.OperationalError:
-                    raise
-                except Exception as user_exc:
-                    log.error("user %s not rebuilt, kept as it was: %s", user, user_exc)
+        counted += _batch_then_each(
+            batch, lambda some: _rebuild_retrying(conn, encoder, params, dim, some)[1], kept
+        )[0]
         if progress is not None:
             progress(min(lo + batch_users, len(users)), len(users))
     conn.execute(Q["mark_rebuild"])
@@ -356,7 +344,7 @@ def _rebuild_retrying(
     encoder: Encoder | None,
     params: FoldParams,
     dim: int,
-    users: Sequence[int] | None,
+    users: Sequence[int],
 ) -> tuple[int, int]:
     """_rebuild, again while a concurrent fold of the same users conflicts with it
     (10 times), or while a training holds the fold lock (as long as it does)."""
@@ -369,8 +357,33 @@ def _rebuild_retrying(
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
             attempt += 1
             time.sleep(0.05 * attempt)  # a fold touched these users: again
-    what = "changed users" if users is None else f"users {users[0]}..{users[-1]}"
-    raise RuntimeError(f"rebuild of {what} kept conflicting")
+    raise RuntimeError(f"rebuild of users {users[0]}..{users[-1]} kept conflicting")
+
+
+def _batch_then_each(
+    users: Sequence[int],
+    rebuild: Callable[[Sequence[int]], int],
+    failed: Callable[[int, Exception], None],
+) -> tuple[int, int]:
+    """``rebuild(users)``; if that fails (not the connection), ``rebuild([user])`` for each,
+    and ``failed(user, error)`` for the ones that fail alone: one user never stops the
+    others.  Returns (interactions counted, users that failed)."""
+    try:
+        return rebuild(users), 0
+    except psycopg.OperationalError:
+        raise
+    except Exception as exc:
+        log.warning("rebuilding users %s..%s failed (%s); one at a time", users[0], users[-1], exc)
+    counted = errors = 0
+    for user in users:
+        try:
+            counted += rebuild([user])
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:
+            failed(user, exc)
+            errors += 1
+    return counted, errors
 
 
 def rebuild_all_in_transaction(
@@ -393,24 +406,17 @@ def rebuild_all_in_transaction(
     counted = 0
     users = all_users(conn)
     clock = _begin_batch(conn)  # the caller holds the lock exclusively: this only reads the clock
+
+    def in_savepoint(some: Sequence[int]) -> int:
+        with conn.transaction():
+            return _rebuild_in_transaction(conn, encoder, params, dim, some, clock)[1]
+
+    def drop_collab(user: int, exc: Exception) -> None:
+        log.error("user %s not rebuilt; collaborative vector dropped: %s", user, exc)
+        conn.execute(Q["drop_collab_of_user"], {"user": user})
+
     for lo in range(0, len(users), batch_users):
-        batch = users[lo : lo + batch_users]
-        try:
-            with conn.transaction():  # a savepoint
-                counted += _rebuild_in_transaction(conn, encoder, params, dim, batch, clock)[1]
-        except psycopg.OperationalError:
-            raise
-        except Exception as exc:
-            log.warning("rebuilding users %s..%s failed (%s); one at a time", batch[0], batch[-1], exc)
-            for user in batch:
-                try:
-                    with conn.transaction():
-                        counted += _rebuild_in_transaction(conn, encoder, params, dim, [user], clock)[1]
-                except psycopg.OperationalError:
-                    raise
-                except Exception as user_exc:
-                    log.error("user %s not rebuilt; collaborative vector dropped: %s", user, user_exc)
-                    conn.execute(Q["drop_collab_of_user"], {"user": user})
+        counted += _batch_then_each(users[lo : lo + batch_users], in_savepoint, drop_collab)[0]
     return counted
 
 
@@ -423,28 +429,21 @@ def rebuild_changed_users(
     A batch that fails is rebuilt one user at a time; a user who still fails
     is tried again later (backoff, the error in the queue), holding up nobody.
     """
-    try:
-        return _rebuild_retrying(conn, encoder, params, dim, None)
-    except psycopg.OperationalError:
-        raise
-    except Exception as exc:
-        log.warning("rebuilding changed users failed (%s); one at a time", exc)
     users = [r[0] for r in conn.execute(Q["users_to_rebuild"], {"limit": 500}).fetchall()]
-    done = counted = 0
-    for user in users:
-        try:
-            n_users, n = _rebuild_retrying(conn, encoder, params, dim, [user])
-            done, counted = done + n_users, counted + n
-        except psycopg.OperationalError:
-            raise
-        except Exception as exc:
-            attempts = conn.execute(Q["rebuild_attempts"], {"user": user}).fetchone()
-            delay = retry_delay((attempts[0] if attempts else 0) + 1)
-            conn.execute(
-                Q["postpone_rebuild"], {"user": user, "error": f"{type(exc).__name__}: {exc}", "delay": delay}
-            )
-            log.warning("user %s not rebuilt (%s); again in %.0f s", user, exc, delay)
-    return done, counted
+    if not users:
+        return 0, 0
+
+    def postpone(user: int, exc: Exception) -> None:
+        attempts = conn.execute(Q["rebuild_attempts"], {"user": user}).fetchone()
+        delay = retry_delay((attempts[0] if attempts else 0) + 1)
+        error = f"{type(exc).__name__}: {exc}"
+        conn.execute(Q["postpone_rebuild"], {"user": user, "error": error, "delay": delay})
+        log.warning("user %s not rebuilt (%s); again in %.0f s", user, exc, delay)
+
+    counted, failed = _batch_then_each(
+        users, lambda some: _rebuild_retrying(conn, encoder, params, dim, some)[1], postpone
+    )
+    return len(users) - failed, counted
 
 
 def all_users(conn: psycopg.Connection[Any]) -> list[int]:

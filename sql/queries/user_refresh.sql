@@ -32,11 +32,13 @@ where q.interaction_id = any(%(ids)s::bigint[]) and not q.deferred and q.not_bef
 order by q.interaction_id
 for update of q skip locked
 
--- name: try_shared_fold_lock
--- A REPEATABLE READ rebuild's first statement: its snapshot must not predate
--- a training that commits while it waits, so it does not wait (the caller
--- retries when it gets false).
-select pg_try_advisory_xact_lock_shared('rerankdb.user_state'::regclass::oid::integer, 1)
+-- name: try_begin_batch
+-- begin_batch for a REPEATABLE READ rebuild: its snapshot must not predate a
+-- training that commits while it waits, so it does not wait for the lock
+-- (false: the caller retries later), and the clock as begin_batch's.
+select pg_try_advisory_xact_lock_shared('rerankdb.user_state'::regclass::oid::integer, 1),
+       extract(epoch from now())::float8, extract(epoch from s.future_tolerance)::float8
+from rerankdb.settings s
 
 -- name: begin_batch
 -- First in every fold and rebuild transaction: the fold lock, shared (a
