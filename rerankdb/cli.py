@@ -226,6 +226,46 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from rerankdb import tune_report
+
+    worker = _worker(args, settings, listen=False)
+    with tqdm(desc="tuning (pairs of half-lives)", unit=" pairs", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = worker.tune(
+            objective=args.objective,
+            dry_run=args.dry_run,
+            max_users=args.max_users,
+            seed=args.seed,
+            progress=progress,
+        )
+    print(tune_report.table(report))
+    print()
+    print(tune_report.comparison(report))
+    print()
+    print(tune_report.outcome(report))
+    if args.plot:
+        tune_report.plot(report, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {raw!r}")
+    return value
+
+
 # --- the parser --------------------------------------------------------------------
 
 
@@ -314,6 +354,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = command("train", cmd_train, help="learn collaborative item vectors from the log, then rebuild users")
     _encoder_arguments(tr)
+
+    tu = command(
+        "tune",
+        cmd_tune,
+        help="choose half-lives and blend weights on this database's own log, and write them",
+    )
+    tu.add_argument(
+        "--objective",
+        choices=["mean", "uniform", "popular"],
+        default="mean",
+        help="NDCG@10 on uniformly sampled candidates, popularity-sampled ones, or their mean (default)",
+    )
+    tu.add_argument("--dry-run", action="store_true", help="only measure and print; write nothing")
+    tu.add_argument(
+        "--max-users", type=_positive_int, default=5000, help="held-out users sampled (default 5000)"
+    )
+    tu.add_argument("--seed", type=int, default=0, help="fixes the sample and the lists (default 0)")
+    tu.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also plot what was tried")
+    _encoder_arguments(tu)
 
     rb = command(
         "rebuild", cmd_rebuild, help="recompute every user vector from the log (after a weight change)"

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
@@ -32,6 +32,9 @@ from rerankdb.errors import (
     UnknownKindError,
 )
 from rerankdb.sqlfiles import queries
+
+if TYPE_CHECKING:
+    from rerankdb.tune import TuneReport
 
 Q = queries("client")
 INT8_MIN, INT8_MAX = -(2**63), 2**63 - 1
@@ -494,6 +497,27 @@ class Client:
             item=_check_id(item_id, "item_id"),
             k=_check_k(k, allow_none=False),
         )
+
+    # -- tuning ----------------------------------------------------------------
+
+    def tune(
+        self, objective: str = "mean", *, dry_run: bool = False, max_users: int = 5000, seed: int = 0
+    ) -> TuneReport:
+        """``rerankdb tune``: choose the settings on this installation's log (rerankdb.tune).
+
+        Writes them unless ``dry_run``.  If a half-life changed, every user is
+        rebuilt in the same transaction when no interaction carries context
+        text; otherwise (contexts need the worker's encoder) the worker
+        rebuilds at its next drain (``report.rebuild_pending``).
+        """
+        from rerankdb.tune import tune
+
+        if isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1:
+            raise InvalidInputError(f"max_users must be a positive integer, got {max_users!r}")
+        with db.connect(self.url, autocommit=True) as conn:
+            return tune(
+                conn, objective=objective, dry_run=dry_run, dim=self._dim, max_users=max_users, seed=seed
+            )
 
     def _ranked(self, query: str, **params: Any) -> list[Ranked]:
         """Run a read; a lost connection (a server restart, a failover) is retried within ``timeout``."""

@@ -11,8 +11,6 @@
 ``RERANKDB_ENCODER_BACKEND`` ``fp32`` (default) or ``bf16``
 ``RERANKDB_MAX_LENGTH``     tokens per text before truncation (default 256;
                             at most the model's limit, checked when it loads)
-``RERANKDB_HALF_LIFE_DAYS`` half-life of an interaction's weight, in days
-                            (default 30; ``none`` or 0: no decay)
 ``RERANKDB_CONTEXT_WEIGHT`` weight of an interaction's context text relative
                             to its item (default 0.5)
 ``RERANKDB_POLL_SECONDS``   worker poll interval, the fallback to NOTIFY
@@ -21,7 +19,13 @@
                             (default unset: off)
 ``RERANKDB_TRAIN_CRON``     crontab line for training collaborative vectors
                             (default ``0 4 * * *``; ``off`` to disable)
+``RERANKDB_TUNE_AFTER_TRAIN`` ``on``: run ``rerankdb tune`` after each scheduled
+                            training (default ``off``)
 ==========================  ===================================================
+
+The half-lives and blend weights are not here: they are in the database
+(``rerankdb.settings``), where ``rerankdb tune`` sets them and every worker
+reads them.
 """
 
 from __future__ import annotations
@@ -81,11 +85,16 @@ def parse_float(raw: str, source: str, *, minimum: float = 0.0) -> float:
     return value
 
 
-def parse_half_life(raw: str, source: str) -> float | None:
-    """Days, or None for no decay ('none', 'off' or 0)."""
-    if raw.strip().lower() in ("none", "off", "0", "0.0"):
-        return None
-    return parse_float(raw, source, minimum=1e-9)
+def parse_switch(raw: str | None, source: str) -> bool:
+    """on/off (also 1/0, true/false, yes/no); unset: off."""
+    if raw is None or not raw.strip():
+        return False
+    value = raw.strip().lower()
+    if value in ("on", "1", "true", "yes"):
+        return True
+    if value in ("off", "0", "false", "no"):
+        return False
+    raise ConfigError(f"{source} must be on or off, got {raw!r}")
 
 
 def parse_cron(raw: str, source: str) -> str:
@@ -114,7 +123,6 @@ class Settings:
     database_url: str | None = None
     home: Path = field(default_factory=lambda: _default_home(os.environ))
     dim: int = DEFAULT_DIM
-    half_life_days: float | None = 30.0
     context_weight: float = 0.5
     poll_seconds: float = 1.0
     rebuild_cron: str | None = None
@@ -122,6 +130,7 @@ class Settings:
     model: Path | None = None  # None: the default all-MiniLM-L6-v2
     encoder_backend: str = "fp32"
     max_length: int = DEFAULT_MAX_LENGTH
+    tune_after_train: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -129,7 +138,13 @@ class Settings:
         url = env.get("RERANKDB_DATABASE_URL") or None
         home = Path(env["RERANKDB_HOME"]) if env.get("RERANKDB_HOME") else _default_home(env)
         dim = parse_dim(env["RERANKDB_DIM"], "RERANKDB_DIM") if env.get("RERANKDB_DIM") else DEFAULT_DIM
-        hl = env.get("RERANKDB_HALF_LIFE_DAYS")
+        if env.get("RERANKDB_HALF_LIFE_DAYS"):
+            raise ConfigError(
+                "RERANKDB_HALF_LIFE_DAYS is no longer read: since revision 0006 the half-life is in the "
+                "database, where every worker reads it and `rerankdb tune` sets it. Unset it and run, "
+                "for example, `update rerankdb.settings set half_life = interval '30 days'` "
+                "(NULL: no decay); the worker rebuilds every user with it."
+            )
         cw = env.get("RERANKDB_CONTEXT_WEIGHT")
         poll = env.get("RERANKDB_POLL_SECONDS")
         backend = env.get("RERANKDB_ENCODER_BACKEND")
@@ -138,7 +153,6 @@ class Settings:
             database_url=url,
             home=home.expanduser(),
             dim=dim,
-            half_life_days=parse_half_life(hl, "RERANKDB_HALF_LIFE_DAYS") if hl else 30.0,
             context_weight=parse_float(cw, "RERANKDB_CONTEXT_WEIGHT") if cw else 0.5,
             poll_seconds=parse_float(poll, "RERANKDB_POLL_SECONDS", minimum=0.01) if poll else 1.0,
             rebuild_cron=parse_cron(env["RERANKDB_REBUILD_CRON"], "RERANKDB_REBUILD_CRON")
@@ -150,4 +164,5 @@ class Settings:
             max_length=parse_positive_int(max_length, "RERANKDB_MAX_LENGTH")
             if max_length
             else DEFAULT_MAX_LENGTH,
+            tune_after_train=parse_switch(env.get("RERANKDB_TUNE_AFTER_TRAIN"), "RERANKDB_TUNE_AFTER_TRAIN"),
         )

@@ -14,32 +14,54 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 from tqdm import tqdm
 
 from rerankdb import Client, Interaction, Item, db, embedded, migrate
 from rerankdb.config import Settings
 from rerankdb.sample_catalog import catalog
+from rerankdb.sqlfiles import queries
+
+Q = queries("demo")
 
 # The retriever's list, as a search for "gift ideas" might return it: two
 # items of each of six topics, interleaved.
 CANDIDATES = [100, 300, 500, 200, 700, 600, 101, 301, 501, 201, 701, 601]
 
-# Ada likes the stars and code, and skips football.
-HISTORY = [
-    Interaction(1, 103, "purchase"),
-    Interaction(1, 104, "like"),
-    Interaction(1, 110, "view"),
-    Interaction(1, 503, "like", context="learn python"),
-    Interaction(1, 505, "view"),
-    Interaction(1, 702, "skip"),
-    Interaction(2, 203, "purchase"),  # Ben cooks
-    Interaction(2, 206, "like"),
-    Interaction(3, 402, "like"),  # Cleo listens to jazz
-    Interaction(3, 405, "add_to_cart"),
+# Ada likes the stars and code, and skips football: what she did over the last
+# weeks (one interaction every three days).
+PAST = [
+    (1, 103, "purchase", None),
+    (1, 104, "like", None),
+    (1, 110, "view", None),
+    (1, 503, "like", "learn python"),
+    (1, 505, "view", None),
+    (1, 702, "skip", None),
+    (2, 203, "purchase", None),  # Ben cooks
+    (2, 206, "like", None),
+    (3, 402, "like", None),  # Cleo listens to jazz
+    (3, 405, "add_to_cart", None),
 ]
 # What Ada does live: she buys cookbooks, twice.
 LIVE = [Interaction(1, 205, "purchase"), Interaction(1, 209, "purchase")]
+
+
+def history(now: datetime) -> list[Interaction]:
+    return [
+        Interaction(u, i, kind, context=ctx, occurred_at=now - timedelta(days=3 * (len(PAST) - k)))
+        for k, (u, i, kind, ctx) in enumerate(PAST)
+    ]
+
+
+def long_term_top(url: str, k: int) -> list[int]:
+    """Ada's top k with the long-term vector alone: the short-term weights set to 0 in a
+    transaction that is rolled back (nothing changes for anyone else)."""
+    with db.connect(url) as conn:
+        conn.execute(Q["long_term_only"])
+        rows = conn.execute(Q["top"], {"user": 1, "candidates": CANDIDATES, "k": k}).fetchall()
+        conn.rollback()
+    return [r[0] for r in rows]
 
 
 def _say(message: str) -> None:
@@ -104,7 +126,7 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
                 while bar.n < len(items):
                     time.sleep(0.2)
                     bar.update(client.status().item_vectors - bar.n)
-            client.record_interactions(HISTORY)
+            client.record_interactions(history(datetime.now(timezone.utc)))
             _wait(
                 lambda: len(client.rerank(3, [400])) == 1 and client.rerank(3, [400])[0].score is not None,
                 60,
@@ -140,6 +162,13 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
             after = [r.item_id for r in client.rerank(1, CANDIDATES)]
             moves = {i: before.index(i) - after.index(i) for i in after}
             show(f"\nThe ranking {delay_ms:.0f} ms after the INSERT committed (move = places gained):", moves)
+            _say(
+                "\nThe newest interest leads: rerank blends Ada's long-term vector (weeks of history, "
+                "half-life 30 days)\nwith her short-term one (the last minutes, half-life 10 minutes), "
+                "half and half (rerankdb.settings).\nWith the long-term vector alone her top 3 would be:"
+            )
+            for rank, item in enumerate(long_term_top(url, 3), start=1):
+                _say(f"  {rank:>4}  {item:>4}  [{topics[item]}] {texts[item]}")
         _say("\nAn application gets the same result with one SQL call, from any language:\n")
         _say(f"  select * from rerankdb.rerank(1, array{CANDIDATES});")
         _say("\nand records what users do with a plain INSERT:\n")

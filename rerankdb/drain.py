@@ -21,9 +21,13 @@ from typing import Any
 import psycopg
 
 from rerankdb.encoder import Encoder
-from rerankdb.fold import FoldParams
 from rerankdb.item_refresh import refresh_items
-from rerankdb.user_refresh import rebuild_changed_users, refresh_users, release_deferred
+from rerankdb.user_refresh import (
+    rebuild_changed_users,
+    rebuild_if_half_lives_changed,
+    refresh_users,
+    release_deferred,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +41,14 @@ class DrainReport:
     interactions_deferred: int = 0
     interactions_set_aside: int = 0
     users_rebuilt: int = 0
+    half_lives_changed: bool = False  # every user was rebuilt first (settings' half-lives changed)
     seconds: float = 0.0
 
 
 def drain(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
-    params: FoldParams,
+    context_weight: float,
     dim: int,
     *,
     should_stop: Callable[[], bool] = lambda: False,
@@ -51,11 +56,14 @@ def drain(
 ) -> DrainReport:
     """Do all due work: items first (so interactions find their vectors), then users.
 
-    Without an encoder no item is embedded (vectors are brought by the app).
-    ``before_commit`` is passed to each user batch (fault injection in tests).
+    First of all, if settings' half-lives changed since the last full rebuild,
+    every user is rebuilt with them.  Without an encoder no item is embedded
+    (vectors are brought by the app).  ``before_commit`` is passed to each
+    user batch (fault injection in tests).
     """
     report = DrainReport()
     t0 = time.perf_counter()
+    report.half_lives_changed = rebuild_if_half_lives_changed(conn, encoder, context_weight, dim) is not None
     while not should_stop():
         progressed = False
         if encoder is not None:
@@ -68,7 +76,7 @@ def drain(
                 log.info("items: %d embedded, %d unchanged, %d failed", b.embedded, b.unchanged, b.failed)
         if release_deferred(conn):
             progressed = True
-        u = refresh_users(conn, encoder, params, dim, before_commit=before_commit)
+        u = refresh_users(conn, encoder, context_weight, dim, before_commit=before_commit)
         report.interactions_folded += u.folded
         report.interactions_deferred += u.deferred
         report.interactions_set_aside += u.set_aside
@@ -80,7 +88,7 @@ def drain(
                 u.deferred,
                 u.set_aside,
             )
-        rebuilt, _ = rebuild_changed_users(conn, encoder, params, dim)
+        rebuilt, _ = rebuild_changed_users(conn, encoder, context_weight, dim)
         report.users_rebuilt += rebuilt
         if rebuilt:
             log.info("users: %d rebuilt after their interactions changed", rebuilt)

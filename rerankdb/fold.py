@@ -11,6 +11,13 @@ costs O(1): rescale S by the decay from the old ref to the new one and add its
 term (:func:`fold`).  Decaying to any later instant only scales S, so the
 direction, the user vector, is the same.  A full rebuild recomputes S from the
 log with the same function, so incremental and rebuilt states agree.
+
+Each user has two such sums over the same interactions and the same ref: the
+long-term one (half-life ``half_life_seconds``, weeks) and the short-term one
+(``short_half_life_seconds``, minutes to hours): the direction of what the
+user did last, relative to their own newest interaction.  A term older than
+about 1000 short half-lives underflows to exactly 0, so the short-term sum
+stays exact however long a user was away.
 """
 
 from __future__ import annotations
@@ -31,10 +38,18 @@ MAX_WEIGHT = 1e6  # |w| above this is refused: no float32 sum of such weights ov
 class FoldParams:
     half_life_seconds: float | None  # None: no decay
     context_weight: float
+    short_half_life_seconds: float = 600.0  # the short-term sum's (rerankdb.settings.short_half_life)
 
     @classmethod
-    def from_days(cls, half_life_days: float | None, context_weight: float) -> FoldParams:
-        return cls(None if half_life_days is None else half_life_days * 86400.0, context_weight)
+    def from_days(
+        cls, half_life_days: float | None, context_weight: float, short_half_life_seconds: float = 600.0
+    ) -> FoldParams:
+        days = None if half_life_days is None else half_life_days * 86400.0
+        return cls(days, context_weight, short_half_life_seconds)
+
+    def short(self) -> FoldParams:
+        """The same with the short half-life: what folds the short-term sums."""
+        return FoldParams(self.short_half_life_seconds, self.context_weight, self.short_half_life_seconds)
 
     def decay(self, age_seconds: np.ndarray) -> np.ndarray:
         if self.half_life_seconds is None:

@@ -107,6 +107,9 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         Column("embedding", Vector(dim), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
         Column("collab", Vector(), nullable=True),
+        # Revision 0006: short-term intent.
+        Column("short_embedding", Vector(), nullable=True),
+        Column("short_collab", Vector(), nullable=True),
     )
     _worker_tables(md, dim)
     return md
@@ -151,6 +154,8 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("interactions", BigInteger, nullable=False, server_default=text("0")),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("collab_sum", Vector(), nullable=True),
+        Column("short_sum", Vector(), nullable=True),  # revision 0006
+        Column("short_collab_sum", Vector(), nullable=True),
     )
     Table(
         "worker_state",
@@ -160,6 +165,8 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("last_item_refresh_at", DateTime(timezone=True), nullable=True),
         Column("last_user_refresh_at", DateTime(timezone=True), nullable=True),
         Column("last_rebuild_at", DateTime(timezone=True), nullable=True),
+        Column("states_half_life", INTERVAL, nullable=True),  # revision 0006
+        Column("states_short_half_life", INTERVAL, nullable=True),
     )
     # Revision 0003: collaborative vectors and settings.
     Table(
@@ -186,6 +193,13 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("collab_centering", REAL, nullable=False, server_default=text("0")),
         # Revision 0005: trust.
         Column("future_tolerance", INTERVAL, nullable=False, server_default=text("'00:05:00'::interval")),
+        # Revision 0006: short-term intent.
+        Column("half_life", INTERVAL, nullable=True, server_default=text("'30 days'::interval")),
+        Column("short_half_life", INTERVAL, nullable=False, server_default=text("'00:10:00'::interval")),
+        Column("short_weight", REAL, nullable=False, server_default=text("0.5")),
+        Column("collab_short_weight", REAL, nullable=False, server_default=text("0.5")),
+        Column("tuned_at", DateTime(timezone=True), nullable=True),
+        Column("tune_report", JSONB, nullable=True),
     )
     Table(
         "user_rebuild_queue",

@@ -28,7 +28,6 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from rerankdb.encoder import Encoder
-from rerankdb.fold import FoldParams
 from rerankdb.sqlfiles import queries
 from rerankdb.user_refresh import rebuild_all_in_transaction
 
@@ -64,7 +63,7 @@ def item_factors(x: sp.csr_matrix, k: int) -> np.ndarray:
 def train(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
-    params: FoldParams,
+    context_weight: float,
     dim: int,
     *,
     k: int | None = None,
@@ -100,8 +99,7 @@ def train(
         conn.execute(Q["set_collab"])
         conn.execute(Q["clear_untrained_collab"])
         conn.execute(Q["mark_trained"])
-        counted = rebuild_all_in_transaction(conn, encoder, params, dim)
-        conn.execute(Q["mark_rebuild"])
+        counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim)
         conn.execute(Q["refresh_centers"])  # the averages of the new space, in the same switch
     seconds = time.perf_counter() - t0
     log.info(

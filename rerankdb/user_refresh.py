@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def retry_delay(attempts: int) -> float:
 def refresh_users(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
-    params: FoldParams,
+    context_weight: float,
     dim: int,
     limit: int = 20_000,
     *,
@@ -76,7 +77,7 @@ def refresh_users(
     is not the rows' fault: it propagates and the worker retries.
     ``before_commit`` runs just before each batch commits (fault injection in tests).
     """
-    fold_args = (encoder, params, dim, before_commit)
+    fold_args = (encoder, context_weight, dim, before_commit)
     claimed: dict[int, int] = {}
     try:
         return _fold_claimed(conn, Q["claim_interactions"], {"limit": limit}, claimed, *fold_args)
@@ -103,13 +104,13 @@ def _fold_claimed(
     claim_params: dict[str, Any],
     claimed: dict[int, int],
     encoder: Encoder | None,
-    params: FoldParams,
+    context_weight: float,
     dim: int,
     before_commit: Callable[[], None] | None,
 ) -> UserBatch:
     """Claim, check and fold one batch in one transaction; ``claimed`` gets {id: attempts}."""
     with conn.transaction():
-        clock = _begin_batch(conn)
+        clock = _begin_batch(conn, context_weight)
         rows = conn.execute(claim, claim_params, binary=True).fetchall()
         if not rows:
             return UserBatch(0, 0, 0)
@@ -126,7 +127,7 @@ def _fold_claimed(
         if ready:
             users = np.unique(np.array([r[1] for r in ready], dtype=np.int64))
             st = user_state.lock_states(conn, users, dim, user_state.collab_dim(item_vecs))
-            user_state.fold_rows(st, ready, item_vecs, encoder, params)
+            user_state.fold_rows(st, ready, item_vecs, encoder, clock.params)
             user_state.write_states(conn, st)
             conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready]})
             conn.execute(Q["mark_user_refresh"])
@@ -141,7 +142,7 @@ def _isolate(
     ids: dict[int, int],
     exc: Exception,
     encoder: Encoder | None,
-    params: FoldParams,
+    context_weight: float,
     dim: int,
     before_commit: Callable[[], None] | None,
 ) -> tuple[UserBatch, list[tuple[int, int, str]]]:
@@ -162,7 +163,7 @@ def _isolate(
                 {"ids": part},
                 claimed,
                 encoder,
-                params,
+                context_weight,
                 dim,
                 before_commit,
             )
@@ -171,26 +172,43 @@ def _isolate(
         except Exception as part_exc:
             if claimed:
                 part_total, part_failed = _isolate(
-                    conn, claimed, part_exc, encoder, params, dim, before_commit
+                    conn, claimed, part_exc, encoder, context_weight, dim, before_commit
                 )
                 total += part_total
                 failed += part_failed
     return total, failed
 
 
-def _begin_batch(conn: psycopg.Connection[Any]) -> tuple[float, float]:
-    """Take the shared fold lock (a training's switch of spaces waits for this batch) and
-    return the database's (now, future tolerance) in epoch seconds, for fold.problems."""
-    row = conn.execute(Q["begin_batch"]).fetchone()
+@dataclass(frozen=True)
+class Clock:
+    """What one fold or rebuild transaction checks and folds with, read from the database."""
+
+    now: float  # now(), epoch seconds
+    tolerance: float  # settings.future_tolerance, seconds
+    params: FoldParams  # settings' half-lives and the worker's context weight
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], context_weight: float) -> Clock:
+        now, tolerance, half_life, short_half_life = row
+        return cls(float(now), float(tolerance), FoldParams(half_life, context_weight, short_half_life))
+
+
+def _begin_batch(conn: psycopg.Connection[Any], context_weight: float) -> Clock:
+    """Take the shared fold lock (a training's or tuning's switch waits for this batch),
+    then read the clock and half-lives, in a statement whose snapshot follows the lock."""
+    conn.execute(Q["begin_batch"])
+    row = conn.execute(Q["batch_settings"]).fetchone()
     assert row is not None
-    return float(row[0]), float(row[1])
+    return Clock.from_row(row, context_weight)
 
 
 def _without_problems(
-    rows: Sequence[tuple[Any, ...]], clock: tuple[float, float]
+    rows: Sequence[tuple[Any, ...]], clock: Clock
 ) -> tuple[list[tuple[Any, ...]], list[tuple[tuple[Any, ...], str]]]:
     """(rows that can be folded, [(row, what is wrong)]), by fold.problems."""
-    found = problems(np.array([r[4] for r in rows]), np.array([r[2] for r in rows]), *clock)
+    found = problems(
+        np.array([r[4] for r in rows]), np.array([r[2] for r in rows]), clock.now, clock.tolerance
+    )
     if not found:
         return list(rows), []
     return [r for i, r in enumerate(rows) if i not in found], [(rows[i], e) for i, e in found.items()]
@@ -222,7 +240,7 @@ def release_deferred(conn: psycopg.Connection[Any]) -> int:
 def rebuild_users(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
-    params: FoldParams,
+    context_weight: float,
     dim: int,
     users: Sequence[int],
 ) -> int:
@@ -231,13 +249,13 @@ def rebuild_users(
     See :func:`_rebuild`; a concurrent fold makes it fail with a
     serialization error, and the caller retries.
     """
-    return _rebuild(conn, encoder, params, dim, users)[1]
+    return _rebuild(conn, encoder, context_weight, dim, users)[1]
 
 
 def _rebuild(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
-    params: FoldParams,
+    context_weight: float,
     dim: int,
     users: Sequence[int],
 ) -> tuple[int, int]:
@@ -256,8 +274,8 @@ def _rebuild(
         got = conn.execute(Q["try_begin_batch"]).fetchone()
         if got is None or not got[0]:
             raise _FoldLockBusy  # a training is switching spaces: its snapshot would be stale
-        clock = float(got[1]), float(got[2])
-        return _rebuild_in_transaction(conn, encoder, params, dim, users, clock)
+        clock = Clock.from_row(got[1:], context_weight)
+        return _rebuild_in_transaction(conn, encoder, dim, users, clock)
 
 
 class _FoldLockBusy(Exception):
@@ -267,10 +285,9 @@ class _FoldLockBusy(Exception):
 def _rebuild_in_transaction(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
-    params: FoldParams,
     dim: int,
     users: Sequence[int],
-    clock: tuple[float, float],
+    clock: Clock,
 ) -> tuple[int, int]:
     """The body of :func:`_rebuild`, in the caller's transaction; ``clock`` from _begin_batch."""
     ids = sorted(set(users))
@@ -286,7 +303,7 @@ def _rebuild_in_transaction(
     waiting = [r for r in rows if r[5] not in item_vecs]
     st = user_state.empty_states(arr, dim, k)
     if ready:
-        user_state.fold_rows(st, ready, item_vecs, encoder, params)
+        user_state.fold_rows(st, ready, item_vecs, encoder, clock.params)
     user_state.write_states(conn, st)
     if ready:
         conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready]})
@@ -305,7 +322,7 @@ def _rebuild_in_transaction(
 def rebuild_all(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
-    params: FoldParams,
+    context_weight: float,
     dim: int,
     *,
     batch_users: int = 500,
@@ -321,6 +338,7 @@ def rebuild_all(
     """
     counted = 0
     users = all_users(conn)
+    half_life, short_half_life, _ = half_lives(conn)
 
     def kept(user: int, exc: Exception) -> None:
         log.error("user %s not rebuilt, kept as it was: %s", user, exc)
@@ -330,11 +348,13 @@ def rebuild_all(
             break
         batch = users[lo : lo + batch_users]
         counted += _batch_then_each(
-            batch, lambda some: _rebuild_retrying(conn, encoder, params, dim, some)[1], kept
+            batch, lambda some: _rebuild_retrying(conn, encoder, context_weight, dim, some)[1], kept
         )[0]
         if progress is not None:
             progress(min(lo + batch_users, len(users)), len(users))
-    conn.execute(Q["mark_rebuild"])
+    # Users rebuilt before a change of half-life mid-way keep the old one: the
+    # worker sees the difference (half_lives) and rebuilds them all again.
+    conn.execute(Q["mark_rebuild"], {"half_life": half_life, "short_half_life": short_half_life})
     conn.execute(Q["refresh_centers"])
     return counted
 
@@ -342,7 +362,7 @@ def rebuild_all(
 def _rebuild_retrying(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
-    params: FoldParams,
+    context_weight: float,
     dim: int,
     users: Sequence[int],
 ) -> tuple[int, int]:
@@ -351,7 +371,7 @@ def _rebuild_retrying(
     attempt = 0
     while attempt < 10:
         try:
-            return _rebuild(conn, encoder, params, dim, users)
+            return _rebuild(conn, encoder, context_weight, dim, users)
         except _FoldLockBusy:
             time.sleep(0.2)
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
@@ -389,7 +409,7 @@ def _batch_then_each(
 def rebuild_all_in_transaction(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
-    params: FoldParams,
+    context_weight: float,
     dim: int,
     *,
     batch_users: int = 500,
@@ -405,11 +425,11 @@ def rebuild_all_in_transaction(
     """
     counted = 0
     users = all_users(conn)
-    clock = _begin_batch(conn)  # the caller holds the lock exclusively: this only reads the clock
+    clock = _begin_batch(conn, context_weight)  # the caller holds the lock exclusively: this reads the clock
 
     def in_savepoint(some: Sequence[int]) -> int:
         with conn.transaction():
-            return _rebuild_in_transaction(conn, encoder, params, dim, some, clock)[1]
+            return _rebuild_in_transaction(conn, encoder, dim, some, clock)[1]
 
     def drop_collab(user: int, exc: Exception) -> None:
         log.error("user %s not rebuilt; collaborative vector dropped: %s", user, exc)
@@ -417,11 +437,51 @@ def rebuild_all_in_transaction(
 
     for lo in range(0, len(users), batch_users):
         counted += _batch_then_each(users[lo : lo + batch_users], in_savepoint, drop_collab)[0]
+    p = clock.params
+    conn.execute(
+        Q["mark_rebuild"],
+        {
+            "half_life": _interval(p.half_life_seconds),
+            "short_half_life": _interval(p.short_half_life_seconds),
+        },
+    )
     return counted
 
 
+def half_lives(conn: psycopg.Connection[Any]) -> tuple[timedelta | None, timedelta, bool]:
+    """(settings.half_life, settings.short_half_life, whether every state was rebuilt with them)."""
+    row = conn.execute(Q["half_lives"]).fetchone()
+    assert row is not None
+    return row[0], row[1], bool(row[2])
+
+
+def rebuild_if_half_lives_changed(
+    conn: psycopg.Connection[Any], encoder: Encoder | None, context_weight: float, dim: int
+) -> int | None:
+    """Rebuild every user if settings' half-lives differ from those of the last full rebuild.
+
+    None when they do not; else the interactions counted.  One transaction,
+    under the exclusive fold lock, like a training's switch: readers see every
+    user with the old half-lives or every user with the new ones.
+    """
+    if half_lives(conn)[2]:
+        return None
+    with conn.transaction():
+        conn.execute(Q["exclusive_fold_lock"])
+        if half_lives(conn)[2]:
+            return None  # another worker did it while this one waited
+        counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim)
+        conn.execute(Q["refresh_centers"])
+    log.info("half-lives changed: rebuilt every user from %d interactions", counted)
+    return counted
+
+
+def _interval(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
 def rebuild_changed_users(
-    conn: psycopg.Connection[Any], encoder: Encoder | None, params: FoldParams, dim: int
+    conn: psycopg.Connection[Any], encoder: Encoder | None, context_weight: float, dim: int
 ) -> tuple[int, int]:
     """Rebuild one batch of the users whose interactions were deleted or changed.
 
@@ -441,7 +501,7 @@ def rebuild_changed_users(
         log.warning("user %s not rebuilt (%s); again in %.0f s", user, exc, delay)
 
     counted, failed = _batch_then_each(
-        users, lambda some: _rebuild_retrying(conn, encoder, params, dim, some)[1], postpone
+        users, lambda some: _rebuild_retrying(conn, encoder, context_weight, dim, some)[1], postpone
     )
     return len(users) - failed, counted
 

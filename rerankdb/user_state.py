@@ -35,12 +35,22 @@ class States:
     refs: np.ndarray  # (U,) reference times, -inf for an empty state
     counts: np.ndarray  # (U,) interactions counted
     collab: np.ndarray | None  # (U, k) collaborative sums; None: no collaborative space yet
+    short: np.ndarray  # (U, D) short-term text-space sums, decayed to the same refs
+    short_collab: np.ndarray | None  # (U, k) short-term collaborative sums
 
 
 def empty_states(users: np.ndarray, dim: int, k: int | None) -> States:
     n = len(users)
     collab = None if k is None else np.zeros((n, k))
-    return States(users, np.zeros((n, dim)), np.full(n, -np.inf), np.zeros(n, dtype=np.int64), collab)
+    return States(
+        users,
+        np.zeros((n, dim)),
+        np.full(n, -np.inf),
+        np.zeros(n, dtype=np.int64),
+        collab,
+        np.zeros((n, dim)),
+        None if collab is None else collab.copy(),
+    )
 
 
 def lock_states(conn: psycopg.Connection[Any], users: np.ndarray, dim: int, k: int | None) -> States:
@@ -57,15 +67,21 @@ def lock_states(conn: psycopg.Connection[Any], users: np.ndarray, dim: int, k: i
         k = next((len(r[4].to_numpy()) for r in rows if r[4] is not None), None)
     st = empty_states(users, dim, k)
     pos = {u: i for i, u in enumerate(ids)}
-    for uid, vec, ref, n, collab in rows:
+    # A NULL short-term sum (folded before revision 0006) counts as empty: the
+    # worker's rebuild after the upgrade fills it from the log.
+    for uid, vec, ref, n, collab, short, short_collab in rows:
         i = pos[uid]
         st.sums[i] = vec.to_numpy()
         st.refs[i] = ref
         st.counts[i] = n
-        if st.collab is not None and collab is not None:
-            c = collab.to_numpy()
-            if len(c) == st.collab.shape[1]:
+        if short is not None:
+            st.short[i] = short.to_numpy()
+        if st.collab is not None and st.short_collab is not None:
+            k = st.collab.shape[1]
+            if collab is not None and len(c := collab.to_numpy()) == k:
                 st.collab[i] = c
+                if short_collab is not None and len(sc := short_collab.to_numpy()) == k:
+                    st.short_collab[i] = sc
     return st
 
 
@@ -85,22 +101,17 @@ def fold_rows(
     vecs = interaction_vectors(text, [r[3] for r in rows], encoder, params)
     old_refs = st.refs
     st.sums, st.refs = fold(st.sums, old_refs, user_idx, times, weights, vecs, params)
+    # Every other sum is decayed to the same reference times as this one.
+    short = params.short()
+    st.short, _ = fold(st.short, old_refs, user_idx, times, weights, vecs, short, new_refs=st.refs)
     st.counts = st.counts + np.bincount(user_idx, minlength=len(st.users))
-    if st.collab is not None:
+    if st.collab is not None and st.short_collab is not None:
         k = st.collab.shape[1]
         sel = [j for j, r in enumerate(rows) if _has_collab(item_vecs[r[5]][1], k)]
         cvecs = np.stack([item_vecs[rows[j][5]][1] for j in sel]) if sel else np.zeros((0, k))  # type: ignore[misc]
-        # Same reference times as the text space, so both stay decayed alike.
-        st.collab, _ = fold(
-            st.collab,
-            old_refs,
-            user_idx[sel],
-            times[sel],
-            weights[sel],
-            cvecs.astype(np.float64),
-            params,
-            new_refs=st.refs,
-        )
+        args = (user_idx[sel], times[sel], weights[sel], cvecs.astype(np.float64))
+        st.collab, _ = fold(st.collab, old_refs, *args, params, new_refs=st.refs)
+        st.short_collab, _ = fold(st.short_collab, old_refs, *args, short, new_refs=st.refs)
 
 
 def _has_collab(vec: np.ndarray | None, k: int) -> bool:
@@ -110,14 +121,17 @@ def _has_collab(vec: np.ndarray | None, k: int) -> bool:
 def write_states(conn: psycopg.Connection[Any], st: States) -> None:
     """Store states and user vectors (no vector for a sum without direction)."""
     conn.execute(Q["create_state_stage"])
-    sums32 = st.sums.astype(np.float32)
+    sums32, short32 = st.sums.astype(np.float32), st.short.astype(np.float32)
     collab32 = None if st.collab is None else st.collab.astype(np.float32)
+    short_collab32 = None if st.short_collab is None else st.short_collab.astype(np.float32)
     with conn.cursor().copy(Q["copy_state_stage"]) as cp:
-        cp.set_types(["int8", "vector", "float8", "int8", "vector"])
+        cp.set_types(["int8", "vector", "float8", "int8", "vector", "vector", "vector"])
         for i, uid in enumerate(st.users.tolist()):
             ref = float(st.refs[i]) if np.isfinite(st.refs[i]) else None
-            collab = None if collab32 is None or not collab32[i].any() else collab32[i]
-            cp.write_row((uid, sums32[i], ref, int(st.counts[i]), collab))
+            collab = short_collab = None
+            if collab32 is not None and short_collab32 is not None and collab32[i].any():
+                collab, short_collab = collab32[i], short_collab32[i]
+            cp.write_row((uid, sums32[i], ref, int(st.counts[i]), collab, short32[i], short_collab))
     with conn.pipeline():
         conn.execute(Q["write_states"])
         conn.execute(Q["write_user_vectors"], {"eps": EPS})

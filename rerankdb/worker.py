@@ -27,7 +27,6 @@ from rerankdb.config import Settings
 from rerankdb.drain import DrainReport, drain
 from rerankdb.encoder import Encoder
 from rerankdb.errors import DimensionMismatchError
-from rerankdb.fold import FoldParams
 from rerankdb.sqlfiles import queries
 
 Q = queries("worker")
@@ -67,7 +66,7 @@ class Worker:
         self.encoder = encoder
         self.listen = listen
         self.before_commit = before_commit
-        self.params = FoldParams.from_days(settings.half_life_days, settings.context_weight)
+        self.context_weight = settings.context_weight  # the half-lives are in rerankdb.settings
         self.wake = threading.Event()
         self.stop = threading.Event()
         with db.connect(url, autocommit=True) as conn:
@@ -83,7 +82,7 @@ class Worker:
         return drain(
             conn,
             self.encoder,
-            self.params,
+            self.context_weight,
             self.dim,
             should_stop=self.stop.is_set,
             before_commit=self.before_commit,
@@ -100,7 +99,7 @@ class Worker:
             return user_refresh.rebuild_all(
                 conn,
                 self.encoder,
-                self.params,
+                self.context_weight,
                 self.dim,
                 batch_users=batch_users,
                 progress=progress,
@@ -166,7 +165,31 @@ class Worker:
         from rerankdb.train import train
 
         with db.connect(self.url, autocommit=True) as conn:
-            return train(conn, self.encoder, self.params, self.dim)
+            return train(conn, self.encoder, self.context_weight, self.dim)
+
+    def tune(self, **kwargs: Any) -> Any:
+        """Choose the settings on the log and write them (``rerankdb tune``); every user is
+        rebuilt in the same transaction if a half-life changed.  kwargs: :func:`rerankdb.tune.tune`'s."""
+        from rerankdb.tune import tune
+
+        with db.connect(self.url, autocommit=True) as conn:
+            return tune(
+                conn, encoder=self.encoder, context_weight=self.context_weight, dim=self.dim, **kwargs
+            )
+
+    def train_then_tune(self) -> None:
+        """The nightly job with RERANKDB_TUNE_AFTER_TRAIN=on: train, then tune on the new vectors."""
+        self.train()
+        report = self.tune()
+        log.info("tuned: %s (was %s)", report.chosen.label, report.current.label)
+
+    def jobs(self) -> list[tuple[str, str | None, Callable[[], Any]]]:
+        """The cron jobs: (name, crontab line or None for off, what runs)."""
+        train = self.train_then_tune if self.settings.tune_after_train else self.train
+        return [
+            ("rebuild", self.settings.rebuild_cron, self.rebuild),
+            ("train", self.settings.train_cron, train),
+        ]
 
     def _scheduled(self, name: str, job: Any) -> None:
         """A cron job: its failure is logged and the job runs again at its next time."""
@@ -190,10 +213,7 @@ class Worker:
             max_instances=1,
             coalesce=True,
         )
-        for name, cron, job in (
-            ("rebuild", self.settings.rebuild_cron, self.rebuild),
-            ("train", self.settings.train_cron, self.train),
-        ):
+        for name, cron, job in self.jobs():
             if cron:
                 scheduler.add_job(
                     self._scheduled,
@@ -207,12 +227,13 @@ class Worker:
         if self.listen:
             threads.append(threading.Thread(target=self._listen_loop, name="rerankdb-listen", daemon=True))
         log.info(
-            "worker started: encoder %s, poll every %g s, NOTIFY %s, rebuild %s, train %s",
+            "worker started: encoder %s, poll every %g s, NOTIFY %s, rebuild %s, train %s%s",
             self.encoder.name if self.encoder else "none",
             self.settings.poll_seconds,
             "on" if self.listen else "off",
             self.settings.rebuild_cron or "off",
             self.settings.train_cron or "off",
+            " then tune" if self.settings.train_cron and self.settings.tune_after_train else "",
         )
         self.wake.set()
         for t in threads:

@@ -275,7 +275,7 @@ def test_a_user_whose_rebuild_fails_waits_and_holds_up_nobody(conn: Any, encoder
 def test_when_every_row_fails_alone_nothing_is_set_aside(conn: Any, encoder: Any, catalog: Any) -> None:
     """An outage (here: an encoder that fails on every context) is not the rows' fault."""
     from rerankdb.user_refresh import refresh_users
-    from tests.worker_helpers import DIM, PARAMS
+    from tests.worker_helpers import CONTEXT_WEIGHT, DIM
 
     class Broken:
         name, dim = encoder.name, encoder.dim
@@ -285,7 +285,7 @@ def test_when_every_row_fails_alone_nothing_is_set_aside(conn: Any, encoder: Any
 
     add_interactions(conn, [(u, 1, "like", None, "some context", T0) for u in (1, 2, 3)])
     with pytest.raises(RuntimeError, match="encoder offline"):
-        refresh_users(conn, Broken(), PARAMS, DIM)
+        refresh_users(conn, Broken(), CONTEXT_WEIGHT, DIM)
     assert status(conn)["failed_interactions"] == 0
     assert drain(conn, encoder).interactions_folded == 3
 

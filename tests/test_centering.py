@@ -12,7 +12,6 @@ from psycopg import sql
 
 from rerankdb import Client
 from rerankdb.drain import drain
-from rerankdb.fold import FoldParams
 from rerankdb.user_refresh import rebuild_all
 from tests.helpers import load_items, unit
 
@@ -122,7 +121,7 @@ def test_a_full_rebuild_refreshes_the_centers(conn: Any, client: Client, rng: np
         cur.executemany(
             "insert into rerankdb.interactions (user_id, item_id, occurred_at) values (%s, %s, %s)", rows
         )
-    params = FoldParams.from_days(30.0, 0.0)
+    params = 0.0
     drain(conn, None, params, DIM)
     assert center(conn, "text_center") is None, "folds alone leave the centers to the next rebuild"
     rebuild_all(conn, None, params, DIM)

@@ -12,10 +12,9 @@ from rerankdb.errors import ConfigError
 
 def test_defaults() -> None:
     s = Settings.from_env({"HOME": "/home/x"})
-    assert (s.database_url, s.dim, s.half_life_days, s.context_weight, s.poll_seconds, s.rebuild_cron) == (
+    assert (s.database_url, s.dim, s.context_weight, s.poll_seconds, s.rebuild_cron) == (
         None,
         384,
-        30.0,
         0.5,
         1.0,
         None,
@@ -23,6 +22,7 @@ def test_defaults() -> None:
     assert s.train_cron == "0 4 * * *"
     assert Settings.from_env({"RERANKDB_TRAIN_CRON": "off"}).train_cron is None
     assert s.home.name == "rerankdb"
+    assert s.tune_after_train is False
 
 
 def test_values_are_parsed() -> None:
@@ -31,14 +31,14 @@ def test_values_are_parsed() -> None:
             "RERANKDB_DATABASE_URL": "postgresql://u@h/db",
             "RERANKDB_HOME": "/tmp/rr",
             "RERANKDB_DIM": "768",
-            "RERANKDB_HALF_LIFE_DAYS": "none",
+            "RERANKDB_TUNE_AFTER_TRAIN": "on",
             "RERANKDB_CONTEXT_WEIGHT": "0",
             "RERANKDB_POLL_SECONDS": "0.25",
             "RERANKDB_REBUILD_CRON": "0 3 * * *",
         }
     )
     assert s.database_url == "postgresql://u@h/db" and s.home == Path("/tmp/rr")
-    assert (s.dim, s.half_life_days, s.context_weight, s.poll_seconds) == (768, None, 0.0, 0.25)
+    assert (s.dim, s.context_weight, s.poll_seconds, s.tune_after_train) == (768, 0.0, 0.25, True)
     assert s.rebuild_cron == "0 3 * * *"
 
 
@@ -56,7 +56,8 @@ def test_encoder_settings_are_read_here_too() -> None:
     [
         ("RERANKDB_DIM", "abc", "RERANKDB_DIM must be an integer"),
         ("RERANKDB_DIM", "5000", "between 1 and 2000"),
-        ("RERANKDB_HALF_LIFE_DAYS", "-3", "RERANKDB_HALF_LIFE_DAYS must be a finite number"),
+        ("RERANKDB_HALF_LIFE_DAYS", "30", "RERANKDB_HALF_LIFE_DAYS is no longer read.*rerankdb.settings"),
+        ("RERANKDB_TUNE_AFTER_TRAIN", "sometimes", "RERANKDB_TUNE_AFTER_TRAIN must be on or off"),
         ("RERANKDB_CONTEXT_WEIGHT", "lots", "RERANKDB_CONTEXT_WEIGHT must be a number"),
         ("RERANKDB_POLL_SECONDS", "0", "RERANKDB_POLL_SECONDS must be a finite number >= 0.01"),
         ("RERANKDB_POLL_SECONDS", "inf", "must be a finite number"),

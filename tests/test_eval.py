@@ -11,13 +11,14 @@ import json
 import math
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from rerankdb import metrics
 from rerankdb.config import Settings
 from rerankdb.errors import InvalidInputError
-from rerankdb.eval import metrics
 from rerankdb.eval.movielens import Rating, build, five_core, load, split, write_lists
 
 GENRES = ["Action", "Comedy", "Drama", "Sci-Fi", "Romance", "Horror", "Documentary", "Animation"]
@@ -174,25 +175,64 @@ def test_eval_runs_through_the_product(tmp_path: Path, server_url: str) -> None:
     for name, digest in saved["lists_sha256"].items():
         assert f"{digest}  {name}" in (out / "lists" / "SHA256SUMS").read_text()
     test = saved["results"]["test"]
-    scored = [m for m in test if m.startswith("rerankdb + popularity score (rerank_scored, weight ")]
-    assert len(scored) == 1
-    assert set(test) - set(scored) - {"rerankdb hybrid, niche setting"} == {
-        "rerankdb hybrid",
-        "rerankdb text only",
-        "rerankdb text only, uncentered (0003)",
-        "rerankdb collaborative only",
+    assert set(test) == {
+        "rerankdb, tuned (objective mean)",
+        "rerankdb, tuned for uniform",
+        "rerankdb, tuned for popular",
+        "rerankdb tuned, long-term only (short weights 0)",
+        "rerankdb tuned, text only",
+        "rerankdb tuned, collaborative only",
+        "rerankdb 0005 defaults (previous stop)",
         "random",
         "popularity",
         "mean of history",
+        f"EASE (L2 {saved['ease_l2']:g}, chosen on validation)",
+        "item-to-next co-occurrence",
     }
     full = saved["results"]["test full catalog"]
-    assert set(full) == {"rerankdb.recommend", "rerankdb.recommend, uncentered (0003)", "popularity"}
+    assert set(full) == {"rerankdb.recommend (tuned)", "popularity"}
     cold = saved["results"]["test cold-start"]
-    assert cold["users"] >= 0 and "rerankdb hybrid" in cold
+    assert (
+        cold["users"] >= 0 and "rerankdb, tuned for popular" in cold and "item-to-next co-occurrence" in cold
+    )
     for by_list in test.values():
         for list_name in ("uni100", "pop100"):
             m = by_list[list_name]["ndcg@10"]
             assert 0 <= m["ci_low"] <= m["mean"] <= m["ci_high"] <= 1
-    assert len(saved["tuning"]) == len(runner.GRID)
-    assert "| rerankdb hybrid | uni100 |" in (out / "results.md").read_text()
+    assert set(saved["tuning"]) == {"flat", "linear"} and saved["weighting"] in saved["tuning"]
+    assert saved["tuning"][saved["weighting"]]["trials"] == len(saved["tuning_trials"][saved["weighting"]])
+    # The tuned settings are what the database holds at the end.
+    assert saved["chosen"]["config"] == saved["variants"]["rerankdb, tuned (objective mean)"]["config"]
+    md = (out / "results.md").read_text()
+    assert "| rerankdb, tuned (objective mean) | uni100 |" in md and "Best blend for each pair" in md
     assert (out / "ndcg10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- baselines ---------------------------------------------------------------------
+
+
+def _splits(histories: dict[int, list[int]]) -> list[Any]:
+    from rerankdb.eval.movielens import Split
+
+    return [Split(u, 0, 0, [r(u, i, k) for k, i in enumerate(h)]) for u, h in histories.items()]
+
+
+def test_item_to_next_ranks_what_followed_the_last_items() -> None:
+    from rerankdb.eval import baselines
+
+    # Item 2 always follows 1, item 4 always follows 3; 5 is the most popular.
+    train = _splits({u: [5, 1, 2] if u % 2 else [5, 3, 4] for u in range(1, 9)})
+    users = _splits({100: [3, 1], 101: [1, 3]})
+    lists = {n: {100: [4, 5, 2], 101: [2, 5, 4]} for n in ("uni100", "pop100")}
+    got = baselines.item_to_next(lists, train + users, [1, 2, 3, 4, 5], Counter({5: 8, 1: 4, 3: 4}))
+    assert got["uni100"][100] == [2, 4, 5], "last item 1: its follower first, then 3's (weight 1/2)"
+    assert got["uni100"][101] == [4, 2, 5]
+
+
+def test_ease_ranks_what_co_occurs() -> None:
+    from rerankdb.eval import baselines
+
+    train = _splits({u: [1, 2] if u % 2 else [3, 4] for u in range(1, 21)} | {99: [1]})
+    lists = {n: {99: [4, 3, 2]} for n in ("uni100", "pop100")}
+    got = baselines.ease(lists, train, [1, 2, 3, 4], l2=1.0)
+    assert got["uni100"][99][0] == 2

@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 import sqlalchemy.exc
@@ -31,6 +32,7 @@ EXPECTED_FUNCTIONS = {
     "refresh_centers", "center",
     "interaction_problem", "check_interaction", "enqueue_user_rebuild", "forget_user", "counts",
     "_check_vector_arguments", "set_item_vectors", "set_user_vectors",
+    "blend", "notice_half_life_changed",
 }  # fmt: skip
 
 
@@ -223,3 +225,40 @@ def test_new_revision_template_gives_a_working_revision(tmp_path: Path) -> None:
     exec(compile(new.read_text(), str(new), "exec"), namespace)
     assert namespace["down_revision"] == migrate.head_revision()
     assert namespace["sql"].revision == next_id  # type: ignore[attr-defined]
+
+
+def test_upgrade_to_0006_with_users_rebuilds_them_with_short_term_vectors(empty_db_url: str) -> None:
+    """An install with users gets short-term vectors at the worker's first drain after the
+    upgrade; the downgrade to 0005 keeps the long-term ones and 0005's rerank."""
+    from rerankdb.drain import drain
+
+    url = empty_db_url
+    migrate.upgrade(url, dim=3, revision="0005")
+    with db.connect(url, autocommit=True) as c:
+        c.execute("insert into rerankdb.items (item_id, content) values (1, 'a'), (2, 'b')")
+        c.execute("select rerankdb.set_item_vectors(array[1, 2], array['[1,0,0]', '[0,1,0]']::vector[])")
+        c.execute(
+            "insert into rerankdb.interactions (user_id, item_id, occurred_at) values"
+            " (7, 1, '2026-01-01'), (7, 2, '2026-01-02')"
+        )
+        # What 0005's worker left (its code is not this one): a long-term state and vector.
+        c.execute(
+            "insert into rerankdb.user_state (user_id, weighted_sum, ref_time, interactions)"
+            " values (7, '[0.9772,1,0]', '2026-01-02', 2)"
+        )
+        c.execute("insert into rerankdb.user_vectors (user_id, embedding) values (7, '[0.9772,1,0]')")
+        c.execute("delete from rerankdb.interaction_queue")
+    migrate.upgrade(url)
+    with db.connect(url, autocommit=True) as c:
+        assert c.execute("select short_embedding from rerankdb.user_vectors").fetchone() == (None,)
+        assert c.execute("select states_short_half_life from rerankdb.worker_state").fetchone() == (None,)
+        assert drain(c, None, 0.0, 3).half_lives_changed
+        long, short = c.execute("select embedding, short_embedding from rerankdb.user_vectors").fetchone()
+        want = np.array([2 ** (-1 / 30), 1, 0])  # 30 days, as 0005's default
+        np.testing.assert_allclose(long.to_numpy(), want / np.linalg.norm(want), atol=1e-6)
+        np.testing.assert_allclose(short.to_numpy(), [0, 1, 0], atol=1e-9)  # the newest, a day later
+    migrate.downgrade(url, revision="0005")
+    with db.connect(url, autocommit=True) as c:
+        kept = c.execute("select embedding from rerankdb.user_vectors").fetchone()[0]
+        assert kept.to_numpy().tolist() == long.to_numpy().tolist(), "the long-term vectors stay"
+        assert c.execute("select item_id from rerankdb.rerank(7, array[1, 2])").fetchall() == [(2,), (1,)]

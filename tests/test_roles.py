@@ -15,7 +15,6 @@ from psycopg import sql
 
 from rerankdb import Client, Interaction, Item, db
 from rerankdb.drain import drain
-from rerankdb.fold import FoldParams
 from tests.helpers import load_items
 
 _names = itertools.count()
@@ -54,7 +53,7 @@ def world(client: Client, conn: psycopg.Connection[Any], rng: np.random.Generato
     """Items with vectors and user 1 with a folded history."""
     load_items(client, rng.standard_normal((5, 384)))
     client.record_interactions([Interaction(1, 2, "like")])
-    drain(conn, None, FoldParams.from_days(30.0, 0.0), 384)
+    drain(conn, None, 0.0, 384)
 
 
 def denied(url: str, statement: str) -> bool:
@@ -106,7 +105,7 @@ def test_app_writes_items_and_interactions_but_not_the_queue(
         app.set_item_vectors([6], np.ones((1, 384)))
         assert app.rerank(1, [3, 6])[0].score is not None
         st = app.status()
-        assert (st.schema_revision, st.items, st.pending_interactions) == ("0005", 6, 2)
+        assert (st.schema_revision, st.items, st.pending_interactions) == ("0006", 6, 2)
         assert app.forget_user(2) == 1
     for statement in SECRETS:
         assert denied(url, statement), statement

@@ -11,13 +11,12 @@ from psycopg import sql
 
 from rerankdb import Client
 from rerankdb.drain import drain
-from rerankdb.fold import FoldParams
 from rerankdb.train import binary_matrix, item_factors, train
 from rerankdb.user_refresh import rebuild_all
 from tests.helpers import load_items
 
 DIM = 384
-PARAMS = FoldParams.from_days(30.0, 0.0)
+CONTEXT_WEIGHT = 0.0  # the half-lives are rerankdb.settings'
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -43,9 +42,12 @@ def world(client: Client, conn: Any, rng: np.random.Generator) -> dict[str, Any]
             "insert into rerankdb.interactions (user_id, item_id, kind, occurred_at) values (%s, %s, %s, %s)",
             rows,
         )
-    drain(conn, None, PARAMS, DIM)
-    report = train(conn, None, PARAMS, DIM, k=8)
+    drain(conn, None, CONTEXT_WEIGHT, DIM)
+    report = train(conn, None, CONTEXT_WEIGHT, DIM, k=8)
     assert report.dim == 8 and report.items == 58 and report.users == 40
+    # The hybrid formula of the long-term vectors; the blend with the short-term
+    # ones is tested in test_short_term.py.
+    conn.execute("update rerankdb.settings set short_weight = 0, collab_short_weight = 0")
     return {"rows": rows}
 
 
@@ -95,9 +97,9 @@ def test_incremental_folds_after_training_equal_a_rebuild(
             "insert into rerankdb.interactions (user_id, item_id, kind, occurred_at) values (%s, %s, %s, %s)",
             more,
         )
-    drain(conn, None, PARAMS, DIM)
+    drain(conn, None, CONTEXT_WEIGHT, DIM)
     before = {t: vectors(conn, "user_vectors", t, "user_id") for t in ("embedding", "collab")}
-    rebuild_all(conn, None, PARAMS, DIM)
+    rebuild_all(conn, None, CONTEXT_WEIGHT, DIM)
     after = {t: vectors(conn, "user_vectors", t, "user_id") for t in ("embedding", "collab")}
     for t in before:
         assert before[t].keys() == after[t].keys()
@@ -113,7 +115,7 @@ def test_new_items_rank_by_text_until_the_next_training(conn: Any, client: Clien
 
 
 def test_training_with_too_little_data_changes_nothing(conn: Any) -> None:
-    report = train(conn, None, PARAMS, DIM)
+    report = train(conn, None, CONTEXT_WEIGHT, DIM)
     assert report.dim == 0
     assert conn.execute("select trained_at from rerankdb.settings").fetchone() == (None,)
 
@@ -205,7 +207,7 @@ def test_reads_during_a_training_that_changes_the_dimension_never_fail_nor_mix(
     conn.execute("update rerankdb.settings set collab_dim = 3")
     with db.connect(db_url, autocommit=True) as trainer:
         for _ in range(3):
-            assert train(trainer, None, PARAMS, DIM).dim == 3
+            assert train(trainer, None, CONTEXT_WEIGHT, DIM).dim == 3
     stop.set()
     for r in readers:
         r.join()

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from rerankdb import db, user_refresh
-from rerankdb.fold import FoldParams
 from tests.worker_helpers import (
+    CONTEXT_WEIGHT,
     DIM,
-    PARAMS,
     T0,
     add_interactions,
     add_items,
@@ -55,7 +54,9 @@ def test_user_vector_is_the_decayed_weighted_sum(
     got = user_vectors(conn)[7]
     np.testing.assert_allclose(got, want / np.linalg.norm(want), atol=1e-6)
     assert state_counts(conn) == {7: 4}
-    # and rerank now personalizes with it
+    # and rerank now personalizes with it (the long-term vector alone: the
+    # short-term blend is tested in test_short_term.py)
+    conn.execute("update rerankdb.settings set short_weight = 0")
     ranked = conn.execute("select item_id from rerankdb.rerank(7, array[3, 6, 2, 5])").fetchall()
     assert [r[0] for r in ranked] == sorted([3, 6, 2, 5], key=lambda i: -float(got @ catalog[i]))
     assert ranked[0][0] == 2
@@ -83,11 +84,11 @@ def test_incremental_equals_rebuild(conn: Any, encoder: Any, catalog: dict[int, 
 
 
 def test_no_decay_setting(conn: Any, encoder: Any, catalog: dict[int, np.ndarray]) -> None:
-    flat = FoldParams.from_days(None, 0.0)
+    conn.execute("update rerankdb.settings set half_life = null")
     add_interactions(
         conn, [(1, 1, "view", None, None, T0 - timedelta(days=900)), (1, 2, "view", None, None, T0)]
     )
-    drain(conn, encoder, flat)
+    drain(conn, encoder, 0.0)
     want = catalog[1] + catalog[2]
     np.testing.assert_allclose(user_vectors(conn)[1], want / np.linalg.norm(want), atol=1e-6)
 
@@ -140,7 +141,7 @@ def test_two_workers_at_once_count_everything_once(
         with db.connect(db_url, autocommit=True) as c:
             while not stop.is_set():
                 try:
-                    user_refresh.refresh_users(c, encoder, PARAMS, DIM, limit=7)
+                    user_refresh.refresh_users(c, encoder, CONTEXT_WEIGHT, DIM, limit=7)
                 except BaseException as exc:  # surfaced below
                     errors.append(exc)
                     return
@@ -168,7 +169,6 @@ KILL_SCRIPT = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from rerankdb import db, user_refresh
-    from rerankdb.fold import FoldParams
 
     def hang():
         Path(sys.argv[2]).write_text("in batch")
@@ -176,7 +176,7 @@ KILL_SCRIPT = textwrap.dedent(
 
     with db.connect(sys.argv[1], autocommit=True) as conn:
         user_refresh.refresh_users(
-            conn, None, FoldParams.from_days(30.0, 0.5), 384, before_commit=hang
+            conn, None, 0.5, 384, before_commit=hang
         )
     """
 )
@@ -194,7 +194,7 @@ def test_worker_killed_mid_batch_loses_and_doubles_nothing(
             assert proc.poll() is None and time.monotonic() < deadline, "the worker never reached its batch"
             time.sleep(0.05)
         # Its batch is computed and written, not committed: the rows stay claimed.
-        assert user_refresh.refresh_users(conn, None, PARAMS, DIM).folded == 0
+        assert user_refresh.refresh_users(conn, None, CONTEXT_WEIGHT, DIM).folded == 0
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -216,7 +216,7 @@ def test_rebuild_requeues_interactions_whose_item_lost_its_vector(
     add_interactions(conn, [(1, 1, "like", None, None, T0), (1, 2, "like", None, None, T0)])
     drain(conn, encoder)
     conn.execute("delete from rerankdb.item_vectors where item_id = 2")
-    assert user_refresh.rebuild_users(conn, encoder, PARAMS, DIM, [1]) == 1
+    assert user_refresh.rebuild_users(conn, encoder, CONTEXT_WEIGHT, DIM, [1]) == 1
     assert status(conn)["deferred_interactions"] == 1
     conn.execute("update rerankdb.items set content = content || '!' where item_id = 2")
     drain(conn, encoder)

@@ -9,7 +9,6 @@ import psycopg
 
 from rerankdb import Client, Interaction, Item, db, migrate
 from rerankdb.drain import drain
-from rerankdb.fold import FoldParams
 
 
 def test_rerankdb_installs_and_works_with_pgvector_in_schema_extensions(empty_db_url: str) -> None:
@@ -37,7 +36,7 @@ def test_rerankdb_installs_and_works_with_pgvector_in_schema_extensions(empty_db
         client.set_item_vectors([1, 2, 3, 4], vectors)
         client.record_interactions([Interaction(7, 2, "like")])
         with db.connect(url, autocommit=True) as conn:
-            report = drain(conn, None, FoldParams.from_days(30.0, 0.0), 384)
+            report = drain(conn, None, 0.0, 384)
             assert report.interactions_folded == 1
             # the SQL functions run with pgvector found through their pinned path
             assert conn.execute("select count(*) from rerankdb.recommend(7, 2)").fetchone() == (2,)

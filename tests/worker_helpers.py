@@ -10,16 +10,15 @@ import numpy as np
 from rerankdb import user_refresh
 from rerankdb.drain import DrainReport
 from rerankdb.drain import drain as drain_all
-from rerankdb.fold import FoldParams
 
-PARAMS = FoldParams.from_days(30.0, 0.5)
+CONTEXT_WEIGHT = 0.5  # the worker's default; the half-lives are rerankdb.settings'
 DIM = 384
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def drain(conn: Any, encoder: Any, params: FoldParams = PARAMS) -> DrainReport:
+def drain(conn: Any, encoder: Any, context_weight: float = CONTEXT_WEIGHT) -> DrainReport:
     """All due work, as the worker does it."""
-    return drain_all(conn, encoder, params, DIM)
+    return drain_all(conn, encoder, context_weight, DIM)
 
 
 def add_items(conn: Any, items: dict[int, str]) -> None:
@@ -54,10 +53,10 @@ def status(conn: Any) -> dict[str, Any]:
     return dict(zip([c.name for c in cur.description], row, strict=True))
 
 
-def assert_matches_rebuild(conn: Any, encoder: Any, params: FoldParams = PARAMS) -> None:
+def assert_matches_rebuild(conn: Any, encoder: Any, context_weight: float = CONTEXT_WEIGHT) -> None:
     """Incremental vectors and counts equal a full rebuild from the log (max abs diff <= 1e-5)."""
     before, counts = user_vectors(conn), state_counts(conn)
-    user_refresh.rebuild_users(conn, encoder, params, DIM, user_refresh.all_users(conn))
+    user_refresh.rebuild_users(conn, encoder, context_weight, DIM, user_refresh.all_users(conn))
     after = user_vectors(conn)
     assert before.keys() == after.keys()
     for u in before:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rerankdb.bench import rerank, soak, worker
+from rerankdb.bench import rerank, short_term, soak, worker
 
 
 def main() -> None:
@@ -15,6 +15,7 @@ def main() -> None:
     r.set_defaults(run=rerank.run)
     worker.add_arguments(sub)
     soak.add_arguments(sub)
+    short_term.add_arguments(sub)
     args = parser.parse_args()
     args.run(args)
 

@@ -35,11 +35,10 @@ import psycopg
 from rerankdb import Client, DatabaseUnavailableError, db, embedded, migrate, user_refresh
 from rerankdb.bench.common import machine, p50_p99, table
 from rerankdb.drain import drain
-from rerankdb.fold import FoldParams
 from rerankdb.train import train
 
 ITEMS, USERS, DIM = 2000, 2000, 384
-PARAMS = FoldParams.from_days(30.0, 0.5)  # the worker's defaults
+CONTEXT_WEIGHT = 0.5  # the worker's default (the half-lives are rerankdb.settings')
 BATCH = 10  # interactions per INSERT
 
 
@@ -164,8 +163,8 @@ def setup(url: str, seed: int) -> None:
         with conn.cursor().copy("copy rerankdb.interactions (user_id, item_id) from stdin") as cp:
             for row in history:
                 cp.write_row(row)
-        drain(conn, None, PARAMS, DIM)
-        train(conn, None, PARAMS, DIM)
+        drain(conn, None, CONTEXT_WEIGHT, DIM)
+        train(conn, None, CONTEXT_WEIGHT, DIM)
 
 
 def wait_drained(url: str, timeout: float) -> bool:
@@ -207,7 +206,7 @@ def check(url: str, tally: Tally) -> dict[str, Any]:
         before = dict(
             conn.execute("select user_id, embedding from rerankdb.user_vectors", binary=True).fetchall()
         )
-        user_refresh.rebuild_all(conn, None, PARAMS, DIM)
+        user_refresh.rebuild_all(conn, None, CONTEXT_WEIGHT, DIM)
         after = dict(
             conn.execute("select user_id, embedding from rerankdb.user_vectors", binary=True).fetchall()
         )
@@ -293,7 +292,7 @@ def soak(args: argparse.Namespace) -> None:
         at(0.75)
         began = time.monotonic()
         with db.connect(url, autocommit=True) as conn:
-            report = train(conn, None, PARAMS, DIM)
+            report = train(conn, None, CONTEXT_WEIGHT, DIM)
         events.append(f"{began - t0:5.1f} s  training, {report.dim}-d ({time.monotonic() - began:.1f} s)")
         at(1.0)
         stop.set()

@@ -27,7 +27,6 @@ from rerankdb import Client, db, embedded, migrate, user_refresh
 from rerankdb.bench.common import cpu_model, machine, p50_p99, table
 from rerankdb.config import Settings
 from rerankdb.drain import drain
-from rerankdb.fold import FoldParams
 from rerankdb.worker import Worker
 
 DATABASE = "rerankdb_bench_worker"
@@ -111,7 +110,7 @@ def freshness(args: argparse.Namespace) -> None:
 def fold(args: argparse.Namespace) -> None:
     url = fresh_database(args.items, args.seed)
     rng = np.random.default_rng(args.seed)
-    params = FoldParams.from_days(30.0, 0.0)
+    context_weight = 0.0
     with db.connect(url, autocommit=True) as conn:
         print(f"machine: {machine(conn)}")
         dim = Client(url).dimension
@@ -126,7 +125,7 @@ def fold(args: argparse.Namespace) -> None:
         print(f"inserted {n:,} interactions for {args.users:,} users in {time.perf_counter() - t0:.1f} s")
 
         t0 = time.perf_counter()
-        report = drain(conn, None, params, dim)
+        report = drain(conn, None, context_weight, dim)
         batch_s = time.perf_counter() - t0
         assert report.interactions_folded == n
         conn.execute("vacuum analyze rerankdb.interaction_queue")  # steady state, as autovacuum leaves it
@@ -138,11 +137,11 @@ def fold(args: argparse.Namespace) -> None:
             u, i = int(rng.integers(1, args.heavy + 1)), int(rng.integers(1, args.items + 1))
             conn.execute("insert into rerankdb.interactions (user_id, item_id) values (%s, %s)", [u, i])
             t0 = time.perf_counter()
-            assert user_refresh.refresh_users(conn, None, params, dim).folded == 1
+            assert user_refresh.refresh_users(conn, None, context_weight, dim).folded == 1
             single.append(time.perf_counter() - t0)
             conn.execute("insert into rerankdb.interactions (user_id, item_id) values (%s, %s)", [u, i])
             t0 = time.perf_counter()
-            user_refresh.rebuild_users(conn, None, params, dim, [u])  # the whole history of u
+            user_refresh.rebuild_users(conn, None, context_weight, dim, [u])  # the whole history of u
             recompute.append(time.perf_counter() - t0)
     per_user = args.history
     rows = [

@@ -19,12 +19,10 @@ def _ci(m: dict[str, float]) -> str:
 
 def markdown(summary: dict[str, Any]) -> str:
     test = summary["results"]["test"]
-    niche = summary.get("niche")
     lines = [
         f"Test split, {summary['users']} users, 95% bootstrap intervals over users; "
-        f"rerankdb tuned on validation: {summary['chosen']['label']}"
-        + (f"; niche setting: {niche['label']}" if niche else "")
-        + ".",
+        f"rerankdb tuned by `rerankdb tune` on the validation targets ({summary['weighting']} rating "
+        f"weights): {summary['chosen']['label']}.",
         "",
         "| method | list | NDCG@10 | Recall@10 | MRR |",
         "|---|---|---|---|---|",
@@ -59,6 +57,15 @@ def markdown(summary: dict[str, Any]) -> str:
         for method, m in full.items():
             cells = [_ci(m[k]) for k in ("ndcg@10", "recall@10")]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if summary.get("tune_markdown"):
+        lines += [
+            "",
+            "`rerankdb tune` on the validation targets (its own candidate lists from the catalog):",
+            "",
+        ]
+        lines += [summary["tune_markdown"]]
+    lines += ["", "The product's rows, as chosen from the tuner's table:", ""]
+    lines += [f"- {m}: {v['label']}" for m, v in summary.get("variants", {}).items()]
     lines += ["", "Reference NDCG@10 measured elsewhere with this protocol (uni100 / pop100):", ""]
     lines += [
         f"- {k}: {v['uni100']:.2f} / {v['pop100']:.2f}" for k, v in summary["reference_ndcg@10"].items()

@@ -2,9 +2,10 @@
 -- user's vector, found through the HNSW index (no candidate list needed).
 --
 -- Output  (item_id, score, rank) like rerankdb.rerank: score is the cosine
---         similarity with the user's centered text vector (as rerank's text
---         score: rerankdb.center with settings.text_center and
---         text_centering), highest first, ties by item_id; rank counts from 1.
+--         similarity with the user's text query vector (as rerank's text
+--         score: rerankdb.blend of the long-term and short-term vectors with
+--         settings.short_weight, text_center and text_centering), highest
+--         first, ties by item_id; rank counts from 1.
 --         Text space only: the collaborative vectors have no index.
 -- exclude_seen (default true) leaves out every item the user has an
 --         interaction with, and still returns k rows when k unseen items
@@ -25,7 +26,7 @@ set search_path = pg_catalog, public
 as $fn$
     select n.item_id, n.score, n.rank
     from rerankdb.nearest(
-        (select rerankdb.center(u.embedding, st.text_center, st.text_centering)
+        (select rerankdb.blend(u.embedding, u.short_embedding, st.short_weight, st.text_center, st.text_centering)
          from rerankdb.user_vectors u
          left join rerankdb.settings st on true
          where u.user_id = recommend.user_id),

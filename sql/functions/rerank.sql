@@ -11,11 +11,15 @@
 --         learned from);
 --         otherwise the text cosine alone (an item nobody has interacted with
 --         yet still ranks by its text).
---         Each cosine is taken with the user's vector centered: minus
---         text_centering (collab_centering) times the average user vector
---         of that space (settings.text_center / collab_center, refreshed by
---         rerankdb.refresh_centers at each training and rebuild), scaled
---         back to unit length.  No center yet (few users): plain cosine.
+--         Each cosine is taken with the user's query vector of that space,
+--         formed once per call by rerankdb.blend: the long-term and the
+--         short-term (newest interest) vectors, each centered (minus
+--         text_centering / collab_centering times the average user vector
+--         of that space, settings.text_center / collab_center, refreshed by
+--         rerankdb.refresh_centers at each training and rebuild), mixed
+--         (1 - s) : s with s = settings.short_weight / collab_short_weight,
+--         scaled to unit length.  No center yet (few users): no centering;
+--         no short-term vector (vectors set by the app): the long-term one.
 -- Order   * every distinct non-null candidate comes back exactly once; a
 --           duplicate keeps its first position;
 --         * scored candidates by score, highest first, ties by input position;
@@ -44,6 +48,10 @@ as $fn$
 declare
     user_embedding vector;
     user_collab vector;
+    short_embedding vector;
+    short_collab vector;
+    text_short real;
+    collab_short real;
     w double precision;
     shrink double precision;
     text_center vector;
@@ -62,8 +70,10 @@ begin
     -- dimension, a big collaborative vector) keeps its vectors in TOAST, and
     -- a TOAST pointer would be fetched again for every candidate (measured:
     -- 1.5x slower at 1000 candidates).
-    select subvector(u.embedding, 1, vector_dims(u.embedding)), subvector(u.collab, 1, vector_dims(u.collab))
-    into user_embedding, user_collab
+    select subvector(u.embedding, 1, vector_dims(u.embedding)), subvector(u.collab, 1, vector_dims(u.collab)),
+           subvector(u.short_embedding, 1, vector_dims(u.short_embedding)),
+           subvector(u.short_collab, 1, vector_dims(u.short_collab))
+    into user_embedding, user_collab, short_embedding, short_collab
     from rerankdb.user_vectors u
     where u.user_id = rerank.user_id;
 
@@ -83,19 +93,20 @@ begin
     end if;
 
     select st.collab_weight, st.collab_shrink, st.text_center, st.text_centering,
-           st.collab_center, st.collab_centering
-    into w, shrink, text_center, text_share, collab_center, collab_share
+           st.collab_center, st.collab_centering, st.short_weight, st.collab_short_weight
+    into w, shrink, text_center, text_share, collab_center, collab_share, text_short, collab_short
     from rerankdb.settings st;
     if user_collab is null or w = 0 then
         user_collab := null;  -- text only: skip the second product
     end if;
-    -- Center once per call, not per candidate (rerankdb.center; called only
-    -- where it has work to do: a call costs about 4 us).
-    if text_center is not null and text_share > 0 then
-        user_embedding := rerankdb.center(user_embedding, text_center, text_share);
+    -- The query vectors, once per call, not per candidate (rerankdb.blend;
+    -- called only where it has work to do: a call costs a few us).
+    if (text_center is not null and text_share > 0) or (short_embedding is not null and text_short > 0) then
+        user_embedding := rerankdb.blend(user_embedding, short_embedding, text_short, text_center, text_share);
     end if;
-    if user_collab is not null and collab_center is not null and collab_share > 0 then
-        user_collab := rerankdb.center(user_collab, collab_center, collab_share);
+    if user_collab is not null
+       and ((collab_center is not null and collab_share > 0) or (short_collab is not null and collab_short > 0)) then
+        user_collab := rerankdb.blend(user_collab, short_collab, collab_short, collab_center, collab_share);
     end if;
 
     -- Distinct candidates in item_id order (first position kept), so that the

@@ -41,8 +41,5 @@ update rerankdb.item_rank r
 -- name: mark_trained
 update rerankdb.settings set trained_at = now()
 
--- name: mark_rebuild
-update rerankdb.worker_state set last_rebuild_at = now()
-
 -- name: refresh_centers
 select rerankdb.refresh_centers()

@@ -33,24 +33,30 @@ order by q.interaction_id
 for update of q skip locked
 
 -- name: try_begin_batch
--- begin_batch for a REPEATABLE READ rebuild: its snapshot must not predate a
--- training that commits while it waits, so it does not wait for the lock
--- (false: the caller retries later), and the clock as begin_batch's.
+-- begin_batch and batch_settings for a REPEATABLE READ rebuild: its snapshot
+-- must not predate a training or tuning that commits while it waits, so it
+-- does not wait for the lock (false: the caller retries later).
 select pg_try_advisory_xact_lock_shared('rerankdb.user_state'::regclass::oid::integer, 1),
-       extract(epoch from now())::float8, extract(epoch from s.future_tolerance)::float8
+       extract(epoch from now())::float8, extract(epoch from s.future_tolerance)::float8,
+       extract(epoch from s.half_life)::float8, extract(epoch from s.short_half_life)::float8
 from rerankdb.settings s
 
 -- name: begin_batch
 -- First in every fold and rebuild transaction: the fold lock, shared (a
--- training takes it exclusively, sql/queries/train.sql, to switch the
--- collaborative space of every item and user at once; the key is
--- user_state's oid: one per database), and the database's now() and
--- tolerated clock skew in epoch seconds, which every row's time is checked
--- against (rows written before revision 0005's door, rerankdb.check_interaction,
--- may be infinite or in the future).
-select extract(epoch from now())::float8, extract(epoch from s.future_tolerance)::float8
+-- training or tuning takes it exclusively, sql/queries/train.sql, to switch
+-- the collaborative space or the half-lives of every user at once; the key is
+-- user_state's oid: one per database).
+select pg_advisory_xact_lock_shared('rerankdb.user_state'::regclass::oid::integer, 1)
+
+-- name: batch_settings
+-- Second, in its own statement so that its snapshot follows the lock: the
+-- database's now() and tolerated clock skew in epoch seconds, which every
+-- row's time is checked against (rows written before revision 0005's door,
+-- rerankdb.check_interaction, may be infinite or in the future), and the
+-- half-lives the batch folds with (NULL half_life: no decay).
+select extract(epoch from now())::float8, extract(epoch from s.future_tolerance)::float8,
+       extract(epoch from s.half_life)::float8, extract(epoch from s.short_half_life)::float8
 from rerankdb.settings s
-where pg_advisory_xact_lock_shared('rerankdb.user_state'::regclass::oid::integer, 1) is not null
 
 -- name: drop_collab_of_user
 -- A user the training could not rebuild: no vector of the old space is kept.
@@ -160,7 +166,21 @@ select user_id from rerankdb.user_state
 order by 1
 
 -- name: mark_rebuild
-update rerankdb.worker_state set last_rebuild_at = now()
+-- After every user was rebuilt with the half-lives read at its start.
+update rerankdb.worker_state
+   set last_rebuild_at = now(), states_half_life = %(half_life)s, states_short_half_life = %(short_half_life)s
+
+-- name: half_lives
+-- The half-lives in settings, and whether every user state was last rebuilt with them.
+select s.half_life, s.short_half_life,
+       s.half_life is not distinct from w.states_half_life
+       and s.short_half_life is not distinct from w.states_short_half_life
+from rerankdb.settings s
+cross join rerankdb.worker_state w
+
+-- name: exclusive_fold_lock
+-- No fold or rebuild runs while this transaction switches every user at once.
+select pg_advisory_xact_lock('rerankdb.user_state'::regclass::oid::integer, 1)
 
 -- name: refresh_centers
 select rerankdb.refresh_centers()

@@ -18,7 +18,8 @@ order by u
 on conflict (user_id) do nothing
 
 -- name: lock_states
-select user_id, weighted_sum, extract(epoch from ref_time)::float8, interactions, collab_sum
+select user_id, weighted_sum, extract(epoch from ref_time)::float8, interactions, collab_sum,
+       short_sum, short_collab_sum
 from rerankdb.user_state
 where user_id = any(%(users)s::bigint[])
 order by user_id
@@ -27,7 +28,8 @@ for update
 -- name: create_state_stage
 -- Created by the first batch of a session (and again if that batch rolled back).
 create temp table if not exists _user_state (
-    user_id bigint, weighted_sum vector, ref float8, interactions bigint, collab_sum vector
+    user_id bigint, weighted_sum vector, ref float8, interactions bigint, collab_sum vector,
+    short_sum vector, short_collab_sum vector
 ) on commit delete rows
 
 -- name: copy_state_stage
@@ -39,21 +41,26 @@ update rerankdb.user_state u
        ref_time = coalesce(to_timestamp(s.ref), '-infinity'),
        interactions = s.interactions,
        collab_sum = s.collab_sum,
+       short_sum = s.short_sum,
+       short_collab_sum = s.short_collab_sum,
        updated_at = now()
   from _user_state s
  where u.user_id = s.user_id
 
 -- name: write_user_vectors
--- The vector table's trigger normalizes the text vector; collab is normalized
--- here.  A sum without direction (norm <= eps) gives no vector.
-insert into rerankdb.user_vectors (user_id, embedding, collab)
+-- The vector table's trigger normalizes the text vector; the others are
+-- normalized here.  A sum without direction (norm <= eps) gives no vector.
+insert into rerankdb.user_vectors (user_id, embedding, collab, short_embedding, short_collab)
 select user_id, weighted_sum,
-       case when vector_norm(collab_sum) > %(eps)s then l2_normalize(collab_sum) end
+       case when vector_norm(collab_sum) > %(eps)s then l2_normalize(collab_sum) end,
+       case when vector_norm(short_sum) > %(eps)s then l2_normalize(short_sum) end,
+       case when vector_norm(short_collab_sum) > %(eps)s then l2_normalize(short_collab_sum) end
 from _user_state
 where vector_norm(weighted_sum) > %(eps)s
 order by user_id
 on conflict (user_id) do update
-   set embedding = excluded.embedding, collab = excluded.collab, updated_at = now()
+   set embedding = excluded.embedding, collab = excluded.collab,
+       short_embedding = excluded.short_embedding, short_collab = excluded.short_collab, updated_at = now()
 
 -- name: delete_directionless_user_vectors
 delete from rerankdb.user_vectors v
