@@ -43,8 +43,8 @@ PAST = [
     (3, 402, "like", None),  # Cleo listens to jazz
     (3, 405, "add_to_cart", None),
 ]
-# What Ada does live: she buys cookbooks, twice.
-LIVE = [Interaction(1, 205, "purchase"), Interaction(1, 209, "purchase")]
+# What Ada does live: she buys a cookbook.
+LIVE = [Interaction(1, 205, "purchase")]
 
 
 def history(now: datetime) -> list[Interaction]:
@@ -152,7 +152,7 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
             _say(_table([(k + 1, None, i, f"[{topics[i]}] {texts[i]}") for k, i in enumerate(CANDIDATES)]))
             before = show("\nReranked for Ada by rerankdb.rerank (cosine similarity to her vector):")
 
-            _say("\nNow Ada buys two cookbooks (items 205 and 209), live...")
+            _say("\nNow Ada buys a cookbook (item 205), live...")
             t0 = time.perf_counter()
             client.record_interactions(LIVE)
             _wait(

@@ -50,6 +50,8 @@ def test_demo_shows_before_after_live_move_and_sql(server_url: str) -> None:
     assert float(delay) >= 0
     first_row = after_live.splitlines()[2].split()
     assert first_row[0] == "1" and "[cooking]" in after_live.splitlines()[2], "cookbooks moved cooking up"
+    long_only = text.split("With the long-term vector alone her top 3 would be:", 1)[1].splitlines()[1]
+    assert "[cooking]" not in long_only, "the short-term vector is what puts the newest interest first"
     assert "select * from rerankdb.rerank(1, array[" in text
     assert not demo_db_exists(server_url), "cleaned up by default"
 
