@@ -50,6 +50,26 @@ def blend_dots(long_dots: np.ndarray, short_dots: np.ndarray, gram: np.ndarray, 
     return np.where((norm > 1e-6)[:, None], mixed, long_dots)
 
 
+CHUNK = 256  # users per gather of candidate vectors: 256 x 100 x 384 float64 is 79 MB
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Each user's candidate list, as rows of one matrix of item vectors."""
+
+    vectors: np.ndarray  # (N, d): one row per distinct item
+    positions: np.ndarray  # (U, L): the row of each candidate
+
+    def dots(self, queries: np.ndarray) -> np.ndarray:
+        """(U, L) dot products of user u's query (row u of ``queries``) with u's candidates,
+        gathered a chunk of users at a time (memory O(CHUNK x L x d), not O(U x L x d))."""
+        out = np.empty(self.positions.shape)
+        for lo in range(0, len(self.positions), CHUNK):
+            block = self.vectors[self.positions[lo : lo + CHUNK]]
+            out[lo : lo + CHUNK] = np.einsum("ud,ucd->uc", queries[lo : lo + CHUNK], block)
+        return out
+
+
 @dataclass
 class Space:
     """One space's user vectors (long and short term) for one pair of half-lives."""
@@ -60,13 +80,12 @@ class Space:
     has_short: np.ndarray  # (U,)
     center: np.ndarray | None
 
-    def query_dots(self, cands: np.ndarray, share: float, centering: float) -> np.ndarray:
-        """(U, 100) dots of each user's query vector (rerankdb.blend) with candidate vectors
-        ``cands`` (U, 100, d)."""
+    def query_dots(self, cands: Candidates, share: float, centering: float) -> np.ndarray:
+        """(U, L) dots of each user's query vector (rerankdb.blend) with their candidates."""
         lc = center(self.long, self.center, centering)
         sc = center(self.short, self.center, centering)
-        long_dots = np.einsum("ud,ucd->uc", lc, cands)
-        short_dots = np.einsum("ud,ucd->uc", sc, cands)
+        long_dots = cands.dots(lc)
+        short_dots = cands.dots(sc)
         gram = np.einsum("ud,ud->u", lc, sc)
         mixed = blend_dots(long_dots, short_dots, gram, share)
         return np.where(self.has_short[:, None], mixed, long_dots)

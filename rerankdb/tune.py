@@ -19,11 +19,12 @@ worker's encoder, or the log has no context text), every user is rebuilt in
 the same transaction, so readers see the old settings or the new ones.
 Otherwise the worker rebuilds at its next drain.
 
-Cost: one fold of the sampled users' histories per pair of half-lives, and
-per setting a few array operations on users x 100 scores; memory O(sampled
-users x 100 x (dim + collab dim)) for the candidates, chunked.  Users are
-sampled (``max_users``), so the cost grows with the log only through the
-SVD and the read of the log.
+Cost: one fold of the sampled users' histories per half-life (each sum is
+cached), candidate dot products per blend of a space, and per setting a few
+array operations on users x 100 scores; memory O(sampled users x 100) per
+score array plus the vectors of the items involved (candidate vectors are
+gathered a chunk of users at a time).  Users are sampled (``max_users``), so
+the cost grows with the log only through the SVD and the read of the log.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from rerankdb.encoder import Encoder
 from rerankdb.errors import InvalidInputError
 from rerankdb.fold import FoldParams, fold
 from rerankdb.holdout import Holdout, hold_out, read_catalog, read_log
-from rerankdb.scoring import Space, ndcg_from_scores, space
+from rerankdb.scoring import Candidates, Space, ndcg_from_scores, space
 from rerankdb.sqlfiles import queries
 from rerankdb.train import binary_matrix, item_factors, train
 from rerankdb.user_refresh import rebuild_all_in_transaction
@@ -177,8 +178,8 @@ class TuneReport:
 class Fitted:
     """Everything a pair of half-lives needs: candidate vectors and the users' spaces."""
 
-    text_cands: dict[str, np.ndarray]  # list -> (U, 100, D)
-    collab_cands: dict[str, np.ndarray] | None  # list -> (U, 100, k), zero where an item has none
+    text_cands: dict[str, Candidates]  # list -> the users' candidates' text vectors
+    collab_cands: dict[str, Candidates] | None  # list -> their collaborative vectors (zero: none)
     has_collab_item: dict[str, np.ndarray] | None  # list -> (U, 100)
     support: dict[str, np.ndarray] | None  # list -> (U, 100) users per item
     holdout: Holdout
@@ -302,7 +303,7 @@ def fit(
         )
     needed = np.unique(np.concatenate([holdout.items, *[lst.ravel() for lst in holdout.lists.values()]]))
     text = _text_vectors(conn, needed)
-    text_cands = {name: text[lst] for name, lst in _positions(holdout, needed).items()}
+    text_cands = {name: Candidates(text, pos) for name, pos in _positions(holdout, needed).items()}
     rows_text = text[np.searchsorted(needed, holdout.items)]
     fitted = Fitted(text_cands, None, None, None, holdout, rows_text, None, None, needed, train_rows)
     if trained:
@@ -328,7 +329,7 @@ def with_collab(fitted: Fitted, k: int) -> Fitted:
     rows_pos = np.searchsorted(needed, holdout.items)
     return replace(
         fitted,
-        collab_cands={n: cvecs[p] for n, p in pos.items()},
+        collab_cands={n: Candidates(cvecs, p) for n, p in pos.items()},
         has_collab_item={n: has[p] for n, p in pos.items()},
         support={n: sup[p] for n, p in pos.items()},
         collab_vecs=cvecs[rows_pos],

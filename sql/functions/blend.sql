@@ -11,26 +11,42 @@
 -- Output  a unit vector; center(long) when short is NULL, share <= 0, the
 --         dimensions differ, or the blend is (nearly) zero; center(short)
 --         when share >= 1; NULL when long is NULL.
+-- PL/pgSQL, one call: nested SQL functions measured ~70 us at 384-d, this
+-- ~15 us (an inlined SQL expression with the same guards: ~18 us).
+-- normalize((1 - s) a + s b) = normalize(a + s / (1 - s) b): one scalar
+-- product (pgvector has none: an array_fill vector, elementwise).
 create or replace function rerankdb.blend(
     long vector, short vector, share double precision, center vector, centering double precision
 ) returns vector
-language sql immutable parallel safe
+language plpgsql immutable parallel safe
 set search_path = pg_catalog, public
 as $fn$
-    select case
-        when long is null then null
-        when short is null or share is null or share <= 0 or vector_dims(short) <> vector_dims(long)
-            then rerankdb.center(long, center, centering)
-        when share >= 1 then rerankdb.center(short, center, centering)
-        else (
-            select case when vector_norm(x.v) > 1e-6 then l2_normalize(x.v)
-                        else rerankdb.center(long, center, centering) end
-            from (
-                select rerankdb.center(long, center, centering)
-                         * array_fill((1 - share)::real, array[vector_dims(long)])::vector
-                       + rerankdb.center(short, center, centering)
-                         * array_fill(share::real, array[vector_dims(long)])::vector
-            ) as x(v)
-        )
-    end
+declare
+    c vector;
+    l vector := long;
+    s vector := short;
+    q vector;
+begin
+    if long is null then
+        return null;
+    end if;
+    if center is not null and centering > 0 and vector_dims(center) = vector_dims(long) then
+        c := case when centering = 1 then center
+                  else center * array_fill(centering::real, array[vector_dims(center)])::vector end;
+        q := long - c;
+        l := case when vector_norm(q) > 1e-6 then l2_normalize(q) else long end;
+    end if;
+    if short is null or share is null or share <= 0 or vector_dims(short) <> vector_dims(long) then
+        return l;
+    end if;
+    if c is not null then
+        q := short - c;
+        s := case when vector_norm(q) > 1e-6 then l2_normalize(q) else short end;
+    end if;
+    if share >= 1 then
+        return s;
+    end if;
+    q := l + s * array_fill((share / (1 - share))::real, array[vector_dims(s)])::vector;
+    return case when vector_norm(q) > 1e-6 then l2_normalize(q) else l end;
+end
 $fn$;
