@@ -110,6 +110,7 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         # Revision 0006: short-term intent.
         Column("short_embedding", Vector(), nullable=True),
         Column("short_collab", Vector(), nullable=True),
+        postgresql_with={"toast_tuple_target": "8160"},
     )
     _worker_tables(md, dim)
     return md
@@ -156,6 +157,7 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("collab_sum", Vector(), nullable=True),
         Column("short_sum", Vector(), nullable=True),  # revision 0006
         Column("short_collab_sum", Vector(), nullable=True),
+        postgresql_with={"toast_tuple_target": "8160"},
     )
     Table(
         "worker_state",

@@ -196,8 +196,10 @@ class Clock:
 def _begin_batch(conn: psycopg.Connection[Any], context_weight: float) -> Clock:
     """Take the shared fold lock (a training's or tuning's switch waits for this batch),
     then read the clock and half-lives, in a statement whose snapshot follows the lock."""
-    conn.execute(Q["begin_batch"])
-    row = conn.execute(Q["batch_settings"]).fetchone()
+    with conn.pipeline():  # one round trip; the second statement still gets its own snapshot
+        conn.execute(Q["begin_batch"])
+        cur = conn.execute(Q["batch_settings"])
+    row = cur.fetchone()
     assert row is not None
     return Clock.from_row(row, context_weight)
 

@@ -12,4 +12,6 @@ alter table rerankdb.settings
     drop column half_life, drop column short_half_life, drop column short_weight,
     drop column collab_short_weight, drop column tuned_at, drop column tune_report;
 alter table rerankdb.user_vectors drop column short_embedding, drop column short_collab;
+alter table rerankdb.user_vectors reset (toast_tuple_target);
+alter table rerankdb.user_state reset (toast_tuple_target);
 alter table rerankdb.user_state drop column short_sum, drop column short_collab_sum;
