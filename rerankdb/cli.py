@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tu.add_argument("--dry-run", action="store_true", help="only measure and print; write nothing")
     tu.add_argument(
-        "--max-users", type=_positive_int, default=5000, help="held-out users sampled (default 5000)"
+        "--max-users", type=_positive_int, default=2000, help="held-out users sampled (default 2000)"
     )
     tu.add_argument("--seed", type=int, default=0, help="fixes the sample and the lists (default 0)")
     tu.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also plot what was tried")

@@ -501,7 +501,7 @@ class Client:
     # -- tuning ----------------------------------------------------------------
 
     def tune(
-        self, objective: str = "mean", *, dry_run: bool = False, max_users: int = 5000, seed: int = 0
+        self, objective: str = "mean", *, dry_run: bool = False, max_users: int = 2000, seed: int = 0
     ) -> TuneReport:
         """``rerankdb tune``: choose the settings on this installation's log (rerankdb.tune).
 

@@ -11,7 +11,7 @@ trying another blend weight costs no new products with the candidates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -80,13 +80,18 @@ class Space:
     has_short: np.ndarray  # (U,)
     center: np.ndarray | None
 
+    parts: dict[tuple[int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
     def query_dots(self, cands: Candidates, share: float, centering: float) -> np.ndarray:
-        """(U, L) dots of each user's query vector (rerankdb.blend) with their candidates."""
-        lc = center(self.long, self.center, centering)
-        sc = center(self.short, self.center, centering)
-        long_dots = cands.dots(lc)
-        short_dots = cands.dots(sc)
-        gram = np.einsum("ud,ud->u", lc, sc)
+        """(U, L) dots of each user's query vector (rerankdb.blend) with their candidates.
+        The dots of the two centered parts are computed once per list and centering;
+        each share only mixes them."""
+        key = (id(cands), centering)
+        if key not in self.parts:
+            lc = center(self.long, self.center, centering)
+            sc = center(self.short, self.center, centering)
+            self.parts[key] = (cands.dots(lc), cands.dots(sc), np.einsum("ud,ud->u", lc, sc))
+        long_dots, short_dots, gram = self.parts[key]
         mixed = blend_dots(long_dots, short_dots, gram, share)
         return np.where(self.has_short[:, None], mixed, long_dots)
 

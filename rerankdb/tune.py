@@ -465,7 +465,7 @@ def tune(
     context_weight: float = 0.5,
     dim: int | None = None,
     rebuild: bool = True,
-    max_users: int = 5000,
+    max_users: int = 2000,
     seed: int = 0,
     grid: Grid | None = None,
     progress: Callable[[int, int], None] | None = None,
