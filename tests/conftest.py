@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 
 from rerankdb import Client, db, embedded, migrate
 
@@ -103,3 +105,36 @@ def catalog(conn: Any, encoder: Any) -> dict[int, np.ndarray]:
     report = drain(conn, encoder)
     assert report.items_embedded == len(CATALOG)
     return {i: encoder.encode([t])[0] for i, t in CATALOG.items()}
+
+
+# --- roles: a login user in one of rerankdb's roles (tests/test_roles.py, test_tune.py) ---
+
+_role_names = itertools.count()
+PASSWORD = "rerankdb-test"
+
+
+def as_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{PASSWORD}@{host}"))
+
+
+@pytest.fixture
+def login(conn: psycopg.Connection[Any], db_url: str) -> Iterator[Callable[[str], str]]:
+    """login(role) -> the URL of a new LOGIN user that is a member of ``role`` only."""
+    made: list[str] = []
+
+    def make(role: str) -> str:
+        name = f"rerankdb_test_{role}_{os.getpid()}_{next(_role_names)}"
+        conn.execute(
+            sql.SQL("create role {} login password {} in role {}").format(
+                sql.Identifier(name), sql.Literal(PASSWORD), sql.Identifier(role)
+            )
+        )
+        made.append(name)
+        return as_user(db_url, name)
+
+    yield make
+    for name in made:
+        conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))

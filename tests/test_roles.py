@@ -2,50 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
 
 from rerankdb import Client, Interaction, Item, db
 from rerankdb.drain import drain
 from tests.helpers import load_items
-
-_names = itertools.count()
-PASSWORD = "rerankdb-test"
-
-
-def as_user(url: str, user: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{user}:{PASSWORD}@{host}"))
-
-
-@pytest.fixture
-def login(conn: psycopg.Connection[Any], db_url: str) -> Iterator[Callable[[str], str]]:
-    """login(role) -> the URL of a new LOGIN user that is a member of ``role`` only."""
-    made: list[str] = []
-
-    def make(role: str) -> str:
-        name = f"rerankdb_test_{role}_{os.getpid()}_{next(_names)}"
-        conn.execute(
-            sql.SQL("create role {} login password {} in role {}").format(
-                sql.Identifier(name), sql.Literal(PASSWORD), sql.Identifier(role)
-            )
-        )
-        made.append(name)
-        return as_user(db_url, name)
-
-    yield make
-    for name in made:
-        conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -202,3 +202,18 @@ def test_the_nightly_job_can_tune_after_training(
     worker._scheduled("train", job)
     assert "tuned:" in caplog.text and "scheduled train done" in caplog.text
     assert conn.execute("select tuned_at is not null from rerankdb.settings").fetchone() == (True,)
+
+
+def test_the_worker_role_can_tune(conn: Any, sessions: Any, login: Any) -> None:
+    """What the scheduled job runs as: the worker role writes the settings, retrains or
+    rebuilds, and nothing is refused."""
+    from rerankdb.config import Settings
+    from rerankdb.worker import Worker
+
+    worker = Worker(login("rerankdb_worker"), Settings(), None)
+    report = worker.tune(grid=SMALL, seed=1)
+    assert report.written and (report.rebuilt or report.retrained)
+    row = conn.execute(
+        "select short_weight, collab_dim, tuned_at is not null from rerankdb.settings"
+    ).fetchone()
+    assert row == (pytest.approx(report.chosen.short_weight), report.chosen.collab_dim, True)
