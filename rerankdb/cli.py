@@ -232,12 +232,16 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
     from rerankdb import tune_report
 
     worker = _worker(args, settings, listen=False)
-    with tqdm(desc="tuning (pairs of half-lives)", unit=" pairs", file=sys.stderr) as bar:
+    bars: list[Any] = []  # made at the first step: a log refused up front shows no bar
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(
+                tqdm(desc="tuning (steps of the search)", total=total, unit=" steps", file=sys.stderr)
+            )
+        bars[0].update(done - bars[0].n)
 
+    try:
         report = worker.tune(
             objective=args.objective,
             dry_run=args.dry_run,
@@ -245,6 +249,9 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
             progress=progress,
         )
+    finally:
+        for bar in bars:
+            bar.close()
     print(tune_report.table(report))
     print()
     print(tune_report.comparison(report))
