@@ -28,6 +28,7 @@ from rerankdb.errors import (
     DatabaseUnavailableError,
     DimensionMismatchError,
     InvalidInputError,
+    PermissionDeniedError,
     SchemaNotInstalledError,
     UnknownKindError,
 )
@@ -515,9 +516,15 @@ class Client:
         if isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1:
             raise InvalidInputError(f"max_users must be a positive integer, got {max_users!r}")
         with db.connect(self.url, autocommit=True) as conn:
-            return tune(
-                conn, objective=objective, dry_run=dry_run, dim=self._dim, max_users=max_users, seed=seed
-            )
+            try:
+                return tune(
+                    conn, objective=objective, dry_run=dry_run, dim=self._dim, max_users=max_users, seed=seed
+                )
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise PermissionDeniedError(
+                    "rerankdb tune reads the log and the vectors and writes rerankdb.settings: connect as "
+                    f"the owner or a member of rerankdb_worker ({str(exc).strip()})"
+                ) from None
 
     def _ranked(self, query: str, **params: Any) -> list[Ranked]:
         """Run a read; a lost connection (a server restart, a failover) is retried within ``timeout``."""

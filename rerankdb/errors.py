@@ -54,3 +54,7 @@ class DatabaseUnavailableError(RerankdbError):
 
 class EmbeddedServerError(RerankdbError):
     """The embedded PostgreSQL server could not be started or stopped."""
+
+
+class PermissionDeniedError(RerankdbError):
+    """The connected role may not do this (README, "Roles")."""

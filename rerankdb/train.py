@@ -60,6 +60,29 @@ def item_factors(x: sp.csr_matrix, k: int) -> np.ndarray:
     return unit
 
 
+@dataclass(frozen=True)
+class Learned:
+    """Collaborative item vectors learned from (user, item) pairs of positive interactions."""
+
+    users: int
+    items: np.ndarray  # (n,) item ids, sorted
+    factors: np.ndarray  # (n, k') float32 unit rows (zero: no direction)
+    support: np.ndarray  # (n,) users per item
+
+
+def learn(users: np.ndarray, items: np.ndarray, k: int) -> Learned | None:
+    """The truncated SVD of the binary user x item matrix; None with fewer than 3 users or items.
+    What ``train`` stores, and what ``rerankdb tune`` learns from a held-out log."""
+    user_ids, user_idx = np.unique(users, return_inverse=True)
+    item_ids, item_idx = np.unique(items, return_inverse=True)
+    if min(len(user_ids), len(item_ids)) < 3:
+        return None
+    x = binary_matrix(user_idx, item_idx, len(user_ids), len(item_ids))
+    factors = item_factors(x, k).astype(np.float32)
+    support = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
+    return Learned(len(user_ids), item_ids, factors, support)
+
+
 def train(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
@@ -77,13 +100,11 @@ def train(
     if not pairs:
         return TrainReport(0, 0, 0, 0, time.perf_counter() - t0)
     arr = np.array(pairs, dtype=np.int64)
-    users, user_idx = np.unique(arr[:, 0], return_inverse=True)
-    items, item_idx = np.unique(arr[:, 1], return_inverse=True)
-    if min(len(users), len(items)) < 3:
-        return TrainReport(len(users), len(items), len(pairs), 0, time.perf_counter() - t0)
-    x = binary_matrix(user_idx, item_idx, len(users), len(items))
-    factors = item_factors(x, k).astype(np.float32)
-    support = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)  # users per item
+    learned = learn(arr[:, 0], arr[:, 1], k)
+    if learned is None:
+        n_users, n_items = len(np.unique(arr[:, 0])), len(np.unique(arr[:, 1]))
+        return TrainReport(n_users, n_items, len(pairs), 0, time.perf_counter() - t0)
+    items, factors, support = learned.items, learned.factors, learned.support
     # One transaction switches every item and every user to the new space (any
     # dimension): a reader sees the old space or the new one, never a mix and
     # never an error.  Folds wait meanwhile (the exclusive fold lock; their
@@ -108,8 +129,8 @@ def train(
         factors.shape[1],
         len(items),
         len(pairs),
-        len(users),
+        learned.users,
         counted,
         seconds,
     )
-    return TrainReport(len(users), len(items), len(pairs), int(factors.shape[1]), seconds)
+    return TrainReport(learned.users, len(items), len(pairs), int(factors.shape[1]), seconds)

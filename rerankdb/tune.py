@@ -47,7 +47,7 @@ from rerankdb.fold import FoldParams, fold
 from rerankdb.holdout import Holdout, hold_out, read_catalog, read_log
 from rerankdb.scoring import Candidates, Space, ndcg_from_scores, space
 from rerankdb.sqlfiles import queries
-from rerankdb.train import binary_matrix, item_factors, train
+from rerankdb.train import learn, train
 from rerankdb.user_refresh import rebuild_all_in_transaction
 
 Q = queries("tune")
@@ -281,17 +281,23 @@ def _score_grid(
             )
 
 
+def current_settings(conn: psycopg.Connection[Any]) -> tuple[TuneSettings, bool, tuple[float, float]]:
+    """(the settings rerank scores with now, whether collaborative vectors are trained, the
+    database's now and future tolerance in seconds).  collab_dim is the trained dimension."""
+    row = conn.execute(Q["settings"]).fetchone()
+    assert row is not None
+    trained_dim = None if row[9] is None else int(row[9])
+    w, shrink, tc, cc, sw, csw = (float(x) for x in row[2:8])
+    current = TuneSettings(row[0], row[1], w, shrink, tc, cc, sw, csw, trained_dim or int(row[8]))
+    return current, trained_dim is not None, (float(row[10]), float(row[11]))
+
+
 def fit(
     conn: psycopg.Connection[Any], *, max_users: int, seed: int
 ) -> tuple[Fitted, TuneSettings, bool, int]:
     """Read the database, hold out, learn collaborative vectors from the history and gather
     candidate vectors: (fitted, current settings, trained, log rows)."""
-    row = conn.execute(Q["settings"]).fetchone()
-    assert row is not None
-    trained_dim = None if row[9] is None else int(row[9])  # what rerank scores with now
-    w, shrink, tc, cc, sw, csw = (float(x) for x in row[2:8])
-    current = TuneSettings(row[0], row[1], w, shrink, tc, cc, sw, csw, trained_dim or int(row[8]))
-    trained, now, tolerance = trained_dim is not None, float(row[10]), float(row[11])
+    current, trained, (now, tolerance) = current_settings(conn)
     log_rows = read_log(conn, now, tolerance)
     catalog = read_catalog(conn)
     rng = np.random.default_rng(seed)
@@ -351,17 +357,14 @@ def _text_vectors(conn: psycopg.Connection[Any], items: np.ndarray) -> np.ndarra
 def _collab_vectors(train_rows: np.ndarray, k: int) -> tuple[dict[int, np.ndarray], dict[int, int]] | None:
     """Collaborative vectors learned from the history alone, as rerankdb.train learns them."""
     pos = train_rows[train_rows["weight"] > 0]
-    users, user_idx = np.unique(pos["user"], return_inverse=True)
-    items, item_idx = np.unique(pos["item"], return_inverse=True)
-    if min(len(users), len(items)) < 3:
+    learned = learn(pos["user"], pos["item"], k)
+    if learned is None:
         return None
-    x = binary_matrix(user_idx, item_idx, len(users), len(items))
-    factors = item_factors(x, k).astype(np.float32).astype(np.float64)
-    support = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
+    factors = learned.factors.astype(np.float64)
     keep = np.flatnonzero(np.abs(factors).sum(axis=1) > 0)
     return (
-        {int(items[j]): factors[j] for j in keep},
-        {int(items[j]): int(support[j]) for j in keep},
+        {int(learned.items[j]): factors[j] for j in keep},
+        {int(learned.items[j]): int(learned.support[j]) for j in keep},
     )
 
 
@@ -456,6 +459,41 @@ def _interval(values: np.ndarray, seed: int) -> Interval:
     return Interval(*metrics.bootstrap_ci(values, seed=seed))
 
 
+def apply(
+    conn: psycopg.Connection[Any],
+    chosen: TuneSettings,
+    *,
+    encoder: Encoder | None,
+    context_weight: float,
+    dim: int | None,
+    can_rebuild: bool = True,
+    report: dict[str, Any] | None = None,
+) -> tuple[bool, bool]:
+    """Write ``chosen`` to rerankdb.settings in one transaction under the exclusive fold lock,
+    and with ``can_rebuild`` (it needs ``dim``) make every user follow at once: a training at
+    its collaborative dimension if the trained one differs, else a rebuild if a half-life
+    changed (without, the worker's next drain rebuilds).  Returns (retrained, rebuilt)."""
+    with conn.transaction():
+        conn.execute(Q["exclusive_fold_lock"])
+        current, trained, _ = current_settings(conn)
+        retrained = trained and can_rebuild and chosen.collab_dim != current.collab_dim
+        rebuilt = can_rebuild and (retrained or chosen.half_lives != current.half_lives)
+        conn.execute(
+            Q["write_settings"], {**asdict(chosen), "report": None if report is None else Jsonb(report)}
+        )
+        if rebuilt:
+            if dim is None:
+                raise InvalidInputError("rerankdb.tune.apply: rebuilding users needs the dimension (dim)")
+            if retrained:
+                done = train(conn, encoder, context_weight, dim)  # and every user rebuilt
+                log.info("tune: trained %d-d collaborative vectors in %.1f s", done.dim, done.seconds)
+            else:
+                counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim)
+                conn.execute(Q["refresh_centers"])
+                log.info("tune: every user rebuilt with the new half-lives (%d interactions)", counted)
+    return retrained, rebuilt
+
+
 def tune(
     conn: psycopg.Connection[Any],
     *,
@@ -511,28 +549,20 @@ def tune(
     )
     if dry_run:
         return replace(report, seconds=time.perf_counter() - t0)
-    changed_half_lives = chosen.half_lives != current.half_lives
-    retrained = trained and chosen.collab_dim != current.collab_dim
-    with conn.transaction():
-        conn.execute(Q["exclusive_fold_lock"])
-        params = asdict(chosen)
-        params["report"] = Jsonb(replace(report, seconds=time.perf_counter() - t0).as_json())
-        conn.execute(Q["write_settings"], params)
-        if retrained:
-            assert dim is not None
-            done = train(conn, encoder, context_weight, dim)  # new vectors, every user rebuilt
-            log.info("tune: trained %d-d collaborative vectors in %.1f s", done.dim, done.seconds)
-        elif changed_half_lives and can_rebuild:
-            assert dim is not None
-            counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim)
-            conn.execute(Q["refresh_centers"])
-            log.info("tune: every user rebuilt with the new half-lives (%d interactions)", counted)
-    rebuilt = changed_half_lives and can_rebuild
+    retrained, rebuilt = apply(
+        conn,
+        chosen,
+        encoder=encoder,
+        context_weight=context_weight,
+        dim=dim,
+        can_rebuild=can_rebuild,
+        report=replace(report, seconds=time.perf_counter() - t0).as_json(),
+    )
     report = replace(
         report,
         written=True,
         retrained=retrained,
         rebuilt=rebuilt,
-        rebuild_pending=changed_half_lives and not rebuilt,
+        rebuild_pending=chosen.half_lives != current.half_lives and not rebuilt,
     )
     return replace(report, seconds=time.perf_counter() - t0)

@@ -217,3 +217,11 @@ def test_the_worker_role_can_tune(conn: Any, sessions: Any, login: Any) -> None:
         "select short_weight, collab_dim, tuned_at is not null from rerankdb.settings"
     ).fetchone()
     assert row == (pytest.approx(report.chosen.short_weight), report.chosen.collab_dim, True)
+
+
+def test_the_app_role_may_not_tune(sessions: Any, login: Any) -> None:
+    from rerankdb.errors import PermissionDeniedError
+
+    with Client(login("rerankdb_app")) as app:
+        with pytest.raises(PermissionDeniedError, match="owner or a member of rerankdb_worker"):
+            app.tune(dry_run=True)

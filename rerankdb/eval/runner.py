@@ -29,6 +29,7 @@ from rerankdb.eval import baselines, report
 from rerankdb.eval.movielens import LISTS, Protocol, Rating, build, write_lists
 from rerankdb.train import train
 from rerankdb.tune import DAY, TuneReport, TuneSettings, tune
+from rerankdb.tune import apply as tune_apply
 from rerankdb.user_refresh import rebuild_all
 
 DATABASE = "rerankdb_eval"
@@ -105,25 +106,9 @@ def reweight(conn: psycopg.Connection[Any], weighting: str, dim: int) -> None:
 
 
 def apply(conn: psycopg.Connection[Any], settings: TuneSettings, dim: int) -> None:
-    """Write settings as `rerankdb tune` does: a training if the collaborative dimension
-    differs from the trained one (and matters), else the drain rebuilds users if a
-    half-life changed."""
-    conn.execute(
-        "update rerankdb.settings set half_life = make_interval(secs => %(half_life)s),"
-        " short_half_life = make_interval(secs => %(short_half_life)s),"
-        " collab_weight = %(collab_weight)s, collab_shrink = %(collab_shrink)s,"
-        " text_centering = %(text_centering)s, collab_centering = %(collab_centering)s,"
-        " short_weight = %(short_weight)s, collab_short_weight = %(collab_short_weight)s,"
-        " collab_dim = %(collab_dim)s",
-        asdict(settings),
-    )
-    row = conn.execute(
-        "select vector_dims(collab) from rerankdb.item_rank where collab is not null limit 1"
-    ).fetchone()
-    if settings.collab_weight > 0 and (row is None or row[0] != settings.collab_dim):
-        train(conn, None, 0.0, dim)  # on the whole log; rebuilds every user
-    else:
-        drain(conn, None, 0.0, dim)
+    """Write settings as `rerankdb tune` does (rerankdb.tune.apply): a training if the
+    collaborative dimension differs from the trained one, a rebuild if a half-life did."""
+    tune_apply(conn, settings, encoder=None, context_weight=0.0, dim=dim)
 
 
 def product_variants(report: TuneReport) -> dict[str, TuneSettings]:
