@@ -222,6 +222,8 @@ def test_the_worker_role_can_tune(conn: Any, sessions: Any, login: Any) -> None:
 def test_the_app_role_may_not_tune(sessions: Any, login: Any) -> None:
     from rerankdb.errors import PermissionDeniedError
 
-    with Client(login("rerankdb_app")) as app:
-        with pytest.raises(PermissionDeniedError, match="owner or a member of rerankdb_worker"):
-            app.tune(dry_run=True)
+    with (
+        Client(login("rerankdb_app")) as app,
+        pytest.raises(PermissionDeniedError, match="owner or a member of rerankdb_worker"),
+    ):
+        app.tune(dry_run=True)
