@@ -6,7 +6,7 @@ SQL; :class:`Client` is the thin Python layer over the same functions.
 
 from __future__ import annotations
 
-from rerankdb.client import Client, Interaction, Item, Ranked, Status
+from rerankdb.client import Client, Interaction, Item, Ranked, Reason, Status
 from rerankdb.errors import (
     ConfigError,
     DatabaseUnavailableError,
@@ -30,6 +30,7 @@ __all__ = [
     "InvalidInputError",
     "Item",
     "Ranked",
+    "Reason",
     "RerankdbError",
     "SchemaNotInstalledError",
     "Status",

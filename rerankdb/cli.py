@@ -40,6 +40,15 @@ def _dim(raw: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _id_list(raw: str) -> list[int]:
+    try:
+        return [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected item ids separated by commas (5,17,42), got {raw!r}"
+        ) from None
+
+
 # --- handlers ---------------------------------------------------------------------
 
 
@@ -88,7 +97,30 @@ def print_ranked(rows: Sequence[Ranked]) -> None:
 
 def cmd_rerank(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
-        print_ranked(client.rerank(args.user_id, args.items, args.k))
+        print_ranked(
+            client.rerank(
+                args.user_id,
+                args.items,
+                args.k,
+                diversity=args.diversity,
+                context_items=args.context,
+                exclude_seen=args.exclude_seen,
+            )
+        )
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        reasons = client.explain(args.user_id, args.items, n=args.n)
+    if not reasons:
+        print("(no reasons: the user has no interactions, or the items no vectors)")
+        return 0
+    print(f"{'item':>10}  {'because of':>10}  {'contribution':>12}  last interaction")
+    for r in reasons:
+        print(
+            f"{r.item_id:>10}  {r.because_item_id:>10}  {r.contribution:>12.4f}  {r.occurred_at:%Y-%m-%d %H:%M}"
+        )
     return 0
 
 
@@ -322,8 +354,38 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("user_id", type=int, metavar="USER")
     r.add_argument("items", type=int, nargs="+", metavar="ITEM")
     r.add_argument("-k", type=int, default=None, help="return only the first K")
+    r.add_argument(
+        "--diversity",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="MMR trade-off in [0, 1]: 0 off (default), 0.3 some diversity; chooses the first K "
+        "(100 without -k) from all the candidates",
+    )
+    r.add_argument(
+        "--context",
+        type=_id_list,
+        default=None,
+        metavar="ITEM,ITEM",
+        help="items the user is looking at (a product page, a cart), comma-separated, mixed into the query with "
+        "settings.context_items_weight; a user without a vector is ranked by them alone",
+    )
+    r.add_argument(
+        "--exclude-seen", action="store_true", help="drop the items the user has a positive interaction with"
+    )
 
-    rec = command("recommend", cmd_recommend, help="nearest items to a user's vector")
+    ex = command(
+        "explain", cmd_explain, help="why items score as they do for a user: the interactions behind it"
+    )
+    ex.add_argument("user_id", type=int, metavar="USER")
+    ex.add_argument("items", type=int, nargs="+", metavar="ITEM")
+    ex.add_argument("-n", type=int, default=3, help="reasons per item (default 3)")
+
+    rec = command(
+        "recommend",
+        cmd_recommend,
+        help="the catalog's best items for a user (text and collaborative indexes)",
+    )
     rec.add_argument("user_id", type=int, metavar="USER")
     rec.add_argument("-k", type=int, default=10, help="how many (default 10)")
     rec.add_argument("--include-seen", action="store_true", help="keep items the user interacted with")

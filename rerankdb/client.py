@@ -54,6 +54,17 @@ class Ranked:
 
 
 @dataclass(frozen=True)
+class Reason:
+    """One row of ``rerankdb.explain``: item_id scores as it does partly because of
+    the user's interactions with because_item_id (the newest at occurred_at)."""
+
+    item_id: int
+    because_item_id: int
+    contribution: float
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
 class Item:
     item_id: int
     content: str
@@ -148,6 +159,24 @@ def _as_matrix(vectors: Any, n: int, dim: int, what: str) -> np.ndarray:
             "which has no direction (scale it up); nothing was written"
         )
     return out
+
+
+def _check_diversity(diversity: float) -> float:
+    if (
+        isinstance(diversity, bool)
+        or not isinstance(diversity, (int, float, np.number))
+        or not 0 <= diversity <= 1
+    ):
+        raise InvalidInputError(f"diversity must be in [0, 1] (0: off), got {diversity!r}")
+    return float(diversity)
+
+
+def _context(context_items: Sequence[int] | None) -> list[int] | None:
+    if context_items is None:
+        return None
+    if isinstance(context_items, (str, bytes)):
+        raise InvalidInputError(f"context_items must be a sequence of item ids, got {context_items!r}")
+    return [_check_id(i, "a context item") for i in context_items]
 
 
 def _candidates(candidates: Sequence[int | None] | np.ndarray) -> db.BigintArray | list[int | None]:
@@ -429,12 +458,21 @@ class Client:
     # -- reads ----------------------------------------------------------------
 
     def rerank(
-        self, user_id: int, candidates: Sequence[int | None] | np.ndarray, k: int | None = None
+        self,
+        user_id: int,
+        candidates: Sequence[int | None] | np.ndarray,
+        k: int | None = None,
+        *,
+        diversity: float = 0.0,
+        context_items: Sequence[int] | None = None,
+        exclude_seen: bool = False,
     ) -> list[Ranked]:
         """``rerankdb.rerank``: the candidates ordered for this user (see its SQL contract).
 
         ``candidates`` is a sequence of ints (None allowed and ignored, as in
-        SQL) or an integer numpy array.
+        SQL) or an integer numpy array.  ``diversity`` in [0, 1] (0.3: some;
+        MMR), ``context_items`` what the user is looking at, ``exclude_seen``
+        drops what the user already has.
         """
         uid = _check_id(user_id, "user_id")
         return self._ranked(
@@ -442,6 +480,9 @@ class Client:
             user=uid,
             candidates=_candidates(candidates),
             k=_check_k(k, allow_none=True),
+            diversity=_check_diversity(diversity),
+            context=_context(context_items),
+            exclude_seen=bool(exclude_seen),
         )
 
     def rerank_scored(
@@ -451,8 +492,13 @@ class Client:
         base_scores: Sequence[float | None],
         weight: float = 0.5,
         k: int | None = None,
+        *,
+        diversity: float = 0.0,
+        context_items: Sequence[int] | None = None,
+        exclude_seen: bool = False,
     ) -> list[Ranked]:
-        """``rerankdb.rerank_scored``: the retriever's scores blended with personalization."""
+        """``rerankdb.rerank_scored``: the retriever's scores blended with personalization
+        (``diversity``, ``context_items``, ``exclude_seen`` as for :meth:`rerank`)."""
         if candidates is None or base_scores is None:
             raise InvalidInputError("candidates and base_scores must be sequences, got None")
         if len(base_scores) != len(candidates):
@@ -480,6 +526,9 @@ class Client:
             scores=scores,
             weight=float(weight),
             k=_check_k(k, allow_none=True),
+            diversity=_check_diversity(diversity),
+            context=_context(context_items),
+            exclude_seen=bool(exclude_seen),
         )
 
     def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> list[Ranked]:
@@ -498,6 +547,16 @@ class Client:
             item=_check_id(item_id, "item_id"),
             k=_check_k(k, allow_none=False),
         )
+
+    def explain(self, user_id: int, item_ids: Sequence[int], n: int = 3) -> list[Reason]:
+        """``rerankdb.explain``: per item, the user's interactions that contribute most to its
+        score ("because you watched X"), in the order of ``item_ids``."""
+        uid = _check_id(user_id, "user_id")
+        if isinstance(item_ids, (str, bytes)) or item_ids is None:
+            raise InvalidInputError(f"item_ids must be a sequence of item ids, got {item_ids!r}")
+        items = [_check_id(i, "an item_id") for i in item_ids]
+        rows = self._read(Q["explain"], user=uid, items=items, n=_check_k(n, allow_none=False))
+        return [Reason(*row) for row in rows]
 
     # -- tuning ----------------------------------------------------------------
 
@@ -527,13 +586,15 @@ class Client:
                 ) from None
 
     def _ranked(self, query: str, **params: Any) -> list[Ranked]:
+        return [Ranked(i, s, r) for i, s, r in self._read(query, **params)]
+
+    def _read(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
         """Run a read; a lost connection (a server restart, a failover) is retried within ``timeout``."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
                 with self._connection() as conn:
-                    rows = conn.execute(query, params, binary=True).fetchall()
-                return [Ranked(i, s, r) for i, s, r in rows]
+                    return conn.execute(query, params, binary=True).fetchall()
             except DatabaseUnavailableError:
                 if time.monotonic() >= deadline:
                     raise

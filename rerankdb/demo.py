@@ -45,6 +45,9 @@ PAST = [
 ]
 # What Ada does live: she buys a cookbook.
 LIVE = [Interaction(1, 205, "purchase")]
+DIVERSITY = 0.3  # the documented "some diversity"
+VISITOR = 99  # a user with no history
+PAGE = 302  # the product page the visitor looks at (a hiking film)
 
 
 def history(now: datetime) -> list[Interaction]:
@@ -169,8 +172,32 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
             )
             for rank, item in enumerate(long_term_top(url, 3), start=1):
                 _say(f"  {rank:>4}  {item:>4}  [{topics[item]}] {texts[item]}")
+
+            top = after[:3]
+            _say("\nWhy (rerankdb.explain: the interactions that contribute most to each score):")
+            for reason in client.explain(1, top, n=1):
+                why = reason.because_item_id
+                _say(f"  {reason.item_id:>4}  because of {why} [{topics[why]}] {texts[why]}")
+
+            diverse = client.rerank(1, CANDIDATES, 6, diversity=DIVERSITY)
+            _say(
+                f"\nHer top 6 covers {len({topics[i] for i in after[:6]})} topics; with diversity => "
+                f"{DIVERSITY} (MMR) it covers {len({topics[r.item_id] for r in diverse})}:"
+            )
+            for r in diverse:
+                _say(f"  {r.rank:>4}  {r.item_id:>4}  [{topics[r.item_id]}] {texts[r.item_id]}")
+
+            visitor = client.rerank(VISITOR, CANDIDATES, 3, context_items=[PAGE])
+            _say(
+                f"\nA first-time visitor (no history) on the page of item {PAGE} ([{topics[PAGE]}] {texts[PAGE]}):"
+                f"\nrerank with context_items => array[{PAGE}] ranks by the page alone. Top 3:"
+            )
+            for r in visitor:
+                _say(f"  {r.rank:>4}  {r.item_id:>4}  [{topics[r.item_id]}] {texts[r.item_id]}")
         _say("\nAn application gets the same result with one SQL call, from any language:\n")
         _say(f"  select * from rerankdb.rerank(1, array{CANDIDATES});")
+        _say(f"  select * from rerankdb.rerank(1, array{CANDIDATES}, 6, diversity => {DIVERSITY});")
+        _say(f"  select * from rerankdb.explain(1, array{after[:3]});")
         _say("\nand records what users do with a plain INSERT:\n")
         _say("  insert into rerankdb.interactions (user_id, item_id, kind) values (1, 205, 'purchase');")
     finally:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    cast,
     func,
     text,
 )
@@ -171,7 +172,7 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("states_short_half_life", INTERVAL, nullable=True),
     )
     # Revision 0003: collaborative vectors and settings.
-    Table(
+    item_rank = Table(
         "item_rank",
         md,
         _key_owned_by("item_id", "items.item_id"),
@@ -179,6 +180,13 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("collab", Vector(), nullable=True),
         Column("support", Integer, nullable=True),
         postgresql_with={"toast_tuple_target": "4080"},
+    )
+    # Revision 0007: the collaborative vectors' HNSW index, on a fixed-size key.
+    Index(
+        "item_rank_collab_key_idx",
+        cast(func.rerankdb.collab_key(item_rank.c.collab), Vector(64)).label("key"),
+        postgresql_using="hnsw",
+        postgresql_ops={"key": "vector_ip_ops"},
     )
     Table(
         "settings",
@@ -202,6 +210,8 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("collab_short_weight", REAL, nullable=False, server_default=text("0.5")),
         Column("tuned_at", DateTime(timezone=True), nullable=True),
         Column("tune_report", JSONB, nullable=True),
+        # Revision 0007: reranking features.
+        Column("context_items_weight", REAL, nullable=False, server_default=text("0.5")),
     )
     Table(
         "user_rebuild_queue",

@@ -95,6 +95,15 @@ class Space:
         mixed = blend_dots(long_dots, short_dots, gram, share)
         return np.where(self.has_short[:, None], mixed, long_dots)
 
+    def query(self, share: float, centering: float) -> np.ndarray:
+        """(U, d) each user's query vector: rerankdb.blend of the centered parts."""
+        lc = center(self.long, self.center, centering)
+        if share <= 0:
+            return lc
+        sc = center(self.short, self.center, centering)
+        mixed, ok = unit((1 - share) * lc + share * sc) if share < 1 else (sc, self.has_short)
+        return np.where((self.has_short & ok)[:, None], mixed, lc)
+
 
 def space(sums_long: np.ndarray, sums_short: np.ndarray) -> Space:
     long, has_long = unit(sums_long.astype(np.float32).astype(np.float64))

@@ -51,9 +51,14 @@ def binary_matrix(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_it
 
 
 def item_factors(x: sp.csr_matrix, k: int) -> np.ndarray:
-    """Unit item vectors (n_items, k') from a truncated SVD of the binary matrix; k' <= k."""
+    """Unit item vectors (n_items, k') from a truncated SVD of the binary matrix; k' <= k,
+    components by ascending singular value."""
     k = min(k, min(x.shape) - 1)
     _, sigma, vt = svds(x, k=k, random_state=0)
+    # Components in ascending order of their singular value, whatever the
+    # solver returns: rerankdb.collab_key indexes the last 64, the strongest.
+    order = np.argsort(sigma, kind="stable")
+    sigma, vt = sigma[order], vt[order]
     v = vt.T * np.sqrt(sigma)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     unit: np.ndarray = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)

@@ -45,7 +45,7 @@ from rerankdb.encoder import Encoder
 from rerankdb.errors import InvalidInputError
 from rerankdb.fold import FoldParams, fold
 from rerankdb.holdout import Holdout, hold_out, read_catalog, read_log
-from rerankdb.scoring import Candidates, Space, ndcg_from_scores, space
+from rerankdb.scoring import Candidates, Space, center, ndcg_from_scores, space, unit
 from rerankdb.sqlfiles import queries
 from rerankdb.train import learn, train
 from rerankdb.user_refresh import rebuild_all_in_transaction
@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 OBJECTIVES = ("mean", "uniform", "popular")
 LISTS = ("uniform", "popular")
 MIN_USERS = 20  # fewer held-out users than this: too few to choose anything
+# rerankdb.rerank's context_items, as the tuner tries them: each held-out user's
+# newest history items (those just before the held-out one) as the context.
+CONTEXT_ITEMS = 3
+CONTEXT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 DAY = 86400.0
 
 
@@ -89,9 +93,9 @@ class TuneSettings:
 
 
 def duration(seconds: float) -> str:
-    for unit, size in (("d", DAY), ("h", 3600.0), ("min", 60.0)):
+    for name, size in (("d", DAY), ("h", 3600.0), ("min", 60.0)):
         if seconds >= size:
-            return f"{seconds / size:g} {unit}"
+            return f"{seconds / size:g} {name}"
     return f"{seconds:g} s"
 
 
@@ -152,6 +156,11 @@ class TuneReport:
     seconds: float
     trained_collab: bool  # the installation has collaborative vectors (else their settings stay)
     per_user: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    # settings.context_items_weight: NDCG@10 per list for each weight tried (at the chosen
+    # settings, the newest CONTEXT_ITEMS history items as context), the current and chosen.
+    context_ndcg: dict[float, dict[str, float]] = field(default_factory=dict)
+    current_context_weight: float = 0.5
+    chosen_context_weight: float = 0.5
 
     def best(self, objective: str) -> Trial:
         """The best trial for another objective (the grid does not depend on it)."""
@@ -168,6 +177,11 @@ class TuneReport:
             "chosen": asdict(self.chosen),
             "current_ndcg@10": {k: asdict(v) for k, v in self.current_ndcg.items()},
             "chosen_ndcg@10": {k: asdict(v) for k, v in self.chosen_ndcg.items()},
+            "context_items_weight": {
+                "current": self.current_context_weight,
+                "chosen": self.chosen_context_weight,
+                "ndcg@10": {f"{w:g}": v for w, v in self.context_ndcg.items()},
+            },
         }
 
 
@@ -428,6 +442,87 @@ def score_settings(
     return [(s, ndcg) for s, ndcg in scored if s == want]
 
 
+def context_sweep(
+    fitted: Fitted, chosen: TuneSettings, trained: bool, weights: Sequence[float] = CONTEXT_WEIGHTS
+) -> dict[float, dict[str, np.ndarray]]:
+    """Per-user NDCG@10 per list for each context_items_weight at the ``chosen`` settings,
+    each user's CONTEXT_ITEMS newest history items as context_items (rerankdb.rerank's
+    formula: the context's average vector per space, centered, mixed into the query)."""
+    if trained and fitted.collab_dim != chosen.collab_dim:
+        fitted = with_collab(fitted, chosen.collab_dim)
+    h = fitted.holdout
+    newest = _newest_rows(h.user_idx, h.times, len(h.users))
+    text, collab = fold_users(fitted, chosen.half_life, chosen.short_half_life)
+    q_text = text.query(chosen.short_weight, chosen.text_centering)
+    c_text, has_text = _context_vectors(newest, h.items, fitted.text_vecs, np.ones(len(h.items), dtype=bool))
+    c_text = center(c_text, text.center, chosen.text_centering)
+    use_collab = (
+        trained and collab is not None and fitted.collab_cands is not None and chosen.collab_weight > 0
+    )
+    if use_collab:
+        assert collab is not None and fitted.collab_vecs is not None and fitted.row_has_collab is not None
+        q_collab = collab.query(chosen.collab_short_weight, chosen.collab_centering)
+        c_collab, has_collab = _context_vectors(newest, h.items, fitted.collab_vecs, fitted.row_has_collab)
+        c_collab = center(c_collab, collab.center, chosen.collab_centering)
+    cold = ~text.has_long
+    out: dict[float, dict[str, np.ndarray]] = {}
+    for c in weights:
+        qt = _mix(q_text, c_text, has_text, c)
+        per_list = {}
+        for name in LISTS:
+            scores = fitted.text_cands[name].dots(qt)
+            if use_collab:
+                assert fitted.collab_cands is not None and fitted.has_collab_item is not None
+                assert fitted.support is not None and collab is not None
+                collab_dots = fitted.collab_cands[name].dots(_mix(q_collab, c_collab, has_collab, c))
+                sup = fitted.support[name]
+                shrink = chosen.collab_shrink
+                item_w = (
+                    chosen.collab_weight * sup / np.maximum(sup + shrink, 1e-30)
+                    if shrink > 0
+                    else chosen.collab_weight
+                )
+                both = fitted.has_collab_item[name] & collab.has_long[:, None]
+                scores = np.where(both, scores + item_w * (collab_dots - scores), scores)
+            per_list[name] = ndcg_from_scores(scores, h.target_pos[name], cold)
+        out[c] = per_list
+    return out
+
+
+def _newest_rows(user_idx: np.ndarray, times: np.ndarray, n_users: int) -> list[np.ndarray]:
+    """Per user, their CONTEXT_ITEMS newest history rows."""
+    order = np.lexsort((-np.arange(len(times)), -times, user_idx))  # by user, newest first
+    out: list[np.ndarray] = [np.empty(0, dtype=np.int64) for _ in range(n_users)]
+    starts = np.searchsorted(user_idx[order], np.arange(n_users))
+    ends = np.searchsorted(user_idx[order], np.arange(n_users), side="right")
+    for u in range(n_users):
+        out[u] = order[starts[u] : min(ends[u], starts[u] + CONTEXT_ITEMS)]
+    return out
+
+
+def _context_vectors(
+    rows: list[np.ndarray], items: np.ndarray, vecs: np.ndarray, has: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(each user's unit average vector of their context rows' distinct items, whether
+    they have one): the rows without a vector of the space do not count."""
+    out = np.zeros((len(rows), vecs.shape[1]))
+    for u, r in enumerate(rows):
+        r = r[has[r]]
+        if len(r):
+            _, first = np.unique(items[r], return_index=True)  # an item counts once
+            out[u] = vecs[r[first]].mean(axis=0)
+    return unit(out)
+
+
+def _mix(q: np.ndarray, ctx: np.ndarray, has: np.ndarray, c: float) -> np.ndarray:
+    """rerankdb.blend(q, ctx, c) without centering: normalize((1 - c) q + c ctx); q where
+    the user has no context or c is 0, ctx where c is 1."""
+    if c <= 0:
+        return q
+    mixed, ok = unit((1 - c) * q + c * ctx) if c < 1 else (ctx, has)
+    return np.where((has & ok)[:, None], mixed, q)
+
+
 def _only(s: TuneSettings) -> Grid:
     return Grid(
         half_lives=(s.half_life,),
@@ -450,6 +545,16 @@ def _as_scored(s: TuneSettings, trained: bool) -> TuneSettings:
     return s
 
 
+def current_context_weight(conn: psycopg.Connection[Any]) -> float:
+    row = conn.execute(Q["context_items_weight"]).fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+def _objective(ndcg: dict[str, float], objective: str) -> float:
+    return (ndcg["uniform"] + ndcg["popular"]) / 2 if objective == "mean" else ndcg[objective]
+
+
 def _has_context(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute(Q["has_context"]).fetchone()
     return bool(row and row[0])
@@ -468,6 +573,7 @@ def apply(
     dim: int | None,
     can_rebuild: bool = True,
     report: dict[str, Any] | None = None,
+    context_items_weight: float | None = None,
 ) -> tuple[bool, bool]:
     """Write ``chosen`` to rerankdb.settings in one transaction under the exclusive fold lock,
     and with ``can_rebuild`` (it needs ``dim``) make every user follow at once: a training at
@@ -481,6 +587,8 @@ def apply(
         conn.execute(
             Q["write_settings"], {**asdict(chosen), "report": None if report is None else Jsonb(report)}
         )
+        if context_items_weight is not None:
+            conn.execute(Q["write_context_items_weight"], {"weight": context_items_weight})
         if rebuilt:
             if dim is None:
                 raise InvalidInputError("rerankdb.tune.apply: rebuilding users needs the dimension (dim)")
@@ -530,6 +638,12 @@ def tune(
     trials, per_user = search(fitted, current, trained, grid, objective, progress)
     chosen = max(trials, key=lambda t: t.objective(objective)).settings
     cur = per_user[_as_scored(current, trained)]
+    sweep = {
+        c: {n: float(v.mean()) for n, v in ndcg.items()}
+        for c, ndcg in context_sweep(fitted, chosen, trained).items()
+    }
+    chosen_context = max(sweep, key=lambda c: (_objective(sweep[c], objective), -c))
+    current_context = current_context_weight(conn)
     report = TuneReport(
         objective=objective,
         users=len(fitted.holdout.users),
@@ -546,6 +660,9 @@ def tune(
         seconds=0.0,
         trained_collab=trained,
         per_user={"current": cur, "chosen": per_user[chosen]},
+        context_ndcg=sweep,
+        current_context_weight=current_context,
+        chosen_context_weight=chosen_context,
     )
     if dry_run:
         return replace(report, seconds=time.perf_counter() - t0)
@@ -557,6 +674,7 @@ def tune(
         dim=dim,
         can_rebuild=can_rebuild,
         report=replace(report, seconds=time.perf_counter() - t0).as_json(),
+        context_items_weight=chosen_context,
     )
     report = replace(
         report,

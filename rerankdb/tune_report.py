@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rerankdb.tune import LISTS, Trial, TuneReport, TuneSettings
+from rerankdb.tune import CONTEXT_ITEMS, LISTS, Trial, TuneReport, TuneSettings
 
 TOP = 10
 
@@ -50,13 +50,26 @@ def comparison(report: TuneReport) -> str:
         ("chosen", report.chosen, report.chosen_ndcg),
     ):
         lines.append(f"| {name} | {settings.label} | " + " | ".join(str(ndcg[n]) for n in LISTS) + " |")
+    if report.context_ndcg:
+        lines += [
+            "",
+            f"context_items_weight, at the chosen settings, each user's newest {CONTEXT_ITEMS} history items "
+            f"as the context (current {report.current_context_weight:g}, chosen "
+            f"{report.chosen_context_weight:g}):",
+            "",
+            "| context_items_weight | NDCG@10 uniform | NDCG@10 popular |",
+            "|---|---|---|",
+        ]
+        for c, by_list in report.context_ndcg.items():
+            mark = " (chosen)" if c == report.chosen_context_weight else ""
+            lines.append(f"| {c:g}{mark} | " + " | ".join(f"{by_list[n]:.4f}" for n in LISTS) + " |")
     return "\n".join(lines)
 
 
 def outcome(report: TuneReport) -> str:
     if not report.written:
         return "dry run: nothing written"
-    if report.chosen == report.current:
+    if report.chosen == report.current and report.chosen_context_weight == report.current_context_weight:
         return "the current settings are the best found: rerankdb.settings unchanged (tuned_at updated)"
     done = "written to rerankdb.settings"
     if report.retrained:

@@ -53,6 +53,13 @@ def test_demo_shows_before_after_live_move_and_sql(server_url: str) -> None:
     long_only = text.split("With the long-term vector alone her top 3 would be:", 1)[1].splitlines()[1]
     assert "[cooking]" not in long_only, "the short-term vector is what puts the newest interest first"
     assert "select * from rerankdb.rerank(1, array[" in text
+    why = text.split("Why (rerankdb.explain", 1)[1].splitlines()[1]
+    assert "because of 205 [cooking]" in why, "the live purchase explains the new top item"
+    topics = text.split("with diversity => 0.3 (MMR) it covers ", 1)[1]
+    plain_n = int(text.split("Her top 6 covers ", 1)[1].split()[0])
+    assert int(topics.split(":")[0]) > plain_n, "diversity spreads the top 6 over more topics"
+    visitor = text.split("ranks by the page alone. Top 3:", 1)[1].splitlines()[1]
+    assert "[hiking]" in visitor, "the visitor's page leads"
     assert not demo_db_exists(server_url), "cleaned up by default"
 
 

@@ -190,7 +190,19 @@ def test_eval_runs_through_the_product(tmp_path: Path, server_url: str) -> None:
         "item-to-next co-occurrence",
     }
     full = saved["results"]["test full catalog"]
-    assert set(full) == {"rerankdb.recommend (tuned)", "popularity"}
+    assert set(full) == {
+        "rerankdb.recommend (tuned, hybrid)",
+        "text index only (0006's recommend)",
+        "popularity",
+    }
+    for split_name in ("validation", "test"):
+        sweep = saved["results"][f"{split_name} diversity"]
+        assert set(sweep) == {"0", "0.1", "0.2", "0.3", "0.5"}
+        for row in sweep.values():
+            assert all(-1 <= row[n]["ils@10"] <= 1 for n in ("uni100", "pop100"))
+    context = saved["results"]["test context"]
+    assert len(context) == 4 and all(0 <= m["uni100"]["mean"] <= 1 for m in context.values())
+    assert "Diversity (test split)" in (out / "results.md").read_text()
     cold = saved["results"]["test cold-start"]
     assert (
         cold["users"] >= 0 and "rerankdb, tuned for popular" in cold and "item-to-next co-occurrence" in cold

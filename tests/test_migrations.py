@@ -33,6 +33,7 @@ EXPECTED_FUNCTIONS = {
     "interaction_problem", "check_interaction", "enqueue_user_rebuild", "forget_user", "counts",
     "_check_vector_arguments", "set_item_vectors", "set_user_vectors",
     "blend", "notice_half_life_changed",
+    "collab_key", "_seen", "diversify", "explain",
 }  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from rerankdb import Client, Interaction, Item, db
+from rerankdb import Client, Interaction, Item, db, migrate
 from rerankdb.drain import drain
 from tests.helpers import load_items
 
@@ -71,7 +71,7 @@ def test_app_writes_items_and_interactions_but_not_the_queue(
         app.set_item_vectors([6], np.ones((1, 384)))
         assert app.rerank(1, [3, 6])[0].score is not None
         st = app.status()
-        assert (st.schema_revision, st.items, st.pending_interactions) == ("0006", 6, 2)
+        assert (st.schema_revision, st.items, st.pending_interactions) == (migrate.head_revision(), 6, 2)
         assert app.forget_user(2) == 1
     for statement in SECRETS:
         assert denied(url, statement), statement
@@ -127,4 +127,7 @@ def test_nearest_stays_the_owners(world: None, login: Callable[[str], str]) -> N
     """With chosen query vectors it would give the item embeddings away."""
     for role in ("rerankdb_reader", "rerankdb_app"):
         url = login(role)
-        assert denied(url, "select * from rerankdb.nearest(array_fill(1, array[384])::vector, 3)")
+        assert denied(url, "select * from rerankdb.nearest(array_fill(1, array[384])::vector, null, 3)")
+        assert denied(
+            url, "select * from rerankdb.diversify(array[1, 2]::bigint[], array[1, 0.5], 0.5, 2, true)"
+        )

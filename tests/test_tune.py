@@ -60,11 +60,22 @@ def sessions(conn: Any, client: Client, rng: np.random.Generator) -> dict[str, A
     return {"rows": rows}
 
 
-def sql_ndcg(conn: Any, lists: np.ndarray, targets: np.ndarray, users: np.ndarray) -> np.ndarray:
+def sql_ndcg(
+    conn: Any,
+    lists: np.ndarray,
+    targets: np.ndarray,
+    users: np.ndarray,
+    context: list[list[int]] | None = None,
+) -> np.ndarray:
     out = []
-    for user, cands, target in zip(users.tolist(), lists, targets.tolist(), strict=True):
+    for j, (user, cands, target) in enumerate(zip(users.tolist(), lists, targets.tolist(), strict=True)):
+        ctx = None if context is None else context[j]
         ranked = [
-            r[0] for r in conn.execute("select item_id from rerankdb.rerank(%s, %s)", [user, cands.tolist()])
+            r[0]
+            for r in conn.execute(
+                "select item_id from rerankdb.rerank(%s, %s, context_items => %s)",
+                [user, cands.tolist(), ctx],
+            )
         ]
         out.append(metrics.ndcg_at(metrics.target_rank(ranked, target)))
     return np.array(out)
@@ -94,6 +105,21 @@ def test_the_tuners_scores_are_reranks(conn: Any, sessions: Any) -> None:
         same = np.isclose(got, want[name], atol=1e-9)
         assert same.mean() >= 0.95, (name, same.mean())
         assert abs(got.mean() - want[name].mean()) < 0.01
+    # The context sweep: each user's newest history items as context_items, mixed in.
+    sweep = tune.context_sweep(fitted, current, trained, weights=(0.0, 0.4))
+    for name in tune.LISTS:
+        np.testing.assert_array_equal(sweep[0.0][name], want[name])  # weight 0: the plain scores
+    conn.execute("update rerankdb.settings set context_items_weight = 0.4")
+    context = []
+    for u in range(len(h.users)):
+        rows = np.flatnonzero(h.user_idx == u)
+        newest = rows[np.lexsort((-rows, -h.times[rows]))][: tune.CONTEXT_ITEMS]
+        context.append(h.items[newest].tolist())
+    for name in tune.LISTS:
+        got = sql_ndcg(conn, h.lists[name], targets[name], h.users, context)
+        same = np.isclose(got, sweep[0.4][name], atol=1e-9)
+        assert same.mean() >= 0.95, (name, same.mean())
+        assert not np.array_equal(got, want[name]), "the context changed some rankings"
 
 
 def test_tune_finds_the_short_term_signal_and_writes_it(conn: Any, sessions: Any) -> None:

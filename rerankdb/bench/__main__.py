@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rerankdb.bench import rerank, short_term, soak, worker
+from rerankdb.bench import features, rerank, short_term, soak, worker
 
 
 def main() -> None:
@@ -16,6 +16,7 @@ def main() -> None:
     worker.add_arguments(sub)
     soak.add_arguments(sub)
     short_term.add_arguments(sub)
+    features.add_arguments(sub)
     args = parser.parse_args()
     args.run(args)
 

@@ -57,6 +57,38 @@ def markdown(summary: dict[str, Any]) -> str:
         for method, m in full.items():
             cells = [_ci(m[k]) for k in ("ndcg@10", "recall@10")]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    for split in ("validation", "test"):
+        sweep = summary["results"].get(f"{split} diversity")
+        if not sweep:
+            continue
+        lines += [
+            "",
+            f"Diversity ({split} split): NDCG@10 and intra-list similarity of the top 10 (ILS@10, "
+            "rerankdb.diversify's similarity); change against diversity 0:",
+            "",
+            "| diversity | " + " | ".join(f"{n} NDCG@10 | {n} ILS@10" for n in LISTS) + " |",
+            "|---|" + "---|---|" * len(LISTS),
+        ]
+        base = sweep["0"]
+        for lam, row in sweep.items():
+            cells = []
+            for n in LISTS:
+                nd, ils = row[n]["ndcg@10"]["mean"], row[n]["ils@10"]
+                b_nd, b_ils = base[n]["ndcg@10"]["mean"], base[n]["ils@10"]
+                cells.append(f"{_ci(row[n]['ndcg@10'])} ({nd / b_nd - 1:+.1%})")
+                cells.append(f"{ils:.3f} ({ils / b_ils - 1:+.1%})")
+            lines.append(f"| {lam} | " + " | ".join(cells) + " |")
+    context = summary["results"].get("test context")
+    if context:
+        lines += [
+            "",
+            "Context items (test split): each user's newest history items as `context_items`, NDCG@10:",
+            "",
+            "| method | uni100 | pop100 |",
+            "|---|---|---|",
+        ]
+        for method, by_list in context.items():
+            lines.append(f"| {method} | " + " | ".join(_ci(by_list[n]) for n in LISTS) + " |")
     if summary.get("tune_markdown"):
         lines += [
             "",

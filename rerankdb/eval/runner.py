@@ -25,7 +25,7 @@ import psycopg
 from rerankdb import Client, Item, db, embedded, metrics, migrate, tune_report
 from rerankdb.config import Settings
 from rerankdb.drain import drain
-from rerankdb.eval import baselines, report
+from rerankdb.eval import baselines, features, report
 from rerankdb.eval.movielens import LISTS, Protocol, Rating, build, write_lists
 from rerankdb.train import train
 from rerankdb.tune import DAY, TuneReport, TuneSettings, tune
@@ -51,6 +51,16 @@ REFERENCE = {
 WEIGHTINGS = ("flat", "linear")
 COLD_TARGET_MAX = report.COLD_TARGET_MAX
 # 0005's shipped defaults (the previous stop's hybrid): no short-term vector.
+# Revision 0006's recommend: the text query vector through the text HNSW index alone.
+TEXT_ONLY_RECOMMEND = """
+select n.item_id
+from rerankdb.user_vectors u cross join rerankdb.settings st
+cross join lateral rerankdb.nearest(
+    rerankdb.blend(u.embedding, u.short_embedding, st.short_weight, st.text_center, st.text_centering),
+    null, 10, u.user_id) n
+where u.user_id = %s
+order by n.rank
+"""
 PREVIOUS = TuneSettings(30 * DAY, 600.0, 0.7, 0.0, 1.0, 0.0, 0.0, 0.0, 64)
 
 
@@ -137,7 +147,8 @@ def full_catalog(
     conn: psycopg.Connection[Any], proto: Protocol, split_name: str, chosen: TuneSettings, dim: int, seed: int
 ) -> dict[str, Any]:
     """Top 10 of the whole catalog (items the user has not seen): rerankdb.recommend
-    (its text query vector, through the HNSW index) against popularity."""
+    (the hybrid score, through the text and collaborative HNSW indexes), its text
+    index alone (revision 0006's recommend), and popularity."""
     targets = {s.user_id: s.target for s in proto.splits[split_name]}
     seen = {s.user_id: {r.item_id for r in s.history} for s in proto.splits[split_name]}
     pop = proto.popularity[split_name]
@@ -147,9 +158,11 @@ def full_catalog(
         u: [r[0] for r in conn.execute("select item_id from rerankdb.recommend(%s, 10)", [u]).fetchall()]
         for u in targets
     }
+    text_only = {u: [r[0] for r in conn.execute(TEXT_ONLY_RECOMMEND, [u]).fetchall()] for u in targets}
     popular = {u: [i for i in by_pop if i not in seen[u]][:10] for u in targets}
     return {
-        "rerankdb.recommend (tuned)": summarize(evaluate(ranked, targets), seed),
+        "rerankdb.recommend (tuned, hybrid)": summarize(evaluate(ranked, targets), seed),
+        "text index only (0006's recommend)": summarize(evaluate(text_only, targets), seed),
         "popularity": summarize(evaluate(popular, targets), seed),
     }
 
@@ -253,6 +266,16 @@ def run(
             f"trained {trained.dim}-d collaborative vectors for {trained.items:,} items "
             f"in {trained.seconds:.1f} s (including the rebuild of every user)"
         )
+        # Diversity on validation (the state before the validation targets, default
+        # settings): where the documented "some diversity" value comes from.
+        validation_diversity = features.diversity_sweep(conn, proto, "validation", seed)
+        _log(
+            "diversity on validation (NDCG@10 / ILS@10, uni100): "
+            + ", ".join(
+                f"{lam}: {row['uni100']['ndcg@10']['mean']:.3f} / {row['uni100']['ils@10']:.3f}"
+                for lam, row in validation_diversity.items()
+            )
+        )
         # The validation targets arrive and are folded incrementally, as the running
         # worker would (the collaborative vectors stay those trained before them).
         newest = [s.history[-1] for s in proto.splits["test"]]
@@ -312,6 +335,9 @@ def run(
         }
         results["test full catalog"] = full_catalog(conn, proto, split_name, final.chosen, dim, seed)
         apply(conn, final.chosen, dim)
+        results["validation diversity"] = validation_diversity
+        results["test diversity"] = features.diversity_sweep(conn, proto, split_name, seed)
+        results["test context"] = features.context_rows(conn, proto, split_name, seed)
     finally:
         conn.close()
     timings["total"] = time.perf_counter() - t_start

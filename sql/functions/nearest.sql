@@ -1,18 +1,28 @@
--- rerankdb.nearest(query, k, exclude_seen_by, exclude_item): the k items whose
--- vectors are nearest to `query`, through the HNSW index.  The shared engine
--- of rerankdb.recommend and rerankdb.similar_items.
+-- rerankdb.nearest(text_query, collab_query, k, exclude_seen_by, exclude_item):
+-- the k items that score highest against a query, found through the HNSW
+-- indexes.  The shared engine of rerankdb.recommend and rerankdb.similar_items.
 --
--- Output  (item_id, score, rank): score is the cosine similarity, highest
---         first, ties by item_id; rank counts from 1.
+-- Score   rerankdb.rerank's: the text cosine with text_query, or
+--         (1 - w) * text cosine + w * collaborative cosine where collab_query
+--         is given and the item has a collaborative vector (w =
+--         collab_weight * support / (support + collab_shrink)).
+-- Search  two stages: the pool is the nearest items by text (the HNSW index
+--         on item_vectors) and, with collab_query, the nearest by
+--         collaborative key (the HNSW index on rerankdb.collab_key of
+--         item_rank.collab), each greatest(4 * k, 100) deep; the pool is
+--         scored exactly and the best k returned.
+-- Output  (item_id, score, rank): highest score first, ties by item_id; rank
+--         counts from 1.
 -- Filters exclude_seen_by (a user id, or NULL) leaves out every item that user
 --         has an interaction with; exclude_item (or NULL) leaves out one item.
 --         pgvector's iterative index scan keeps searching past filtered rows
 --         (up to hnsw.max_scan_tuples, 20,000 by default), so k rows come
 --         back whenever k eligible items exist.
--- Edge    query NULL or k = 0: no rows.  k NULL or < 0: error 22023.
+-- Edge    text_query NULL or k = 0: no rows.  k NULL or < 0: error 22023.
 --         Approximate, as HNSW search is.
 create or replace function rerankdb.nearest(
-    query vector,
+    text_query vector,
+    collab_query vector,
     k integer,
     exclude_seen_by bigint default null,
     exclude_item bigint default null
@@ -20,29 +30,63 @@ create or replace function rerankdb.nearest(
 language plpgsql stable
 set search_path = pg_catalog, public
 set hnsw.iterative_scan = 'relaxed_order'
+set hnsw.ef_search = 100
 as $fn$
 #variable_conflict use_column
+declare
+    depth integer;
+    w double precision;
+    shrink double precision;
+    key vector;
 begin
     if k is null or k < 0 then
         raise exception 'rerankdb: k must be >= 0, got %', coalesce(k::text, 'NULL')
             using errcode = '22023';
     end if;
-    if query is null or k = 0 then
+    if text_query is null or k = 0 then
         return;
     end if;
+    depth := greatest(4 * k, 100);
+    select st.collab_weight, st.collab_shrink into w, shrink from rerankdb.settings st;
+    if w = 0 then
+        collab_query := null;
+    end if;
+    key := rerankdb.collab_key(collab_query);
 
     return query
-        select n.item_id, n.score, (row_number() over (order by n.score desc, n.item_id))::integer
+        with pool as (
+            (select v.item_id
+             from rerankdb.item_vectors v
+             where v.item_id is distinct from exclude_item
+               and not (exclude_seen_by is not null and exists (
+                   select 1 from rerankdb.interactions i
+                   where i.user_id = exclude_seen_by and i.item_id = v.item_id))
+             order by v.embedding <#> text_query
+             limit depth)
+            union
+            (select r.item_id
+             from rerankdb.item_rank r
+             where key is not null
+               and r.item_id is distinct from exclude_item
+               and not (exclude_seen_by is not null and exists (
+                   select 1 from rerankdb.interactions i
+                   where i.user_id = exclude_seen_by and i.item_id = r.item_id))
+             order by rerankdb.collab_key(r.collab)::vector(64) <#> key::vector(64)
+             limit depth)
+        )
+        select s.item_id, s.score, (row_number() over (order by s.score desc, s.item_id))::integer
         from (
-            select v.item_id, -(v.embedding <#> query) as score
-            from rerankdb.item_vectors v
-            where v.item_id is distinct from exclude_item
-              and not (exclude_seen_by is not null and exists (
-                  select 1 from rerankdb.interactions i
-                  where i.user_id = exclude_seen_by and i.item_id = v.item_id))
-            order by v.embedding <#> query
-            limit k
-        ) n
-        order by n.score desc, n.item_id;
+            select r.item_id,
+                   case when collab_query is not null and r.collab is not null
+                        then -(r.embedding <#> text_query)
+                             + w * r.support / (r.support + shrink)
+                               * (-(r.collab <#> collab_query) + (r.embedding <#> text_query))
+                        else -(r.embedding <#> text_query)
+                   end as score
+            from pool p
+            join rerankdb.item_rank r on r.item_id = p.item_id
+        ) s
+        order by s.score desc, s.item_id
+        limit k;
 end
 $fn$;

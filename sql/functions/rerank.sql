@@ -1,8 +1,25 @@
--- rerankdb.rerank(user_id, candidates, k): personalize a candidate list.
+-- rerankdb.rerank(user_id, candidates, k, diversity, context_items,
+-- exclude_seen): personalize a candidate list.
 --
 -- Input   user_id     the user to personalize for (any bigint; unknown is fine)
 --         candidates  item ids from the application's own retriever
 --         k           return only the first k rows; NULL (default) = all
+--         diversity   0 (default): off.  In (0, 1]: the first k rows (the
+--                     first 100 when k is NULL) are chosen by MMR from all
+--                     the scored candidates, each maximizing
+--                     (1 - diversity) * score - diversity * max similarity to
+--                     the rows above it (rerankdb.diversify); the rest follow
+--                     by score.  score stays the relevance; rank is the order.
+--                     0.3 gives "some diversity" (README, "Diversity").
+--         context_items  what the user is looking at (a product page, a cart,
+--                     the session's items), or NULL.  Their average vector
+--                     (per space, centered as the user's) is mixed into the
+--                     query vector with settings.context_items_weight; a user
+--                     without a vector is ranked by the context alone.
+--                     Items without a vector are ignored.
+--         exclude_seen  false (default): keep every candidate.  true: drop the
+--                     candidates the user has a positive interaction with
+--                     (effective weight > 0).
 -- Output  (item_id, score, rank), rank counting from 1.  score, in [-1, 1]:
 --         where the user and the item both have a collaborative vector,
 --         (1 - w) * text cosine + w * collaborative cosine, with the item's
@@ -26,8 +43,9 @@
 --         * then candidates without an item vector, in input order, score NULL;
 --         * a user without a vector (cold start): all candidates in input
 --           order, score NULL.  Never an error, never a lost row.
--- Edge    NULL or empty candidates: no rows.  k = 0: no rows.  k < 0: error
---         22023.  100,000 candidates work.
+-- Edge    NULL or empty candidates: no rows.  k = 0: no rows.  k < 0,
+--         diversity outside [0, 1] or NULL, exclude_seen NULL: error 22023.
+--         100,000 candidates work.
 -- Vectors are stored unit length (rerankdb.normalize_embedding, and training
 -- for collab), so cosine similarity is the inner product: -(a <#> b).  Item
 -- vectors are read from rerankdb.item_rank, which holds both vectors of an
@@ -38,7 +56,10 @@
 create or replace function rerankdb.rerank(
     user_id bigint,
     candidates bigint[],
-    k integer default null
+    k integer default null,
+    diversity double precision default 0,
+    context_items bigint[] default null,
+    exclude_seen boolean default false
 ) returns table (item_id bigint, score double precision, rank integer)
 language plpgsql stable parallel safe
 security definer
@@ -58,9 +79,22 @@ declare
     text_share real;
     collab_center vector;
     collab_share real;
+    context_share real;
+    context_embedding vector;
+    context_collab vector;
+    scored bigint[];
+    relevance double precision[];
+    unscored bigint[];
 begin
     if k < 0 then
         raise exception 'rerankdb.rerank: k must be NULL or >= 0, got %', k using errcode = '22023';
+    end if;
+    if diversity is null or not (diversity >= 0 and diversity <= 1) then
+        raise exception 'rerankdb.rerank: diversity must be in [0, 1] (0: off), got %', coalesce(diversity::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if exclude_seen is null then
+        raise exception 'rerankdb.rerank: exclude_seen must be true or false, got NULL' using errcode = '22023';
     end if;
     if candidates is null or cardinality(candidates) = 0 then
         return;
@@ -77,7 +111,23 @@ begin
     from rerankdb.user_vectors u
     where u.user_id = rerank.user_id;
 
-    if user_embedding is null then
+    select st.collab_weight, st.collab_shrink, st.text_center, st.text_centering,
+           st.collab_center, st.collab_centering, st.short_weight, st.collab_short_weight,
+           st.context_items_weight
+    into w, shrink, text_center, text_share, collab_center, collab_share, text_short, collab_short, context_share
+    from rerankdb.settings st;
+
+    if context_items is not null and cardinality(context_items) > 0 and (user_embedding is null or context_share > 0) then
+        -- The context's average vector per space (the collaborative one from
+        -- the context items that have one), centered as a user's would be.
+        select rerankdb.center(l2_normalize(avg(r.embedding)), text_center, text_share),
+               rerankdb.center(l2_normalize(avg(r.collab)), collab_center, collab_share)
+        into context_embedding, context_collab
+        from rerankdb.item_rank r
+        where r.item_id = any(context_items);
+    end if;
+
+    if user_embedding is null and context_embedding is null then
         -- Cold start: keep the retriever's order; no item vector is read.
         return query
             select c.item_id, null::double precision, (row_number() over (order by c.pos))::integer
@@ -85,6 +135,7 @@ begin
                 select x.item_id, min(x.pos) as pos
                 from unnest(candidates) with ordinality as x(item_id, pos)
                 where x.item_id is not null
+                  and not (exclude_seen and rerankdb._seen(rerank.user_id, x.item_id))
                 group by x.item_id
             ) c
             order by c.pos
@@ -92,21 +143,49 @@ begin
         return;
     end if;
 
-    select st.collab_weight, st.collab_shrink, st.text_center, st.text_centering,
-           st.collab_center, st.collab_centering, st.short_weight, st.collab_short_weight
-    into w, shrink, text_center, text_share, collab_center, collab_share, text_short, collab_short
-    from rerankdb.settings st;
+    -- The query vectors, once per call, not per candidate (rerankdb.blend;
+    -- called only where it has work to do: a call costs a few us).
+    if user_embedding is not null
+       and ((text_center is not null and text_share > 0) or (short_embedding is not null and text_short > 0)) then
+        user_embedding := rerankdb.blend(user_embedding, short_embedding, text_short, text_center, text_share);
+    end if;
+    if user_collab is not null and w > 0
+       and ((collab_center is not null and collab_share > 0) or (short_collab is not null and collab_short > 0)) then
+        user_collab := rerankdb.blend(user_collab, short_collab, collab_short, collab_center, collab_share);
+    end if;
+    if context_embedding is not null then
+        -- normalize((1 - c) user + c context); the context alone for a user without a vector.
+        -- (Its collaborative part only where the user has one too, or has no
+        -- vector at all: a user's text-only score stays text only.)
+        if user_embedding is null then
+            user_embedding := context_embedding;
+            user_collab := context_collab;
+        else
+            user_embedding := rerankdb.blend(user_embedding, context_embedding, context_share, null, 0);
+            user_collab := rerankdb.blend(user_collab, context_collab, context_share, null, 0);
+        end if;
+    end if;
     if user_collab is null or w = 0 then
         user_collab := null;  -- text only: skip the second product
     end if;
-    -- The query vectors, once per call, not per candidate (rerankdb.blend;
-    -- called only where it has work to do: a call costs a few us).
-    if (text_center is not null and text_share > 0) or (short_embedding is not null and text_short > 0) then
-        user_embedding := rerankdb.blend(user_embedding, short_embedding, text_short, text_center, text_share);
-    end if;
-    if user_collab is not null
-       and ((collab_center is not null and collab_share > 0) or (short_collab is not null and collab_short > 0)) then
-        user_collab := rerankdb.blend(user_collab, short_collab, collab_short, collab_center, collab_share);
+
+    if diversity > 0 then
+        -- The plain order (this function with diversity 0), then MMR over the
+        -- scored candidates (rerankdb.diversify); those without a vector follow.
+        select array_agg(r.item_id order by r.rank) filter (where r.score is not null),
+               array_agg(r.score order by r.rank) filter (where r.score is not null),
+               array_agg(r.item_id order by r.rank) filter (where r.score is null)
+        into scored, relevance, unscored
+        from rerankdb.rerank(rerank.user_id, candidates, null, 0, context_items, exclude_seen) r;
+        return query
+            select d.item_id, d.score, d.rank
+            from rerankdb.diversify(scored, relevance, diversity, coalesce(k, 100), user_collab is not null) d
+            union all
+            select x.item_id, null::double precision, (coalesce(cardinality(scored), 0) + x.ord)::integer
+            from unnest(unscored) with ordinality as x(item_id, ord)
+            order by 3
+            limit k;
+        return;
     end if;
 
     -- Distinct candidates in item_id order (first position kept), so that the
@@ -125,6 +204,7 @@ begin
                 select distinct on (x.item_id) x.item_id, x.pos
                 from unnest(candidates) with ordinality as x(item_id, pos)
                 where x.item_id is not null
+                  and not (exclude_seen and rerankdb._seen(rerank.user_id, x.item_id))
                 order by x.item_id, x.pos
             ) c
             left join rerankdb.item_rank v on v.item_id = c.item_id

@@ -1,10 +1,12 @@
--- rerankdb.similar_items(source_item_id, k): the k items nearest to an item's
--- vector, through the HNSW index, excluding the item itself.  (The input is
+-- rerankdb.similar_items(source_item_id, k): the k items nearest to an item,
+-- through the HNSW indexes (rerankdb.nearest), excluding the item itself:
+-- rerank's hybrid score with the item's own vectors as the query.  (The input is
 -- not called item_id because PostgreSQL forbids an input and an output
 -- parameter of the same name; call it positionally.)
 --
--- Output  (item_id, score, rank) like rerankdb.rerank: cosine similarity,
---         highest first, ties by item_id; rank counts from 1.
+-- Output  (item_id, score, rank) like rerankdb.rerank: the text cosine, or
+--         (1 - w) * text + w * collaborative cosine where both items have a
+--         collaborative vector (w of the scored item, as in rerank), highest first, ties by item_id; rank counts from 1.
 -- Edge    an unknown item or one without a vector: no rows.  k = 0: no rows.
 --         k NULL or < 0: error 22023.  Approximate (HNSW).
 -- Security: runs with its owner's rights (security definer, search_path
@@ -20,7 +22,8 @@ set search_path = pg_catalog, public
 as $fn$
     select n.item_id, n.score, n.rank
     from rerankdb.nearest(
-        (select v.embedding from rerankdb.item_vectors v where v.item_id = similar_items.source_item_id),
+        (select r.embedding from rerankdb.item_rank r where r.item_id = similar_items.source_item_id),
+        (select r.collab from rerankdb.item_rank r where r.item_id = similar_items.source_item_id),
         k,
         null,
         similar_items.source_item_id

@@ -54,10 +54,15 @@ select rerankdb.set_user_vectors(%(ids)s, %(vectors)s::vector[])
 select rerankdb.forget_user(%(user)s)
 
 -- name: rerank
-select * from rerankdb.rerank(%(user)s, %(candidates)s, %(k)s)
+select * from rerankdb.rerank(%(user)s, %(candidates)s, %(k)s, %(diversity)s::float8,
+                              %(context)s::bigint[], %(exclude_seen)s)
 
 -- name: rerank_scored
-select * from rerankdb.rerank_scored(%(user)s, %(candidates)s, %(scores)s::float8[], %(weight)s, %(k)s)
+select * from rerankdb.rerank_scored(%(user)s, %(candidates)s, %(scores)s::float8[], %(weight)s, %(k)s,
+                                     %(diversity)s::float8, %(context)s::bigint[], %(exclude_seen)s)
+
+-- name: explain
+select * from rerankdb.explain(%(user)s, %(items)s, %(n)s)
 
 -- name: recommend
 select * from rerankdb.recommend(%(user)s, %(k)s, %(exclude_seen)s)

@@ -27,6 +27,12 @@ update rerankdb.settings
        collab_dim = %(collab_dim)s,
        tuned_at = now(), tune_report = %(report)s
 
+-- name: context_items_weight
+select context_items_weight from rerankdb.settings
+
+-- name: write_context_items_weight
+update rerankdb.settings set context_items_weight = %(weight)s
+
 -- name: has_context
 -- Whether a rebuild needs the encoder (context text is folded through it).
 select exists (select 1 from rerankdb.interactions where context is not null and btrim(context) <> '')

@@ -1,0 +1,195 @@
+"""``python -m rerankdb.bench features``: what the reranking features cost.
+
+On the rerank benchmark's database (N item and U user vectors), with a k-d
+collaborative vector for every item and user and both spaces centered (what a
+training leaves), server execution time (EXPLAIN ANALYZE, TIMING OFF):
+
+* rerank with k = 20 and 100 / 1000 candidates: plain, with diversity 0.3
+  (MMR), with five context items, and with exclude_seen (every user has 20
+  positive interactions, some among the candidates), in alternating rounds on
+  the same candidate lists;
+* recommend (k = 10) through both HNSW indexes (the hybrid), beside revision
+  0006's recommend (the text index alone; installed from its frozen files as
+  ``rerankdb._bench_recommend_0006``), alternating, and the recall@10 of each
+  against the exact hybrid top 10 (rerank over the whole catalog) for 20 users.
+
+The database is left as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from rerankdb import db, sqlfiles
+from rerankdb.bench import rerank as bench_rerank
+from rerankdb.bench.common import bench_url, machine, p50_p99, table
+from rerankdb.bench.short_term import fill
+from rerankdb.config import Settings
+
+ROUNDS = 3
+OLD_NEAREST = "rerankdb._bench_nearest_0001"
+OLD_RECOMMEND = "rerankdb._bench_recommend_0006"
+RECOMMEND = "select * from rerankdb.recommend(%s, 10)"
+SEEN_PER_USER = 20
+
+
+def install_old_recommend(conn: psycopg.Connection[Any]) -> None:
+    """0006's recommend and the 0001 nearest it calls, under other names."""
+    nearest = sqlfiles.read_sql("revisions/0001/functions/nearest.sql")
+    conn.execute(nearest.replace("function rerankdb.nearest(", f"function {OLD_NEAREST}("))
+    recommend = sqlfiles.read_sql("revisions/0006/functions/recommend.sql")
+    renamed = (
+        recommend.replace("function rerankdb.recommend(", f"function {OLD_RECOMMEND}(")
+        .replace("from rerankdb.nearest(", f"from {OLD_NEAREST}(")
+        .replace("recommend.user_id", "_bench_recommend_0006.user_id")
+    )
+    assert renamed.count(OLD_RECOMMEND) == 1 and renamed.count(OLD_NEAREST) == 1
+    conn.execute(renamed)
+
+
+def drop_old_recommend(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(f"drop function {OLD_RECOMMEND}(bigint, integer, boolean)")
+    conn.execute(f"drop function {OLD_NEAREST}(vector, integer, bigint, bigint)")
+
+
+def user_ms(conn: psycopg.Connection[Any], sql: str, users: list[int]) -> list[float]:
+    """Server ms of ``sql`` (one parameter: a user id) for each user."""
+    explain = "explain (analyze, timing off, summary on) " + sql
+    out = []
+    for u in users:
+        text = "\n".join(r[0] for r in conn.execute(explain, [u]).fetchall())
+        m = re.search(r"Execution Time: ([\d.]+) ms", text)
+        assert m, text
+        out.append(float(m.group(1)))
+    return out
+
+
+def rerank_rows(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[list[Any]]:
+    context = ", ".join(str(i) for i in range(1, 6))
+    variants = [
+        ("plain", "select * from rerankdb.rerank(%s, %s::bigint[], 20)"),
+        ("diversity 0.3", "select * from rerankdb.rerank(%s, %s::bigint[], 20, diversity => 0.3)"),
+        (
+            "5 context items",
+            f"select * from rerankdb.rerank(%s, %s::bigint[], 20, context_items => array[{context}])",
+        ),
+        ("exclude_seen", "select * from rerankdb.rerank(%s, %s::bigint[], 20, exclude_seen => true)"),
+    ]
+    rows = []
+    for n in args.sizes:
+        samples: list[list[float]] = [[] for _ in variants]
+        for r in range(ROUNDS):
+            for j, (_, sql) in enumerate(variants):
+                work = bench_rerank.Workload(args.items, args.users, n, args.seed + n + r)
+                samples[j] += bench_rerank.server_ms(conn, sql, work, args.repeats).tolist()
+        p50 = [float(np.percentile(s, 50)) for s in samples]
+        p99 = [float(np.percentile(s, 99)) for s in samples]
+        for (label, _), a, b in zip(variants, p50, p99, strict=True):
+            rows.append([n, label, f"{a:.3f}", f"{b:.3f}", f"{a / p50[0]:.2f}x"])
+    return rows
+
+
+def recommend_rows(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[list[Any]]:
+    rng = np.random.default_rng(args.seed)
+    users = [int(u) for u in rng.integers(1, args.users + 1, args.repeats)]
+    old = f"select * from {OLD_RECOMMEND}(%s, 10)"
+    samples: dict[str, list[float]] = {"text index only (0006)": [], "hybrid (both indexes)": []}
+    for _ in range(ROUNDS):
+        samples["text index only (0006)"] += user_ms(conn, old, users)
+        samples["hybrid (both indexes)"] += user_ms(conn, RECOMMEND, users)
+    # Recall@10 against the exact hybrid top 10: rerank over the whole catalog.
+    everything = db.BigintArray(np.arange(1, args.items + 1))
+    probe = users[:20]
+    exact = {
+        u: {
+            r[0]
+            for r in conn.execute(
+                "select item_id from rerankdb.rerank(%s, %s::bigint[], 10, exclude_seen => true)",
+                [u, everything],
+            ).fetchall()
+        }
+        for u in probe
+    }
+    recall = {}
+    for label, sql in (("text index only (0006)", old), ("hybrid (both indexes)", RECOMMEND)):
+        got = {u: {r[0] for r in conn.execute(sql, [u]).fetchall()} for u in probe}
+        recall[label] = float(np.mean([len(got[u] & exact[u]) / 10 for u in probe]))
+    base = float(np.percentile(samples["text index only (0006)"], 50))
+    out = []
+    for label, s in samples.items():
+        p50, p99 = p50_p99(s)
+        out.append([label, f"{p50:.3f}", f"{p99:.3f}", f"{p50 / base:.2f}x", f"{recall[label]:.2f}"])
+    return out
+
+
+def run(args: argparse.Namespace) -> None:
+    url = args.url or bench_url(Settings.from_env())
+    bench_rerank.load(url, args.items, args.users, args.seed)
+    k = args.collab_dim
+    with db.connect(url, autocommit=True) as conn:
+        print(machine(conn))
+        install_old_recommend(conn)
+        t0 = time.perf_counter()
+        fill(conn, [("item_rank", "collab")], range(1, args.items + 1), k, 2)
+        print(
+            f"wrote {args.items:,} {k}-d collaborative vectors (and their HNSW keys) in {time.perf_counter() - t0:.0f} s"
+        )
+        fill(conn, [("user_vectors", "collab")], range(1, args.users + 1), k, 1)
+        conn.execute("select rerankdb.refresh_centers()")
+        conn.execute(
+            "update rerankdb.settings set collab_weight = 0.7, text_centering = 1, collab_centering = 0.3"
+        )
+        rng = np.random.default_rng(args.seed)
+        seen = [
+            (u, int(i)) for u in range(1, args.users + 1) for i in rng.choice(args.items, SEEN_PER_USER) + 1
+        ]
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into rerankdb.interactions (user_id, item_id, kind) values (%s, %s, 'view')", seen
+            )
+        conn.execute("vacuum analyze rerankdb.item_rank")
+        conn.execute("vacuum analyze rerankdb.interactions")
+        conn.execute("vacuum full rerankdb.user_vectors")
+        bench_rerank.prewarm(url)
+        try:
+            reranks = rerank_rows(conn, args)
+            recommends = recommend_rows(conn, args)
+        finally:
+            drop_old_recommend(conn)
+            conn.execute("truncate rerankdb.interactions cascade")
+            conn.execute("update rerankdb.user_vectors set collab = null")
+            conn.execute("update rerankdb.item_rank set collab = null, support = null")
+            conn.execute(
+                "update rerankdb.settings set collab_weight = default, collab_centering = default,"
+                " text_center = null, collab_center = null"
+            )
+            conn.execute("vacuum full rerankdb.item_rank")
+            conn.execute("vacuum full rerankdb.user_vectors")
+    print(
+        f"\nrerank options: server ms (p50 / p99 of {ROUNDS} alternating rounds of {args.repeats} calls), "
+        f"k = 20, {args.items:,} items, {args.users:,} users, {k}-d collaborative vectors, both spaces centered"
+    )
+    print(table(["candidates", "rerank", "p50", "p99", "p50 / plain"], reranks))
+    print(
+        f"\nrecommend, k = 10: server ms ({ROUNDS} rounds of {args.repeats} users), and recall@10 against "
+        "the exact hybrid top 10 (20 users)"
+    )
+    print(table(["recommend", "p50", "p99", "p50 / text only", "recall@10 vs exact"], recommends))
+
+
+def add_arguments(sub: Any) -> None:
+    p = sub.add_parser("features", help="diversity, context, exclude_seen and hybrid recommend latency")
+    p.add_argument("--url", help="an existing database (default: the rerank benchmark's)")
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--users", type=int, default=1_000)
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    p.add_argument("--repeats", type=int, default=200, help="measured calls per figure and round")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--collab-dim", type=int, default=64)
+    p.set_defaults(run=run)
