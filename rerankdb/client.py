@@ -114,11 +114,11 @@ def _check_id(value: Any, what: str) -> int:
     return int(value)
 
 
-def _check_k(k: int | None, *, allow_none: bool) -> int | None:
+def _check_k(k: int | None, *, allow_none: bool, name: str = "k") -> int | None:
     if k is None and allow_none:
         return None
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= INT4_MAX:
-        raise InvalidInputError(f"k must be an integer from 0 to {INT4_MAX}, got {k!r}")
+        raise InvalidInputError(f"{name} must be an integer from 0 to {INT4_MAX}, got {k!r}")
     return k
 
 
@@ -555,7 +555,7 @@ class Client:
         if isinstance(item_ids, (str, bytes)) or item_ids is None:
             raise InvalidInputError(f"item_ids must be a sequence of item ids, got {item_ids!r}")
         items = [_check_id(i, "an item_id") for i in item_ids]
-        rows = self._read(Q["explain"], user=uid, items=items, n=_check_k(n, allow_none=False))
+        rows = self._read(Q["explain"], user=uid, items=items, n=_check_k(n, allow_none=False, name="n"))
         return [Reason(*row) for row in rows]
 
     # -- tuning ----------------------------------------------------------------

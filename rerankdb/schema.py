@@ -20,7 +20,6 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    cast,
     func,
     text,
 )
@@ -172,7 +171,7 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("states_short_half_life", INTERVAL, nullable=True),
     )
     # Revision 0003: collaborative vectors and settings.
-    item_rank = Table(
+    Table(
         "item_rank",
         md,
         _key_owned_by("item_id", "items.item_id"),
@@ -181,10 +180,17 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("support", Integer, nullable=True),
         postgresql_with={"toast_tuple_target": "4080"},
     )
-    # Revision 0007: the collaborative vectors' HNSW index, on a fixed-size key.
+    # Revision 0007: the collaborative vectors' HNSW index, on fixed-size keys,
+    # rebuilt by rerankdb.refresh_collab_keys after each training.
+    collab_keys = Table(
+        "collab_keys",
+        md,
+        Column("item_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("key", Vector(64), nullable=False),
+    )
     Index(
-        "item_rank_collab_key_idx",
-        cast(func.rerankdb.collab_key(item_rank.c.collab), Vector(64)).label("key"),
+        "collab_keys_hnsw",
+        collab_keys.c.key,
         postgresql_using="hnsw",
         postgresql_ops={"key": "vector_ip_ops"},
     )

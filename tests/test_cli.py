@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rerankdb import Client, migrate
+from rerankdb import Client, Interaction, migrate
 from tests.helpers import load_items
 
 
@@ -90,6 +90,39 @@ def test_rerank_recommend_similar(db_url: str, rng: np.random.Generator) -> None
     assert len(out.stdout.splitlines()) == 5
     out = cli("recommend", "12345", url=db_url)
     assert out.stdout.strip() == "(no rows)"
+
+
+def test_rerank_options_and_explain(db_url: str, rng: np.random.Generator) -> None:
+    with Client(db_url) as client:
+        vecs = rng.standard_normal((20, 384))
+        vecs[4] = vecs[2] + 0.01 * vecs[4]  # item 5: nearly item 3
+        load_items(client, vecs)
+        client.record_interactions([Interaction(1, 3, "like"), Interaction(1, 7, "view")])
+    folded = cli("worker", "--once", "--no-encoder", url=db_url)
+    assert folded.returncode == 0, folded.stderr
+
+    def items(*args: str) -> list[str]:
+        out = cli("rerank", "1", "5", "3", "9", "12", "-k", "2", *args, url=db_url)
+        assert out.returncode == 0, out.stderr
+        return [line.split()[1] for line in out.stdout.splitlines()[1:]]
+
+    assert set(items()) == {"3", "5"}  # 5 is nearly 3
+    assert "3" not in items("--exclude-seen")
+    diverse = items("--diversity", "1")
+    assert diverse[0] in {"3", "5"} and diverse[1] not in {"3", "5"}, "the near-copy gives way"
+    out = cli("rerank", "99", "9", "12", "5", "--context", "3", url=db_url)
+    assert out.stdout.splitlines()[1].split()[1] == "5", "a visitor ranked by the context"
+    out = cli("explain", "1", "5", "-n", "1", url=db_url)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1].split()[:2] == ["5", "3"], "item 5 scores because of item 3"
+    out = cli("explain", "12345", "5", url=db_url)
+    assert "no reasons" in out.stdout
+    for bad, message in (
+        (("--diversity", "2"), "diversity must be in [0, 1]"),
+        (("--context", "3,x"), "expected item ids separated by commas"),
+    ):
+        out = cli("rerank", "1", "5", *bad, url=db_url)
+        assert out.returncode in (1, 2) and message in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_TABLES = {
     "config", "items", "interaction_kinds", "interactions", "item_vectors", "user_vectors",
     "item_queue", "interaction_queue", "user_state", "worker_state", "status", "settings", "item_rank",
-    "user_rebuild_queue",
+    "user_rebuild_queue", "collab_keys",
 }  # fmt: skip
 EXPECTED_FUNCTIONS = {
     "dimension", "normalize_embedding", "rerank", "nearest", "recommend", "similar_items",
@@ -33,7 +33,7 @@ EXPECTED_FUNCTIONS = {
     "interaction_problem", "check_interaction", "enqueue_user_rebuild", "forget_user", "counts",
     "_check_vector_arguments", "set_item_vectors", "set_user_vectors",
     "blend", "notice_half_life_changed",
-    "collab_key", "_seen", "diversify", "explain",
+    "collab_key", "diversify", "explain", "refresh_collab_keys",
 }  # fmt: skip
 
 

@@ -96,6 +96,7 @@ def world(conn: psycopg.Connection[Any], client: Client, rng: np.random.Generato
     conn.execute(
         "update rerankdb.settings set collab_weight = %s, collab_shrink = %s", [COLLAB_WEIGHT, SHRINK]
     )
+    conn.execute("select rerankdb.refresh_collab_keys()")  # as a training does
     return World(
         text={i: f32(unit(text[i - 1])) for i in ids},
         collab={i: f32(collab[i - 1]) for i in with_collab},
@@ -393,7 +394,9 @@ def test_recommend_finds_the_hybrid_top_k_through_both_indexes(
 ) -> None:
     n, k = 400, 10
     text = unit(rng.standard_normal((n, DIM)))
-    collab = unit(rng.standard_normal((n, 96)))  # over 64-d: the index key is a truncation
+    # Over 64-d: the index key is a truncation to the last 64 components, which training
+    # orders by ascending singular value (so the first ones are weak, as here).
+    collab = unit(rng.standard_normal((n, 96)) * np.linspace(0.1, 1.0, 96))
     ids = load_items(client, text)
     support = rng.integers(5, 60, n)
     conn.execute(
@@ -402,6 +405,7 @@ def test_recommend_finds_the_hybrid_top_k_through_both_indexes(
         [ids, [Vector(v) for v in collab], support.tolist()],
     )
     conn.execute("update rerankdb.settings set collab_weight = 0.8, collab_shrink = 0")
+    assert conn.execute("select rerankdb.refresh_collab_keys()").fetchone() == (n,)
     world = World(
         {i: f32(text[i - 1]) for i in ids},
         {i: f32(collab[i - 1]) for i in ids},
@@ -428,13 +432,40 @@ def test_recommend_finds_the_hybrid_top_k_through_both_indexes(
     assert len({s for s, _ in sim} & set(best)) >= 4
 
 
-def test_recommend_uses_the_collaborative_index(conn: Any, client: Client, rng: np.random.Generator) -> None:
+def test_recommend_uses_the_collaborative_index(conn: Any, world: World, rng: np.random.Generator) -> None:
+    conn.execute("set enable_seqscan = off")  # 200 rows: a scan would be cheaper; can the index serve?
     plan = conn.execute(
-        "explain select item_id from rerankdb.item_rank"
-        " order by rerankdb.collab_key(collab)::vector(64) <#> %s::vector(64) limit 10",
+        "explain select item_id from rerankdb.collab_keys order by key <#> %s::vector(64) limit 10",
         [Vector(unit(rng.standard_normal(64)))],
     ).fetchall()
-    assert any("item_rank_collab_key_idx" in r[0] for r in plan), plan
+    assert any("collab_keys_hnsw" in r[0] for r in plan), plan
+
+
+def test_training_rebuilds_the_keys_beside_the_old_ones(
+    conn: Any, db_url: str, world: World, rng: np.random.Generator
+) -> None:
+    """The keys are rebuilt beside the old ones; a long reader of the old ones makes the swap
+    give up (readers never queue behind it for long), then it goes through."""
+    assert conn.execute("select count(*) from rerankdb.collab_keys").fetchone() == (len(world.collab),)
+    set_user(conn, 1, rng.standard_normal(DIM), rng.standard_normal(16))
+    with psycopg.connect(db.libpq_url(db_url)) as reader:
+        reader.execute("set transaction isolation level repeatable read")
+        before = reader.execute("select item_id from rerankdb.recommend(1, 5)").fetchall()
+        # A transaction still holding the old keys: the swap gives up, nothing changes.
+        conn.execute("update rerankdb.item_rank set collab = null, support = null where item_id <= 100")
+        with pytest.raises(psycopg.errors.LockNotAvailable, match="the old keys stay"):
+            conn.execute("select rerankdb.refresh_collab_keys()")
+        assert reader.execute("select item_id from rerankdb.recommend(1, 5)").fetchall() == before
+        reader.rollback()
+        # Once it is done, the swap goes through, and readers see the new keys.
+        assert conn.execute("select rerankdb.refresh_collab_keys()").fetchone() == (len(world.collab) - 100,)
+        count = reader.execute("select count(*) from rerankdb.collab_keys").fetchone()
+        assert count == (len(world.collab) - 100,)
+        assert reader.execute("select count(*) from rerankdb.recommend(1, 5)").fetchone() == (5,)
+    tables = conn.execute(
+        "select count(*) from pg_tables where schemaname = 'rerankdb' and tablename like 'collab_keys%'"
+    )
+    assert tables.fetchone() == (1,), "the old table is gone"
 
 
 def test_collab_key_pads_and_truncates(conn: Any) -> None:
@@ -453,3 +484,33 @@ def test_binary_arrays_work_as_candidates(conn: Any, world: World, rng: np.rando
         [1, db.BigintArray(np.arange(1, 101))],
     ).fetchall()
     assert len(rows) == 5
+
+
+def test_diversity_edges(conn: Any, world: World, rng: np.random.Generator) -> None:
+    set_user(conn, 1, rng.standard_normal(DIM), rng.standard_normal(16))
+    q = "select item_id, score from rerankdb.rerank(1, %s::bigint[], %s, diversity => 0.5)"
+    assert conn.execute(q, [[9001, 9002, 9001], None]).fetchall() == [(9001, None), (9002, None)]
+    assert conn.execute(q, [[1, 2, 3], 0]).fetchall() == []
+    assert conn.execute(q, [[], None]).fetchall() == []
+    one = conn.execute(q, [[5, 9001], None]).fetchall()
+    assert [r[0] for r in one] == [5, 9001] and one[0][1] is not None
+    # context items with NULLs and unknown ids are ignored, not an error
+    rows = conn.execute(
+        "select item_id from rerankdb.rerank(77, array[1, 2, 3]::bigint[], context_items => array[null, 2, 9999]::bigint[])"
+    ).fetchall()
+    assert rows[0] == (2,)
+
+
+def test_client_checks_the_options(client: Client, world: World) -> None:
+    from rerankdb.errors import InvalidInputError
+
+    for bad in (-0.1, 1.5, float("nan"), "0.3", True):
+        with pytest.raises(InvalidInputError, match="diversity must be in"):
+            client.rerank(1, [1, 2], diversity=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="context_items must be a sequence"):
+        client.rerank(1, [1, 2], context_items="12")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="a context item"):
+        client.rerank(1, [1, 2], context_items=[1, "x"])  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="n must be an integer"):
+        client.explain(1, [1], n=-1)
+    assert client.rerank(1, [3, 1], context_items=[]) == client.rerank(1, [3, 1])

@@ -18,9 +18,8 @@ sql = RevisionSql(revision)
 
 
 def upgrade() -> None:
-    sql.function("collab_key")  # the new index's expression
+    sql.function("collab_key")  # the keys of the new index
     sql.schema("up")  # drops the old signatures of rerank, rerank_scored, nearest
-    sql.function("_seen")
     sql.function("diversify")
     sql.function("rerank")
     sql.function("rerank_scored")
@@ -28,6 +27,7 @@ def upgrade() -> None:
     sql.function("nearest")
     sql.function("recommend")
     sql.function("similar_items")
+    sql.function("refresh_collab_keys")
     sql.schema("grants")
 
 

@@ -1,12 +1,12 @@
 -- rerankdb.collab_key(v): the key of a collaborative vector in the HNSW index
--- over rerankdb.item_rank (item_rank_collab_key_idx): its last 64
+-- of rerankdb.collab_keys (rerankdb.refresh_collab_keys): its last 64
 -- components, zero-padded below 64, at unit length.  One index for every
 -- collaborative dimension (training may change the dimension; an HNSW index
 -- needs a fixed one).  The components come in ascending order of their
 -- singular value (rerankdb/train.py), so the last 64 carry most of the
 -- similarity; the
 -- index finds candidates, and rerankdb.nearest scores them with the whole
--- vectors.  Immutable: changing it needs the index rebuilt.
+-- vectors.
 create or replace function rerankdb.collab_key(v vector)
 returns vector
 language sql immutable strict parallel safe

@@ -8,9 +8,10 @@
 --         collab_weight * support / (support + collab_shrink)).
 -- Search  two stages: the pool is the nearest items by text (the HNSW index
 --         on item_vectors) and, with collab_query, the nearest by
---         collaborative key (the HNSW index on rerankdb.collab_key of
---         item_rank.collab), each greatest(4 * k, 100) deep; the pool is
---         scored exactly and the best k returned.
+--         collaborative key (the HNSW index of rerankdb.collab_keys, rebuilt
+--         after each training), each greatest(2 * k, 40) deep (hnsw.ef_search
+--         as the session sets it, 40 by default); the pool is scored exactly
+--         (item_rank) and the best k returned.
 -- Output  (item_id, score, rank): highest score first, ties by item_id; rank
 --         counts from 1.
 -- Filters exclude_seen_by (a user id, or NULL) leaves out every item that user
@@ -30,14 +31,13 @@ create or replace function rerankdb.nearest(
 language plpgsql stable
 set search_path = pg_catalog, public
 set hnsw.iterative_scan = 'relaxed_order'
-set hnsw.ef_search = 100
 as $fn$
 #variable_conflict use_column
 declare
     depth integer;
     w double precision;
     shrink double precision;
-    key vector;
+    query_key vector;
 begin
     if k is null or k < 0 then
         raise exception 'rerankdb: k must be >= 0, got %', coalesce(k::text, 'NULL')
@@ -46,12 +46,12 @@ begin
     if text_query is null or k = 0 then
         return;
     end if;
-    depth := greatest(4 * k, 100);
+    depth := greatest(2 * k, 40);
     select st.collab_weight, st.collab_shrink into w, shrink from rerankdb.settings st;
     if w = 0 then
         collab_query := null;
     end if;
-    key := rerankdb.collab_key(collab_query);
+    query_key := rerankdb.collab_key(collab_query);
 
     return query
         with pool as (
@@ -64,14 +64,14 @@ begin
              order by v.embedding <#> text_query
              limit depth)
             union
-            (select r.item_id
-             from rerankdb.item_rank r
-             where key is not null
-               and r.item_id is distinct from exclude_item
+            (select ck.item_id
+             from rerankdb.collab_keys ck
+             where query_key is not null
+               and ck.item_id is distinct from exclude_item
                and not (exclude_seen_by is not null and exists (
                    select 1 from rerankdb.interactions i
-                   where i.user_id = exclude_seen_by and i.item_id = r.item_id))
-             order by rerankdb.collab_key(r.collab)::vector(64) <#> key::vector(64)
+                   where i.user_id = exclude_seen_by and i.item_id = ck.item_id))
+             order by ck.key <#> query_key::vector(64)
              limit depth)
         )
         select s.item_id, s.score, (row_number() over (order by s.score desc, s.item_id))::integer

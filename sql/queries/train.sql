@@ -43,3 +43,8 @@ update rerankdb.settings set trained_at = now()
 
 -- name: refresh_centers
 select rerankdb.refresh_centers()
+
+-- name: refresh_collab_keys
+-- After the training has committed: the collaborative HNSW index rebuilt in
+-- bulk beside the old one and swapped in (sql/functions/refresh_collab_keys.sql).
+select rerankdb.refresh_collab_keys()

@@ -4,8 +4,9 @@ drop function rerankdb.rerank(bigint, bigint[], integer, double precision, bigin
 drop function rerankdb.rerank_scored(bigint, bigint[], double precision[], double precision, integer, double precision, bigint[], boolean);
 drop function rerankdb.explain(bigint, bigint[], integer);
 drop function rerankdb.diversify(bigint[], double precision[], double precision, integer, boolean);
-drop function rerankdb._seen(bigint, bigint);
 drop function rerankdb.nearest(vector, vector, integer, bigint, bigint);
-drop index rerankdb.item_rank_collab_key_idx;
+drop function rerankdb.refresh_collab_keys();
+drop table rerankdb.collab_keys;
+drop table if exists rerankdb.collab_keys_next;
 drop function rerankdb.collab_key(vector);
 alter table rerankdb.settings drop column context_items_weight;

@@ -5,8 +5,8 @@ revoke execute on function
     rerankdb.rerank_scored(bigint, bigint[], double precision[], double precision, integer, double precision, bigint[], boolean),
     rerankdb.explain(bigint, bigint[], integer),
     rerankdb.diversify(bigint[], double precision[], double precision, integer, boolean),
-    rerankdb._seen(bigint, bigint),
     rerankdb.collab_key(vector),
+    rerankdb.refresh_collab_keys(),
     rerankdb.nearest(vector, vector, integer, bigint, bigint)
     from public;
 grant execute on function
@@ -19,7 +19,7 @@ grant execute on function
     rerankdb.rerank_scored(bigint, bigint[], double precision[], double precision, integer, double precision, bigint[], boolean),
     rerankdb.explain(bigint, bigint[], integer),
     rerankdb.diversify(bigint[], double precision[], double precision, integer, boolean),
-    rerankdb._seen(bigint, bigint),
     rerankdb.collab_key(vector),
+    rerankdb.refresh_collab_keys(),
     rerankdb.nearest(vector, vector, integer, bigint, bigint)
     to rerankdb_worker;
