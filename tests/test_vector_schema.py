@@ -40,6 +40,14 @@ def test_rerankdb_installs_and_works_with_pgvector_in_schema_extensions(empty_db
             assert report.interactions_folded == 1
             # the SQL functions run with pgvector found through their pinned path
             assert conn.execute("select count(*) from rerankdb.recommend(7, 2)").fetchone() == (2,)
+            assert conn.execute("select rerankdb.refresh_collab_keys()").fetchone() == (0,)
+            diverse = (
+                "select count(*) from rerankdb.rerank(7, array[1, 2, 3, 4]::bigint[], 3, diversity => 0.5)"
+            )
+            assert conn.execute(diverse).fetchone() == (3,)
+            assert conn.execute(
+                "select because_item_id from rerankdb.explain(7, array[1], 1)"
+            ).fetchone() == (2,)
         ranked = client.rerank(7, [1, 2, 3, 4])
         assert ranked[0].item_id == 2 and ranked[0].score is not None
         assert client.rerank_scored(7, [1, 2], [1.0, 0.0])
