@@ -278,13 +278,10 @@ def _score_grid(
             for name in LISTS:
                 scores = text_dots[name, s_text, c_text]
                 if collab_dots and w > 0:
-                    assert fitted.has_collab_item is not None and fitted.support is not None
                     assert collab is not None
-                    both = fitted.has_collab_item[name] & collab.has_long[:, None]
-                    sup = fitted.support[name]
-                    item_w = w * sup / np.maximum(sup + shrink, 1e-30) if shrink > 0 else w
-                    mixed = scores + item_w * (collab_dots[name, s_collab, c_collab] - scores)
-                    scores = np.where(both, mixed, scores)
+                    scores = _hybrid(
+                        fitted, name, collab, scores, collab_dots[name, s_collab, c_collab], w, shrink
+                    )
                 out[name] = ndcg_from_scores(scores, fitted.holdout.target_pos[name], cold)
             k = fitted.collab_dim if collab_dots else base.collab_dim
             yield (
@@ -293,6 +290,24 @@ def _score_grid(
                 ),
                 out,
             )
+
+
+def _hybrid(
+    fitted: Fitted,
+    name: str,
+    collab: Space,
+    text_scores: np.ndarray,
+    collab_dots: np.ndarray,
+    w: float,
+    shrink: float,
+) -> np.ndarray:
+    """rerank's score from the two spaces' dots: (1 - w_item) text + w_item collab where the
+    item and the user have collaborative vectors, w_item = w * support / (support + shrink)."""
+    assert fitted.has_collab_item is not None and fitted.support is not None
+    sup = fitted.support[name]
+    item_w = w * sup / np.maximum(sup + shrink, 1e-30) if shrink > 0 else w
+    both = fitted.has_collab_item[name] & collab.has_long[:, None]
+    return np.where(both, text_scores + item_w * (collab_dots - text_scores), text_scores)
 
 
 def current_settings(conn: psycopg.Connection[Any]) -> tuple[TuneSettings, bool, tuple[float, float]]:
@@ -472,18 +487,11 @@ def context_sweep(
         for name in LISTS:
             scores = fitted.text_cands[name].dots(qt)
             if use_collab:
-                assert fitted.collab_cands is not None and fitted.has_collab_item is not None
-                assert fitted.support is not None and collab is not None
+                assert fitted.collab_cands is not None and collab is not None
                 collab_dots = fitted.collab_cands[name].dots(_mix(q_collab, c_collab, has_collab, c))
-                sup = fitted.support[name]
-                shrink = chosen.collab_shrink
-                item_w = (
-                    chosen.collab_weight * sup / np.maximum(sup + shrink, 1e-30)
-                    if shrink > 0
-                    else chosen.collab_weight
+                scores = _hybrid(
+                    fitted, name, collab, scores, collab_dots, chosen.collab_weight, chosen.collab_shrink
                 )
-                both = fitted.has_collab_item[name] & collab.has_long[:, None]
-                scores = np.where(both, scores + item_w * (collab_dots - scores), scores)
             per_list[name] = ndcg_from_scores(scores, h.target_pos[name], cold)
         out[c] = per_list
     return out
