@@ -177,6 +177,40 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from rerankdb.load import iter_errors
+
+    with (
+        _client(settings) as client,
+        tqdm(desc=f"loading {args.what}", unit=" rows", file=sys.stderr, mininterval=1) as bar,
+    ):
+
+        def progress(rows: int) -> None:
+            bar.update(rows - bar.n)
+
+        common = {"format": args.format, "reject_file": args.reject_file, "progress": progress}
+        if args.what == "items":
+            report = client.load_items(args.path, index=args.index, build_memory=args.build_memory, **common)
+        else:
+            report = client.load_interactions(args.path, **common)
+    line = f"loaded {report.rows} {args.what} in {report.seconds:.1f} s"
+    if args.what == "items":
+        queued = report.rows - report.with_embedding
+        line += f" ({report.with_embedding} with embeddings, {queued} queued for the worker's encoder)"
+        if report.index == "rebuilt":
+            line += f"; text index built once, in {report.index_seconds:.1f} s"
+    print(line)
+    if report.rejected:
+        print(f"rejected {report.rejected} lines, written to {args.reject_file}:", file=sys.stderr)
+        for text in iter_errors(report):
+            print(f"  {text}", file=sys.stderr)
+        if report.rejected > len(report.errors):
+            print(f"  ... and {report.rejected - len(report.errors)} more", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from rerankdb.eval import runner
 
@@ -398,6 +432,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     fg = command("forget", cmd_forget, help="erase a user: interactions, state and vectors")
     fg.add_argument("user_id", type=int, metavar="USER")
+
+    ld = command(
+        "load",
+        cmd_load,
+        help="bulk-load items or interactions from a JSON Lines, CSV or Parquet file",
+        description="Stream a file into rerankdb through COPY. Items: item_id, content, optional "
+        "metadata (a JSON object) and embedding (a list of numbers; items without one are queued for "
+        "the worker). Interactions: user_id, item_id, optional kind (default view), weight, context, "
+        "occurred_at (ISO 8601, UTC without an offset, or seconds since the epoch; default now). "
+        "Strict: a bad line stops the load, naming it, and nothing is written, unless --reject-file.",
+    )
+    ld.add_argument("what", choices=["items", "interactions"])
+    ld.add_argument("path", type=Path, metavar="FILE", help=".jsonl, .csv or .parquet (optionally .gz)")
+    ld.add_argument("--format", choices=["jsonl", "csv", "parquet"], help="if the file name does not say")
+    ld.add_argument(
+        "--reject-file",
+        type=Path,
+        metavar="PATH",
+        help="write bad lines there (Parquet rows as JSON Lines) and load the rest",
+    )
+    ld.add_argument(
+        "--index",
+        choices=["auto", "rebuild", "incremental"],
+        default="auto",
+        help="items: build the text HNSW index once at the end (rebuild, the owner only), insert "
+        "into it row by row (incremental), or choose by the load's size (auto, the default)",
+    )
+    ld.add_argument(
+        "--build-memory",
+        default="1GB",
+        metavar="SIZE",
+        help="maintenance_work_mem for the index build (default 1GB; about 2 kB per item at 384-d)",
+    )
 
     ev = command("eval", cmd_eval, help="offline evaluation against baselines on real data")
     ev.add_argument("dataset", choices=["movielens"], help="the data format")

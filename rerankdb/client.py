@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from rerankdb.errors import (
 from rerankdb.sqlfiles import queries
 
 if TYPE_CHECKING:
+    from rerankdb.load import LoadReport
     from rerankdb.tune import TuneReport
 
 Q = queries("client")
@@ -557,6 +560,68 @@ class Client:
         items = [_check_id(i, "an item_id") for i in item_ids]
         rows = self._read(Q["explain"], user=uid, items=items, n=_check_k(n, allow_none=False, name="n"))
         return [Reason(*row) for row in rows]
+
+    # -- bulk loading ----------------------------------------------------------
+
+    def load_items(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        reject_file: str | os.PathLike[str] | None = None,
+        index: str = "auto",
+        build_memory: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> LoadReport:
+        """Load items from a JSON Lines, CSV or Parquet file (``rerankdb load items``).
+
+        Columns: item_id, content, optional metadata (a JSON object) and
+        embedding (the installed dimension; items without one are queued for
+        the worker).  Strict unless ``reject_file``: a bad line raises
+        LoadError naming it and its field, and nothing is written.  ``index``:
+        "auto" (rebuild the text index once at the end when the load is
+        large), "rebuild" or "incremental" (rerankdb.load); ``build_memory``:
+        the build's maintenance_work_mem (default 1GB).  ``progress`` is
+        called with the rows read so far.
+        """
+        from rerankdb import load
+
+        with db.connect(self.url, autocommit=True) as conn:
+            return load.load_items(
+                conn,
+                Path(path),
+                fmt=format,
+                reject_file=None if reject_file is None else Path(reject_file),
+                index=index,
+                build_memory=build_memory or load.BUILD_MEMORY,
+                progress=progress,
+            )
+
+    def load_interactions(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        reject_file: str | os.PathLike[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> LoadReport:
+        """Append interactions from a file (``rerankdb load interactions``).
+
+        Columns: user_id, item_id, optional kind (default view), weight,
+        context, occurred_at (ISO 8601, no offset meaning UTC, or seconds
+        since the epoch; missing: now).  Strict unless ``reject_file``, as
+        :meth:`load_items`.  Folded by the worker as any other insert.
+        """
+        from rerankdb import load
+
+        with db.connect(self.url, autocommit=True) as conn:
+            return load.load_interactions(
+                conn,
+                Path(path),
+                fmt=format,
+                reject_file=None if reject_file is None else Path(reject_file),
+                progress=progress,
+            )
 
     # -- tuning ----------------------------------------------------------------
 

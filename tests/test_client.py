@@ -191,17 +191,17 @@ def test_status(client: Client, rng: np.random.Generator) -> None:
     client.record_interactions([Interaction(1, 1)])
     st = client.status()
     assert (st.schema_revision, st.dimension, st.items, st.item_vectors, st.interactions) == (
-        "0007",
+        "0008",
         384,
         4,
         4,
         1,
     )
-    # The worker's backlog, from the rerankdb.status view: the items are queued for the
-    # encoder (their text), the interaction for folding; no worker has run.
+    # The worker's backlog, from the rerankdb.status view: the interaction waits for
+    # folding; the items brought their vectors, so none waits for the encoder.
     backlog = (st.pending_interactions, st.deferred_interactions, st.pending_items, st.failed_items)
-    assert backlog == (1, 0, 4, 0)
-    assert st.interaction_lag is not None and st.item_lag is not None
+    assert backlog == (1, 0, 0, 0)
+    assert st.interaction_lag is not None and st.item_lag is None
     assert st.last_user_refresh_at is None and st.model is None
 
 

@@ -3,7 +3,11 @@
 --
 -- Input   item_ids    items that exist in rerankdb.items, each once
 --         embeddings  one vector of the installed dimension per id, not zero
--- Output  rows written (inserted or replaced).  Stored unit length.
+-- Output  rows written (inserted or replaced).  Stored unit length.  The
+--         items leave the worker's embedding queue (rerankdb.item_queue): the
+--         vector given is the item's until its content changes (which queues
+--         it again), so a worker draining the queue later does not replace it
+--         with a text embedding (revision 0008; before, it did).
 -- Edge    lengths differ, a NULL id or vector, a repeated id: error 22023;
 --         an unknown item: error 23503 naming up to five; a wrong dimension
 --         or a zero vector: pgvector's / normalize_embedding's error.  Any
@@ -34,6 +38,7 @@ begin
     order by x.id
     on conflict (item_id) do update set embedding = excluded.embedding, updated_at = now();
     get diagnostics n = row_count;
+    delete from rerankdb.item_queue q where q.item_id = any(item_ids);
     return n;
 end
 $fn$;
