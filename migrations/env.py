@@ -15,7 +15,13 @@ from sqlalchemy import create_engine, pool
 from rerankdb.config import Settings
 from rerankdb.db import sqlalchemy_url
 from rerankdb.embedded import resolve_url
-from rerankdb.migrate import VERSION_TABLE, check_installed_dim, install_dim, run_guard
+from rerankdb.migrate import (
+    VERSION_TABLE,
+    check_installed_dim,
+    check_installed_storage,
+    install_dim,
+    run_guard,
+)
 from rerankdb.schema import build_metadata
 
 config = context.config
@@ -49,6 +55,7 @@ def run_online() -> None:
     try:
         with engine.connect() as connection:
             check_installed_dim(connection)
+            check_installed_storage(connection)
             context.configure(
                 connection=connection,
                 version_table=VERSION_TABLE,

@@ -24,7 +24,7 @@ import sqlalchemy.exc
 
 from rerankdb import db, embedded, migrate
 from rerankdb.client import Client, Ranked
-from rerankdb.config import BACKENDS, DEFAULT_DIM, Settings, parse_dim
+from rerankdb.config import BACKENDS, DEFAULT_DIM, STORAGES, Settings, parse_dim
 from rerankdb.errors import RerankdbError
 
 if TYPE_CHECKING:
@@ -54,10 +54,10 @@ def _id_list(raw: str) -> list[int]:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     if args.sql:
-        print(migrate.upgrade_sql(revision=args.to, dim=args.dim), end="")
+        print(migrate.upgrade_sql(revision=args.to, dim=args.dim, storage=args.storage), end="")
         return 0
     url = embedded.resolve_url(settings)
-    migrate.upgrade(url, revision=args.to, dim=args.dim)
+    migrate.upgrade(url, revision=args.to, dim=args.dim, storage=args.storage)
     print(f"rerankdb schema at revision {migrate.current_revision(url)}")
     return 0
 
@@ -374,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dim",
         type=_dim,
         help=f"embedding dimension at install (default: $RERANKDB_DIM, else {DEFAULT_DIM})",
+    )
+    m.add_argument(
+        "--storage",
+        choices=STORAGES,
+        help="item text vectors as vector (4 bytes a component) or halfvec (2: half the memory), "
+        "chosen at install (default: $RERANKDB_STORAGE, else vector)",
     )
     m.add_argument("--to", default="head", metavar="REVISION", help="target revision (default head)")
     m.add_argument("--sql", action="store_true", help="print the SQL script instead of running it")

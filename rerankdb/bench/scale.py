@@ -1,6 +1,8 @@
-"""``python -m rerankdb.bench scale --items N [--items M ...]``: rerankdb at catalog scale.
+"""``python -m rerankdb.bench scale --items N[:halfvec] [--items ...]``: rerankdb at catalog scale.
 
-For each N, in a database of its own (``rerankdb_scale_<N>``, left in place):
+For each N (installed with ``vector`` storage, or ``halfvec`` where the
+argument says so), in a database of its own (``rerankdb_scale_<N>[_halfvec]``,
+left in place):
 
 * writes N synthetic items (random normal embeddings of the schema's
   dimension; Parquet when pyarrow is installed, else JSON Lines) and a
@@ -20,7 +22,11 @@ For each N, in a database of its own (``rerankdb_scale_<N>``, left in place):
   (what storing it once would cost), in alternating rounds; recommend p50.
 
 With several N, a last section reranks on every database in alternating
-rounds, so the ratio of each N's time to the smallest's comes from one run.
+rounds, so the ratio of each N's time to the smallest's comes from one run;
+where an N is there in both storages, it also gives how far halfvec moves
+the scores (max |difference|) and the overlap of the top 20.
+
+Data files are written under ``--tmp`` and removed at the end of each N.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import psycopg
 
 from rerankdb import db, embedded, load, migrate, sqlfiles
 from rerankdb.bench.common import machine, p50_p99, table
-from rerankdb.config import Settings
+from rerankdb.config import STORAGES, Settings
 from rerankdb.drain import drain
 
 NAIVE_SQL = """
@@ -48,7 +54,7 @@ where v.item_id = any(%s::bigint[])
 order by v.embedding <=> u.embedding
 limit 20
 """
-RERANK_SQL = "select * from rerankdb.rerank(%s, %s::bigint[], 20)"
+RERANK_SQL = "select item_id, score from rerankdb.rerank(%s, %s::bigint[], 20)"
 JOIN_SQL = "select * from rerankdb._bench_rerank_join(%s, %s::bigint[], 20)"
 RECOMMEND_SQL = "select * from rerankdb.recommend(%s, 10)"
 BATCH = 50_000
@@ -207,17 +213,20 @@ def prewarm(conn: psycopg.Connection[Any]) -> None:
     conn.execute("reset enable_seqscan")
 
 
-def run_one(server: str, n: int, args: argparse.Namespace, baseline: dict[str, float]) -> dict[str, Any]:
+def run_one(
+    server: str, n: int, storage: str, args: argparse.Namespace, baseline: dict[str, float]
+) -> dict[str, Any]:
     users, events = max(n // 100, 10), n // 2
-    url = db.create_database(server, f"rerankdb_scale_{n}", replace=True)
-    migrate.upgrade(url)
-    out: dict[str, Any] = {"n": n, "url": url, "users": users}
+    name = f"rerankdb_scale_{n}" + ("" if storage == "vector" else f"_{storage}")
+    url = db.create_database(server, name, replace=True)
+    migrate.upgrade(url, storage=storage)
+    out: dict[str, Any] = {"n": n, "storage": storage, "label": label(n, storage), "url": url, "users": users}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp, db.connect(url, autocommit=True) as conn:
         dim = int(conn.execute("select rerankdb.dimension()").fetchone()[0])  # type: ignore[index]
         t0 = time.perf_counter()
         items_path = write_items(Path(tmp), n, dim, args.seed)
         log_path = write_history(Path(tmp), n, users, events, args.seed)
-        print(f"N = {n:,}: wrote {items_path.name} ({items_path.stat().st_size / 2**20:,.0f} MiB) and "
+        print(f"{label(n, storage)}: wrote {items_path.name} ({items_path.stat().st_size / 2**20:,.0f} MiB) and "
               f"{events:,} interactions in {time.perf_counter() - t0:.0f} s")  # fmt: skip
         rep = load.load_items(conn, items_path, index="rebuild", build_memory=args.build_memory)
         assert rep.rows == n and rep.index == "rebuilt", rep
@@ -257,8 +266,29 @@ def run_one(server: str, n: int, args: argparse.Namespace, baseline: dict[str, f
     return out
 
 
-def compare(results: list[dict[str, Any]], args: argparse.Namespace) -> list[tuple[int, float, float]]:
-    """rerank at 1000 candidates on every database, alternating, in one run: (n, p50, p99)."""
+def label(n: int, storage: str) -> str:
+    return f"{n:,}" + ("" if storage == "vector" else f" {storage}")
+
+
+def agreement(
+    a: psycopg.Connection[Any], b: psycopg.Connection[Any], n: int, users: int
+) -> tuple[float, float]:
+    """(mean overlap of the top 20, max |score difference|) of rerank on two databases of the same data."""
+    overlap, diff = [], 0.0
+    for w in lists(n, users, 1000, 50, 7):
+        sa, sb = (
+            dict(a.execute(RERANK_SQL, w).fetchall()[:20]),
+            dict(b.execute(RERANK_SQL, w).fetchall()[:20]),
+        )
+        overlap.append(len(sa.keys() & sb.keys()) / max(len(sa), 1))
+        both = sa.keys() & sb.keys()
+        if both:
+            diff = max(diff, max(abs(sa[i] - sb[i]) for i in both))
+    return float(np.mean(overlap)), diff
+
+
+def compare(results: list[dict[str, Any]], args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    """rerank at 1000 candidates on every database, alternating, in one run: (label, p50, p99)."""
     conns = [db.connect(r["url"], autocommit=True) for r in results]
     times: list[list[float]] = [[] for _ in results]
     try:
@@ -274,13 +304,22 @@ def compare(results: list[dict[str, Any]], args: argparse.Namespace) -> list[tup
     finally:
         for c in conns:
             c.close()
-    return [(r["n"], *p50_p99(t)) for r, t in zip(results, times, strict=True)]
+    return [(r["label"], *p50_p99(t)) for r, t in zip(results, times, strict=True)]
+
+
+def parse_run(raw: str) -> tuple[int, str]:
+    n, _, storage = raw.partition(":")
+    storage = storage or "vector"
+    if storage not in STORAGES or not n.isdigit() or int(n) < 100:
+        raise SystemExit(f"--items takes N or N:halfvec with N >= 100, got {raw!r}")
+    return int(n), storage
 
 
 def run(args: argparse.Namespace) -> None:
     server = embedded.resolve_url(Settings.from_env())
     baseline: dict[str, float] = {}
-    results = [run_one(server, n, args, baseline) for n in sorted(set(args.items))]
+    runs = sorted({parse_run(raw) for raw in args.items}, key=lambda r: (r[0], r[1] != "vector"))
+    results = [run_one(server, n, storage, args, baseline) for n, storage in runs]
     with db.connect(results[0]["url"], autocommit=True) as c:
         print(machine(c))
         shared = c.execute(
@@ -291,7 +330,7 @@ def run(args: argparse.Namespace) -> None:
     print("\n## Load (items with embeddings)\n")
     print(table(
         ["items", "rerankdb load", "of which HNSW build", "COPY into the indexed table", "speed-up"],
-        [[f"{r['n']:,}", f"{r['load']:.0f} s", f"{r['index']:.0f} s",
+        [[r["label"], f"{r['load']:.0f} s", f"{r['index']:.0f} s",
           f"{r['baseline']:.0f} s" + (" (extrapolated)" if r["baseline_extrapolated"] else ""),
           f"{r['baseline'] / r['load']:.1f}x"] for r in results],
     ))  # fmt: skip
@@ -300,7 +339,7 @@ def run(args: argparse.Namespace) -> None:
     print("\n## Bytes per item\n")
     names = list(results[0]["sizes"])
     print(table(
-        ["", *[f"{r['n']:,} items" for r in results]],
+        ["", *[f"{r['label']} items" for r in results]],
         [[name, *[f"{r['sizes'][name] / r['n']:,.0f}" for r in results]] for name in names]
         + [["total", *[f"{sum(v for k, v in r['sizes'].items() if not k.startswith('of')) / r['n']:,.0f}"
                        for r in results]]],
@@ -308,21 +347,21 @@ def run(args: argparse.Namespace) -> None:
     for r in results:
         total = sum(v for k, v in r["sizes"].items() if not k.startswith("of"))
         rank = r["sizes"]["item_rank heap"] + r["sizes"]["item_rank indexes"]
-        print(f"{r['n']:,} items: {total / mib:,.0f} MiB in all, rerank's working set (item_rank) "
+        print(f"{r['label']} items: {total / mib:,.0f} MiB in all, rerank's working set (item_rank) "
               f"{rank / mib:,.0f} MiB, shared_buffers {shared[0] / mib:,.0f} MiB: "
               f"{'fits' if rank < shared[0] else 'does not fit (read from the OS page cache)'}")  # fmt: skip
-    print("\n## Worker, reads\n")
+    print("\n## Reads, and the worker\n")
     rows = []
     for r in results:
         for k in (100, 1000):
             for name, (p50, p99) in r[f"rerank{k}"].items():
-                rows.append([f"{r['n']:,}", k, name, f"{p50:.2f}", f"{p99:.2f}",
+                rows.append([r["label"], k, name, f"{p50:.2f}", f"{p99:.2f}",
                              f"{p50 / r[f'rerank{k}']['rerank'][0]:.2f}x"])  # fmt: skip
     print(table(["items", "candidates", "method", "p50 ms", "p99 ms", "p50 vs rerank"], rows))
     print()
     print(table(
         ["items", "recommend p50 ms", "recommend p99 ms", "interactions loaded", "fold rate"],
-        [[f"{r['n']:,}", f"{r['recommend'][0]:.1f}", f"{r['recommend'][1]:.1f}",
+        [[r["label"], f"{r['recommend'][0]:.1f}", f"{r['recommend'][1]:.1f}",
           f"{r['n'] // 2:,} in {r['load_interactions']:.0f} s", f"{r['fold_rate']:,.0f}/s"] for r in results],
     ))  # fmt: skip
     if len(results) > 1:
@@ -330,13 +369,25 @@ def run(args: argparse.Namespace) -> None:
         cmp = compare(results, args)
         print(table(
             ["items", "p50 ms", "p99 ms", "p50 vs the smallest"],
-            [[f"{n:,}", f"{p50:.2f}", f"{p99:.2f}", f"{p50 / cmp[0][1]:.2f}x"] for n, p50, p99 in cmp],
+            [[name, f"{p50:.2f}", f"{p99:.2f}", f"{p50 / cmp[0][1]:.2f}x"] for name, p50, p99 in cmp],
         ))  # fmt: skip
+    by = {(r["n"], r["storage"]): r for r in results}
+    for (n, storage), r in by.items():
+        if storage == "halfvec" and (n, "vector") in by:
+            with (
+                db.connect(by[n, "vector"]["url"], autocommit=True) as a,
+                db.connect(r["url"], autocommit=True) as b,
+            ):
+                overlap, diff = agreement(a, b, n, r["users"])
+            print(f"\n{n:,} items, halfvec against vector: top 20 overlap {overlap:.3f}, "
+                  f"max |score difference| {diff:.1e} (1000 candidates, 50 lists)")  # fmt: skip
 
 
 def add_arguments(sub: Any) -> None:
     p = sub.add_parser("scale", help="load N items from files, then load time, memory and latency at N")
-    p.add_argument("--items", type=int, action="append", required=True, help="catalog size (repeatable)")
+    p.add_argument(
+        "--items", action="append", required=True, metavar="N[:halfvec]", help="catalog size (repeatable)"
+    )
     p.add_argument("--baseline-rows", type=int, default=100_000, help="items COPYed by today's path")
     p.add_argument("--build-memory", default="4GB", help="maintenance_work_mem of the index build")
     p.add_argument("--repeats", type=int, default=100, help="rerank calls per method and round")

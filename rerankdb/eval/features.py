@@ -32,7 +32,9 @@ class ItemSpace:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         weight, shrink = conn.execute("select collab_weight, collab_shrink from rerankdb.settings").fetchone()  # type: ignore[misc]
-        rows = conn.execute("select item_id, embedding, collab, support from rerankdb.item_rank", binary=True)
+        rows = conn.execute(
+            "select item_id, embedding::vector, collab, support from rerankdb.item_rank", binary=True
+        )
         self.row: dict[int, int] = {}
         text, collab, w = [], [], []
         for j, (item, emb, col, support) in enumerate(rows.fetchall()):

@@ -208,7 +208,9 @@ def choose_ease_l2(proto: Protocol, seed: int) -> float:
 
 
 def item_vectors(conn: psycopg.Connection[Any]) -> dict[int, np.ndarray]:
-    rows = conn.execute("select item_id, embedding from rerankdb.item_vectors", binary=True).fetchall()
+    rows = conn.execute(
+        "select item_id, embedding::vector from rerankdb.item_vectors", binary=True
+    ).fetchall()
     return {i: np.asarray(v.to_numpy(), dtype=np.float64) for i, v in rows}
 
 

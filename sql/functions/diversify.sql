@@ -75,7 +75,7 @@ begin
         return;
     end if;
     select st.collab_weight, st.collab_shrink into cweight, shrink from rerankdb.settings st;
-    select array_agg(r.embedding order by x.ord),
+    select array_agg(r.embedding::vector order by x.ord),  -- (halfvec where installed so)
            array_agg(case when use_collab and cweight > 0 then r.collab end order by x.ord),
            array_agg(case when use_collab and cweight > 0 and r.collab is not null
                           then cweight * r.support / (r.support + shrink) else 0 end order by x.ord)

@@ -11,7 +11,7 @@ set search_path = pg_catalog, public
 as $fn$
 begin
     if new.embedding is not null then
-        if vector_norm(new.embedding) = 0 then
+        if vector_norm(new.embedding::vector) = 0 then  -- (::vector: item vectors may be halfvec)
             raise exception 'rerankdb.%: embedding is a zero vector', tg_table_name
                 using errcode = '22023',
                       hint = 'a zero vector has no direction, so cosine similarity is undefined; '

@@ -120,7 +120,8 @@ begin
     if context_items is not null and cardinality(context_items) > 0 and (user_embedding is null or context_share > 0) then
         -- The context's average vector per space (the collaborative one from
         -- the context items that have one), centered as a user's would be.
-        select rerankdb.center(l2_normalize(avg(r.embedding)), text_center, text_share),
+        -- (::vector: item text vectors are halfvec where installed so, revision 0008.)
+        select rerankdb.center(l2_normalize(avg(r.embedding::vector)), text_center, text_share),
                rerankdb.center(l2_normalize(avg(r.collab)), collab_center, collab_share)
         into context_embedding, context_collab
         from rerankdb.item_rank r

@@ -22,7 +22,8 @@ set search_path = pg_catalog, public
 as $fn$
     select n.item_id, n.score, n.rank
     from rerankdb.nearest(
-        (select r.embedding from rerankdb.item_rank r where r.item_id = similar_items.source_item_id),
+        -- (::vector: the text vector is halfvec where installed so, revision 0008)
+        (select r.embedding::vector from rerankdb.item_rank r where r.item_id = similar_items.source_item_id),
         (select r.collab from rerankdb.item_rank r where r.item_id = similar_items.source_item_id),
         k,
         null,

@@ -84,10 +84,17 @@ drop index concurrently if exists rerankdb.item_vectors_embedding_hnsw
 select set_config('maintenance_work_mem', %(memory)s, false),
        set_config('max_parallel_maintenance_workers', %(workers)s, false)
 
--- name: create_text_index
--- As revision 0001 builds it (sql/revisions/0001/dimension.sql).
+-- name: storage
+select storage from rerankdb.config
+
+-- name: create_text_index_vector
+-- As revisions 0001 and 0008 build it (sql/revisions/0001/dimension.sql, 0008/storage.sql).
 create index concurrently if not exists item_vectors_embedding_hnsw on rerankdb.item_vectors
     using hnsw (embedding vector_ip_ops)
+
+-- name: create_text_index_halfvec
+create index concurrently if not exists item_vectors_embedding_hnsw on rerankdb.item_vectors
+    using hnsw (embedding halfvec_ip_ops)
 
 -- name: create_interactions_stage
 create temp table _load_interactions (

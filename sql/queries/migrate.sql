@@ -7,3 +7,8 @@ select to_regclass('rerankdb.config') is not null
 -- name: installed_dim
 -- The dimension rerankdb was installed with (ask is_installed first).
 select dim from rerankdb.config
+
+-- name: installed_storage
+-- How item text vectors are stored: NULL before revision 0008 (ask is_installed first;
+-- through jsonb, so that it reads without the column too).
+select to_jsonb(c) ->> 'storage' from rerankdb.config c

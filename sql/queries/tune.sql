@@ -3,7 +3,7 @@
 -- each "-- name:" starts a statement.
 
 -- name: text_vectors
-select item_id, embedding from rerankdb.item_rank where item_id = any(%(items)s::bigint[])
+select item_id, embedding::vector from rerankdb.item_rank where item_id = any(%(items)s::bigint[])
 
 -- name: settings
 select extract(epoch from s.half_life)::float8, extract(epoch from s.short_half_life)::float8,

@@ -5,7 +5,7 @@
 
 -- name: batch_item_vectors
 -- (text, collaborative) vectors of the distinct items of a batch.
-select item_id, embedding, collab from rerankdb.item_rank where item_id = any(%(items)s::bigint[])
+select item_id, embedding::vector, collab from rerankdb.item_rank where item_id = any(%(items)s::bigint[])
 
 -- name: create_placeholder_states
 -- An empty state for each user that has none: a concurrent worker creating
