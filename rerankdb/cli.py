@@ -166,10 +166,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         st = client.status()
     print(f"database        {'RERANKDB_DATABASE_URL' if settings.database_url else 'embedded'}")
     print(f"schema revision {st.schema_revision}")
-    print(f"dimension       {st.dimension}")
+    print(f"dimension       {st.dimension} ({st.storage})")
     print(f"items           {st.items} ({st.item_vectors} with vectors)")
     print(f"user vectors    {st.user_vectors}")
     print(f"interactions    {st.interactions}")
+    if st.text_index != "valid":
+        print(f"text index      {st.text_index}: `rerankdb load items` as the owner rebuilds it")
     values = asdict(st)
     for name in WORKER_FIELDS:
         value = values[name]

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,6 +107,8 @@ class Status:
     failed_interactions: int  # set aside: could not be folded (retried with backoff)
     users_to_rebuild: int  # whose interactions were deleted or changed
     last_interaction_error: str | None  # why the newest set-aside interaction failed
+    storage: str = "vector"  # how item text vectors are stored (revision 0008): vector or halfvec
+    text_index: str = "valid"  # the text HNSW index: valid, or missing / invalid (a load killed mid-build)
 
 
 def _check_id(value: Any, what: str) -> int:
@@ -309,9 +311,10 @@ class Client:
         with self._connection() as conn:
             counts = conn.execute(Q["counts"]).fetchone()
             worker = conn.execute(Q["worker_status"]).fetchone()
+            storage, index = conn.execute(Q["storage_and_text_index"]).fetchone()  # type: ignore[misc]
         assert counts is not None and worker is not None
         items, item_vectors, user_vectors, interactions = map(int, counts)
-        return Status(
+        st = Status(
             current_revision(self.url),
             self.dimension,
             items,
@@ -320,6 +323,7 @@ class Client:
             interactions,
             *worker,
         )
+        return replace(st, storage=storage or "vector", text_index=index or "missing")
 
     # -- writes ---------------------------------------------------------------
 

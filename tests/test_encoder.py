@@ -55,6 +55,34 @@ def test_bf16_agrees_with_fp32(encoder: Any) -> None:
     assert fast.name == "all-MiniLM-L6-v2:bf16"
 
 
+def test_onnx_agrees_with_fp32_and_exports_once(encoder: Any, tmp_path: Path) -> None:
+    fast = TransformerEncoder(backend="onnx", cache_dir=tmp_path)
+    agreement = (fast.encode(TEXTS) * encoder.encode(TEXTS)).sum(axis=1)
+    assert agreement.min() >= 0.9999
+    assert fast.name == "all-MiniLM-L6-v2:onnx"
+    (exported,) = tmp_path.glob("*.onnx")
+    stamp = exported.stat().st_mtime_ns
+    again = TransformerEncoder(backend="onnx", cache_dir=tmp_path, batch_size=2)
+    assert exported.stat().st_mtime_ns == stamp, "the cached export is reused"
+    # Batching and padding do not change vectors here either.
+    np.testing.assert_allclose(again.encode(TEXTS), fast.encode(TEXTS), atol=1e-5)
+
+
+def test_onnx_without_onnxruntime_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def without(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("onnxruntime"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without)
+    with pytest.raises(ConfigError, match=r"pip install 'rerankdb\[onnx\]'"):
+        TransformerEncoder(backend="onnx", cache_dir=tmp_path)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 513, 10**6])
 def test_max_length_beyond_the_model_is_refused_naming_its_limit(bad: int) -> None:
     with pytest.raises(ConfigError, match=r"between 1 and 512, the longest input all-MiniLM-L6-v2 accepts"):

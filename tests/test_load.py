@@ -318,8 +318,10 @@ def test_a_missing_or_invalid_index_is_repaired_by_the_next_load(
     client: Client, conn: psycopg.Connection[Any], tmp_path: Path, rng: np.random.Generator
 ) -> None:
     conn.execute("drop index rerankdb.item_vectors_embedding_hnsw")  # a load killed after its drop
+    assert client.status().text_index == "missing"
     assert client.load_items(write_jsonl(tmp_path / "a.jsonl", items(2, rng))).index == "rebuilt"
     assert index_valid(conn) is True
+    assert client.status().text_index == "valid"
 
 
 def test_auto_rebuilds_only_large_loads(
@@ -383,6 +385,21 @@ def test_reject_file_problems_are_found_before_loading(
         client.load_items(path, reject_file=tmp_path / "no" / "such" / "dir.jsonl")
     assert counts(conn) == (0, 0, 0)
     assert len(path.read_text().splitlines()) == 2  # the input is untouched
+
+
+def test_null_is_missing_and_long_csv_fields_are_fields(
+    client: Client, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    rows = [{"item_id": 1, "content": "a", "metadata": None, "embedding": None}]
+    assert client.load_items(write_jsonl(tmp_path / "n.jsonl", rows)).rows == 1
+    with pytest.raises(LoadError, match="field content: missing"):
+        client.load_items(write_jsonl(tmp_path / "m.jsonl", [{"item_id": 2, "content": None}]))
+    log = [{"user_id": 1, "item_id": 1, "weight": None, "kind": None, "occurred_at": None}]
+    assert client.load_interactions(write_jsonl(tmp_path / "l.jsonl", log)).rows == 1
+    assert conn.execute("select kind, weight from rerankdb.interactions").fetchone() == ("view", None)
+    long_text = "word " * 100_000  # beyond the csv module's default field limit
+    (tmp_path / "long.csv").write_text(f"item_id,content\n3,{long_text}\n")
+    assert client.load_items(tmp_path / "long.csv").rows == 1
 
 
 def test_a_byte_order_mark_is_not_a_field(client: Client, tmp_path: Path) -> None:

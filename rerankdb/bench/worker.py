@@ -240,7 +240,7 @@ def add_arguments(sub: Any) -> None:
 
     e = sub.add_parser("encoder", help="encoder throughput and agreement per backend")
     e.add_argument("--texts", type=int, default=2000)
-    e.add_argument("--backends", nargs="+", default=["fp32", "bf16"])
+    e.add_argument("--backends", nargs="+", default=["fp32", "bf16", "onnx"])
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--repeats", type=int, default=2)
     e.add_argument("--device", choices=["cpu", "cuda"], default=None)

@@ -19,6 +19,12 @@ select pending_items, failed_items, pending_interactions, deferred_interactions,
        last_rebuild_at, model, failed_interactions, users_to_rebuild, last_interaction_error
 from rerankdb.status
 
+-- name: storage_and_text_index
+-- (through jsonb: before revision 0008 there is no storage column)
+select (select to_jsonb(c) ->> 'storage' from rerankdb.config c),
+       (select case when i.indisvalid then 'valid' else 'invalid' end
+        from pg_index i where i.indexrelid = to_regclass('rerankdb.item_vectors_embedding_hnsw'))
+
 -- name: create_items_stage
 create temp table _items (item_id bigint, content text, metadata jsonb) on commit drop
 
