@@ -27,6 +27,7 @@ import hashlib
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -122,18 +123,9 @@ class TransformerEncoder:
             return self._encode_onnx(texts)
         torch = self._torch
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        # Sorting by length keeps padding (wasted work) low inside each batch.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with torch.inference_mode():
-            for lo in range(0, len(texts), self.batch_size):
-                idx = order[lo : lo + self.batch_size]
-                batch = self.tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(self.device)
+            for idx, tokens in self._batches(texts, "pt"):
+                batch = tokens.to(self.device)
                 hidden = self.model(**batch).last_hidden_state.float()
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
@@ -141,19 +133,26 @@ class TransformerEncoder:
                 out[idx] = pooled.float().cpu().numpy()
         return out
 
-    def _encode_onnx(self, texts: list[str]) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+    def _batches(self, texts: list[str], tensors: str) -> Iterator[tuple[list[int], Any]]:
+        """(positions, tokenized batch) in order of length: little padding (wasted work) per batch."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        names = {i.name for i in self._session.get_inputs()}
         for lo in range(0, len(texts), self.batch_size):
             idx = order[lo : lo + self.batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
+            yield (
+                idx,
+                self.tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors=tensors,
+                ),
             )
+
+    def _encode_onnx(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        names = {i.name for i in self._session.get_inputs()}
+        for idx, batch in self._batches(texts, "np"):
             feed = {k: v.astype(np.int64) for k, v in batch.items() if k in names}
             hidden = self._session.run(None, feed)[0]
             mask = batch["attention_mask"][..., None].astype(np.float32)

@@ -21,7 +21,7 @@ left in place):
   beside reading the text vector from item_vectors instead of item_rank's copy
   (what storing it once would cost), in alternating rounds; recommend p50.
 
-With several N, a last section reranks on every database in alternating
+With several N, a last section (alone: ``--compare-only``) reranks on every database in alternating
 rounds, so the ratio of each N's time to the smallest's comes from one run;
 where an N is there in both storages, it also gives how far halfvec moves
 the scores (max |difference|) and the overlap of the top 20.
@@ -40,20 +40,15 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from rerankdb import db, embedded, load, migrate, sqlfiles
+from rerankdb.bench import rerank as bench_rerank
 from rerankdb.bench.common import machine, p50_p99, table
 from rerankdb.config import STORAGES, Settings
 from rerankdb.drain import drain
 
-NAIVE_SQL = """
-select v.item_id, 1 - (v.embedding <=> u.embedding) as score
-from rerankdb.item_vectors v
-join rerankdb.user_vectors u on u.user_id = %s
-where v.item_id = any(%s::bigint[])
-order by v.embedding <=> u.embedding
-limit 20
-"""
+NAIVE_SQL = bench_rerank.NAIVE_SQL + "limit 20\n"  # k = 20, as rerank's calls here
 RERANK_SQL = "select item_id, score from rerankdb.rerank(%s, %s::bigint[], 20)"
 JOIN_SQL = "select * from rerankdb._bench_rerank_join(%s, %s::bigint[], 20)"
 RECOMMEND_SQL = "select * from rerankdb.recommend(%s, 10)"
@@ -206,11 +201,18 @@ def lists(n_items: int, n_users: int, n: int, count: int, seed: int) -> list[tup
 
 
 def prewarm(conn: psycopg.Connection[Any]) -> None:
+    """Read every row's vectors once through the primary keys (not a sequential scan, which
+    goes through a small ring buffer), so that they are in shared_buffers where they fit."""
     conn.execute("set enable_seqscan = off")
-    for t in ("item_rank", "item_vectors", "user_vectors"):
-        conn.execute(f"select count(*) from rerankdb.{t} where item_id > 0" if t != "user_vectors" else
-                     "select count(*) from rerankdb.user_vectors where user_id > 0")  # fmt: skip
+    conn.execute("set enable_bitmapscan = off")
+    for t, key in (("item_rank", "item_id"), ("item_vectors", "item_id"), ("user_vectors", "user_id")):
+        conn.execute(
+            sql.SQL(
+                "select sum(vector_dims(embedding)) from rerankdb.{} where {} > -9223372036854775808"
+            ).format(sql.Identifier(t), sql.Identifier(key))
+        )
     conn.execute("reset enable_seqscan")
+    conn.execute("reset enable_bitmapscan")
 
 
 def run_one(
@@ -307,6 +309,25 @@ def compare(results: list[dict[str, Any]], args: argparse.Namespace) -> list[tup
     return [(r["label"], *p50_p99(t)) for r, t in zip(results, times, strict=True)]
 
 
+def compare_only(server: str, runs: list[tuple[int, str]], args: argparse.Namespace) -> None:
+    """The last section alone, on the databases an earlier run left (after a change of
+    shared_buffers, say)."""
+    results = []
+    for n, storage in runs:
+        name = f"rerankdb_scale_{n}" + ("" if storage == "vector" else f"_{storage}")
+        url = db.with_database(server, name)
+        with db.connect(url, autocommit=True) as c:
+            users = int(c.execute("select count(*) from rerankdb.user_vectors").fetchone()[0])  # type: ignore[index]
+            if n == runs[0][0]:
+                print(machine(c))
+        results.append({"n": n, "storage": storage, "label": label(n, storage), "url": url, "users": users})
+    cmp = compare(results, args)
+    print(table(
+        ["items", "p50 ms", "p99 ms", "p50 vs the smallest"],
+        [[name, f"{p50:.2f}", f"{p99:.2f}", f"{p50 / cmp[0][1]:.2f}x"] for name, p50, p99 in cmp],
+    ))  # fmt: skip
+
+
 def parse_run(raw: str) -> tuple[int, str]:
     n, _, storage = raw.partition(":")
     storage = storage or "vector"
@@ -319,6 +340,9 @@ def run(args: argparse.Namespace) -> None:
     server = embedded.resolve_url(Settings.from_env())
     baseline: dict[str, float] = {}
     runs = sorted({parse_run(raw) for raw in args.items}, key=lambda r: (r[0], r[1] != "vector"))
+    if args.compare_only:
+        compare_only(server, runs, args)
+        return
     results = [run_one(server, n, storage, args, baseline) for n, storage in runs]
     with db.connect(results[0]["url"], autocommit=True) as c:
         print(machine(c))
@@ -389,6 +413,11 @@ def add_arguments(sub: Any) -> None:
         "--items", action="append", required=True, metavar="N[:halfvec]", help="catalog size (repeatable)"
     )
     p.add_argument("--baseline-rows", type=int, default=100_000, help="items COPYed by today's path")
+    p.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="only the last section, on the databases an earlier run left",
+    )
     p.add_argument("--build-memory", default="4GB", help="maintenance_work_mem of the index build")
     p.add_argument("--repeats", type=int, default=100, help="rerank calls per method and round")
     p.add_argument("--rounds", type=int, default=2)
