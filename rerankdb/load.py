@@ -316,9 +316,19 @@ def _index_state(conn: psycopg.Connection[Any]) -> str:
     return "missing" if row is None else ("valid" if row[0] else "invalid")
 
 
-def _build_index(conn: psycopg.Connection[Any], memory: str) -> float:
+def _build_settings(conn: psycopg.Connection[Any], memory: str) -> None:
+    """Set the build's memory and workers for this session, before anything is written:
+    a bad value is an error now, not after the index was dropped."""
+    try:
+        conn.execute(Q["build_settings"], {"memory": memory, "workers": str(BUILD_WORKERS)})
+    except psycopg.errors.DataError as exc:  # invalid_parameter_value is class 22
+        raise InvalidInputError(
+            f"build memory must be a PostgreSQL size like 1GB or 512MB, got {memory!r}"
+        ) from exc
+
+
+def _build_index(conn: psycopg.Connection[Any]) -> float:
     t0 = time.perf_counter()
-    conn.execute(Q["build_settings"], {"memory": memory, "workers": str(BUILD_WORKERS)})
     storage = conn.execute(Q["storage"]).fetchone()[0]  # type: ignore[index]
     conn.execute(Q["create_text_index_halfvec"] if storage == "halfvec" else Q["create_text_index_vector"])
     return time.perf_counter() - t0
@@ -365,6 +375,7 @@ def load_items(
     _open_rejects(path, reject_file)
     t0 = time.perf_counter()
     dim = int(conn.execute(Q["dimension"]).fetchone()[0])  # type: ignore[index]
+    _build_settings(conn, build_memory)
     rejects = _Rejects(path, fmt, reject_file is not None)
     conn.execute(Q["create_items_stage"])
     try:
@@ -392,7 +403,7 @@ def load_items(
         finally:
             if locked:
                 log.info("building the text index of rerankdb.item_vectors")
-                index_seconds = _build_index(conn, build_memory)
+                index_seconds = _build_index(conn)
                 conn.execute(Q["unlock_index_build"])
     finally:
         conn.execute(Q["drop_items_stage"])

@@ -408,6 +408,7 @@ def test_a_byte_order_mark_is_not_a_field(client: Client, tmp_path: Path) -> Non
 
 
 def test_file_problems(client: Client, tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_text("\n\n")
     with pytest.raises(InvalidInputError, match="no such file"):
         client.load_items(tmp_path / "missing.jsonl")
     (tmp_path / "items.txt").write_text("")
@@ -419,9 +420,10 @@ def test_file_problems(client: Client, tmp_path: Path) -> None:
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(InvalidInputError, match="not a Parquet file"):
         client.load_items(tmp_path / "bad.parquet")
+    with pytest.raises(InvalidInputError, match="build memory must be a PostgreSQL size like 1GB"):
+        client.load_items(tmp_path / "empty.jsonl", build_memory="lots")
     with pytest.raises(InvalidInputError, match="index must be one of"):
         client.load_items(tmp_path / "items.txt", index="sometimes")
-    (tmp_path / "empty.jsonl").write_text("\n\n")
     assert client.load_items(tmp_path / "empty.jsonl").rows == 0
 
 
