@@ -14,7 +14,7 @@ Backends (``python -m rerankdb.bench encoder`` measures them on real text):
   is emulated and about 6x *slower* than fp32: a warning says so.
 * ``onnx``: the same fp32 model exported once to ONNX (cached under
   ``$RERANKDB_HOME/onnx``) and run by ONNX Runtime with its graph
-  optimizations; 1.2x torch fp32 on a 2-core CPU without bf16, agreement
+  optimizations; 1.15x torch fp32 on a 2-core CPU without bf16, agreement
   1.0000 (needs ``pip install 'rerankdb[onnx]'``).
 
 Dynamic int8 quantization was measured too and left out: faster still, but
