@@ -72,6 +72,7 @@ def test_app_writes_items_and_interactions_but_not_the_queue(
         assert app.rerank(1, [3, 6])[0].score is not None
         st = app.status()
         assert (st.schema_revision, st.items, st.pending_interactions) == (migrate.head_revision(), 6, 2)
+        assert (st.storage, st.text_index) == ("vector", "valid")
         assert app.forget_user(2) == 1
     for statement in SECRETS:
         assert denied(url, statement), statement

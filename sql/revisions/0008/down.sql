@@ -22,5 +22,6 @@ begin
     end if;
 end
 $$;
+revoke select on rerankdb.config from rerankdb_app;
 alter table rerankdb.config drop column storage;
 revoke execute on function rerankdb.interaction_problem(timestamptz, double precision) from rerankdb_app;

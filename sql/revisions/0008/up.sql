@@ -13,3 +13,6 @@ grant execute on function rerankdb.interaction_problem(timestamptz, double preci
 -- revision fills it in before storage.sql acts on it.
 alter table rerankdb.config
     add column storage text not null default 'vector' check (storage in ('vector', 'halfvec'));
+-- The install-time facts (dimension, storage) are no secret: the app role's
+-- status shows them.
+grant select on rerankdb.config to rerankdb_app;
