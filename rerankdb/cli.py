@@ -80,7 +80,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 @contextmanager
 def _client(settings: Settings) -> Iterator[Client]:
-    with Client(embedded.resolve_url(settings), max_connections=1) as client:
+    with Client(embedded.resolve_url(settings), read_url=settings.read_url, max_connections=1) as client:
         yield client
 
 
@@ -164,7 +164,10 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
         st = client.status()
+        read_lag = client.read_lag() if settings.read_url else None
     print(f"database        {'RERANKDB_DATABASE_URL' if settings.database_url else 'embedded'}")
+    if read_lag is not None:
+        print(f"read server     RERANKDB_READ_URL, {read_lag} bytes of WAL behind")
     print(f"schema revision {st.schema_revision}")
     print(f"dimension       {st.dimension} ({st.storage})")
     print(f"items           {st.items} ({st.item_vectors} with vectors)")

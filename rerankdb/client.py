@@ -8,6 +8,7 @@ and returns frozen dataclasses.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -27,6 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from rerankdb import db
 from rerankdb.config import Settings
 from rerankdb.errors import (
+    ConfigError,
     DatabaseUnavailableError,
     DimensionMismatchError,
     InvalidInputError,
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from rerankdb.tune import TuneReport
 
 Q = queries("client")
+log = logging.getLogger(__name__)
+READ_RETRY_SECONDS = 5.0  # how long reads stay on the primary after the read server failed
 INT8_MIN, INT8_MAX = -(2**63), 2**63 - 1
 INT4_MAX = 2**31 - 1
 MAX_WEIGHT = 1e6  # as rerankdb.interactions checks: no sum of weights can overflow
@@ -222,6 +226,24 @@ def _from_mapping(cls: Any, raw: Any) -> Any:
         raise InvalidInputError(f"{cls.__name__}: {exc}; nothing was written") from None
 
 
+def _check_read_server(read_url: str, dim: int) -> None:
+    """The read server must hold the same schema as the primary: else a clear error now."""
+    try:
+        with db.connect(read_url, autocommit=True) as conn:
+            read_dim = _installed_dimension(conn)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(
+            f"cannot connect to the read server (read_url): {str(exc).strip()}"
+        ) from None
+    except SchemaNotInstalledError as exc:
+        raise SchemaNotInstalledError(f"the read server (read_url) has no rerankdb schema: {exc}") from None
+    if read_dim != dim:
+        raise ConfigError(
+            f"the read server (read_url) holds {read_dim}-d vectors, the primary {dim}-d: "
+            "read_url must be a replica of the same database"
+        )
+
+
 def _installed_dimension(conn: psycopg.Connection[Any]) -> int:
     try:
         row = conn.execute(Q["dimension"]).fetchone()
@@ -241,26 +263,52 @@ class Client:
     Use it as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, url: str, *, max_connections: int = 4, timeout: float = 5.0) -> None:
-        """``timeout``: seconds a call waits for a connection before DatabaseUnavailableError."""
+    def __init__(
+        self,
+        url: str,
+        *,
+        read_url: str | None = None,
+        max_connections: int = 4,
+        timeout: float = 5.0,
+    ) -> None:
+        """``read_url``: a streaming replica of ``url`` (or any server with the same
+        data) that the reads go to: rerank, rerank_scored, recommend, similar_items,
+        explain.  Writes, status and tuning go to ``url``.  While the read server is
+        unreachable, reads go to ``url`` and it is tried again every
+        READ_RETRY_SECONDS.  ``timeout``: seconds a call waits for a connection
+        before DatabaseUnavailableError.
+        """
         self.url = url
+        self.read_url = read_url or None
         self.timeout = timeout
         # One plain connection first: an unreachable server or a missing
         # schema fails here at once, with its own message, not as a pool timeout.
         with db.connect(url, autocommit=True) as conn:
             self._dim = _installed_dimension(conn)
+        if self.read_url is not None:
+            _check_read_server(self.read_url, self._dim)
         self._pool: ConnectionPool[Any] = db.make_pool(url, max_size=max_connections)
+        self._read_pool = self._pool
+        self._read_down_until = 0.0  # monotonic time before which reads skip the read server
+        if self.read_url is not None:
+            try:
+                self._read_pool = db.make_pool(self.read_url, max_size=max_connections)
+            except BaseException:
+                self._pool.close()
+                raise
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection, or DatabaseUnavailableError after ``timeout`` seconds."""
+    def _connection(self, pool: ConnectionPool[Any] | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (of the primary's pool unless ``pool``), or
+        DatabaseUnavailableError after ``timeout`` seconds."""
+        pool = self._pool if pool is None else pool
         try:
-            with self._pool.connection(timeout=self.timeout) as conn:
+            with pool.connection(timeout=self.timeout) as conn:
                 yield conn
         except PoolTimeout:
             raise DatabaseUnavailableError(
                 f"no connection to the database within {self.timeout:g} s: is the server running? "
-                f"({self._pool.get_stats().get('connections_errors', 0)} failed attempts)"
+                f"({pool.get_stats().get('connections_errors', 0)} failed attempts)"
             ) from None
         except psycopg.OperationalError as exc:
             if not exc.sqlstate or exc.sqlstate.startswith(("08", "57")):  # connection, shutdown
@@ -274,7 +322,9 @@ class Client:
         """``RERANKDB_DATABASE_URL`` if set, else the embedded server."""
         from rerankdb import embedded
 
-        return cls(embedded.resolve_url(Settings.from_env()), **kwargs)
+        settings = Settings.from_env()
+        kwargs.setdefault("read_url", settings.read_url)
+        return cls(embedded.resolve_url(settings), **kwargs)
 
     @classmethod
     def embedded(cls, **kwargs: Any) -> Client:
@@ -284,6 +334,8 @@ class Client:
         return cls(embedded.start(Settings.from_env().home), **kwargs)
 
     def close(self) -> None:
+        if self._read_pool is not self._pool:
+            self._read_pool.close()
         self._pool.close()
 
     def __enter__(self) -> Client:
@@ -658,13 +710,36 @@ class Client:
         return [Ranked(i, s, r) for i, s, r in self._read(query, **params)]
 
     def _read(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
-        """Run a read; a lost connection (a server restart, a failover) is retried within ``timeout``."""
+        """Run a read on the read server (the primary while it is down, or without one);
+        a lost connection (a server restart, a failover) is retried within ``timeout``."""
         deadline = time.monotonic() + self.timeout
         while True:
+            pool = self._pool
+            if self._read_pool is not self._pool and time.monotonic() >= self._read_down_until:
+                pool = self._read_pool
             try:
-                with self._connection() as conn:
+                with self._connection(pool) as conn:
                     return conn.execute(query, params, binary=True).fetchall()
-            except DatabaseUnavailableError:
+            except DatabaseUnavailableError as exc:
+                if pool is self._read_pool and pool is not self._pool:
+                    log.warning(
+                        "read server unavailable (%s); reading from the primary for %g s",
+                        exc,
+                        READ_RETRY_SECONDS,
+                    )
+                    self._read_down_until = time.monotonic() + READ_RETRY_SECONDS
+                    continue
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.05)  # reads are idempotent: again, on a fresh connection
+
+    def read_lag(self) -> int:
+        """Bytes of WAL the read server has received but not replayed yet, plus those it has
+        not received: how far its reads are behind the primary (0 without a read server)."""
+        if self.read_url is None:
+            return 0
+        with self._connection() as conn:
+            row = conn.execute(Q["primary_lsn"]).fetchone()
+        with self._connection(self._read_pool) as conn:
+            lag = conn.execute(Q["replica_lag"], {"primary_lsn": row[0] if row else None}).fetchone()
+        return int(lag[0]) if lag and lag[0] is not None else 0

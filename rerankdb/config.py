@@ -2,6 +2,8 @@
 
 ==========================  ===================================================
 ``RERANKDB_DATABASE_URL``   PostgreSQL URL; unset means the embedded server
+``RERANKDB_READ_URL``       a streaming replica that reads (rerank, recommend,
+                            similar_items, explain) go to; unset: the primary
 ``RERANKDB_HOME``           where the embedded server keeps its data
                             (default ``~/.local/share/rerankdb``)
 ``RERANKDB_DIM``            vector dimension used when the schema is installed
@@ -133,6 +135,7 @@ class Settings:
     """Process-wide settings; build with :meth:`from_env`."""
 
     database_url: str | None = None
+    read_url: str | None = None
     home: Path = field(default_factory=lambda: _default_home(os.environ))
     dim: int = DEFAULT_DIM
     context_weight: float = 0.5
@@ -163,6 +166,7 @@ class Settings:
         max_length = env.get("RERANKDB_MAX_LENGTH")
         return cls(
             database_url=url,
+            read_url=env.get("RERANKDB_READ_URL") or None,
             home=home.expanduser(),
             dim=dim,
             context_weight=parse_float(cw, "RERANKDB_CONTEXT_WEIGHT") if cw else 0.5,

