@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -297,6 +298,59 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from rerankdb import compact
+    from rerankdb import encoder as enc
+    from rerankdb.worker import Worker
+
+    before = args.before if args.before is not None else compact.cutoff_from_age(args.older_than)
+    url = embedded.resolve_url(settings)
+    with db.connect(url, autocommit=True) as conn:
+        pv = compact.preview(conn, before)
+    when = f"{before.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    if args.dry_run:
+        print(
+            f"{pv.older} interactions are older than {when}: {pv.older - pv.not_compactable} would be "
+            f"compacted, {pv.not_compactable} kept (queued, or their item has no vector)"
+        )
+        return 0
+    encoder = None
+    if pv.with_context and settings.context_weight > 0 and not args.no_encoder:
+        print("loading the encoder (the compacted rows carry context text)...", file=sys.stderr)
+        encoder = enc.from_settings(settings, args.backend)
+    worker = Worker(url, settings, encoder, listen=False)
+    with tqdm(desc="compacting", unit=" users", file=sys.stderr) as bar:
+        report = worker.compact(before, progress=lambda done: bar.update(done - bar.n))
+    print(
+        f"compacted {report.interactions} interactions of {report.users} users older than {when} "
+        f"into their snapshots in {report.seconds:.1f} s; {report.kept} kept"
+    )
+    return 0
+
+
+def _timestamp(raw: str) -> datetime:
+    """An ISO 8601 time or date for argparse; no offset means UTC."""
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an ISO 8601 time like 2026-06-01 or 2026-06-01T12:00+02:00, got {raw!r}"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {raw!r}")
+    return value
+
+
 def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
@@ -526,6 +580,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rb.add_argument("--items", action="store_true", help="re-embed every item first (after a model change)")
     _encoder_arguments(rb)
+
+    cp = command(
+        "compact",
+        cmd_compact,
+        help="fold the interactions older than a cutoff into user snapshots and delete them (a bounded log)",
+    )
+    cutoff = cp.add_mutually_exclusive_group(required=True)
+    cutoff.add_argument(
+        "--before", type=_timestamp, metavar="TIME", help="the cutoff, ISO 8601 (no offset: UTC)"
+    )
+    cutoff.add_argument(
+        "--older-than", type=_positive_float, metavar="DAYS", help="the cutoff: keep this many days of log"
+    )
+    cp.add_argument("--dry-run", action="store_true", help="count what would be compacted; write nothing")
+    _encoder_arguments(cp)
     return p
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import INTERVAL, JSONB, REAL
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, INTERVAL, JSONB, REAL
 
 from rerankdb.config import DEFAULT_DIM
 
@@ -171,6 +171,8 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("last_rebuild_at", DateTime(timezone=True), nullable=True),
         Column("states_half_life", INTERVAL, nullable=True),  # revision 0006
         Column("states_short_half_life", INTERVAL, nullable=True),
+        Column("last_compact_at", DateTime(timezone=True), nullable=True),  # revision 0009
+        Column("compacted_before", DateTime(timezone=True), nullable=True),
     )
     # Revision 0003: collaborative vectors and settings.
     Table(
@@ -220,6 +222,46 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("tune_report", JSONB, nullable=True),
         # Revision 0007: reranking features.
         Column("context_items_weight", REAL, nullable=False, server_default=text("0.5")),
+    )
+    # Revision 0009: a bounded log, and the workers' figures.
+    Table(
+        "user_snapshot",
+        md,
+        Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("weighted_sum", Vector(dim), nullable=False),
+        Column("ref_time", DateTime(timezone=True), nullable=False),
+        Column("interactions", BigInteger, nullable=False),
+        Column("collab_sum", Vector(), nullable=True),
+        Column("short_sum", Vector(dim), nullable=False),
+        Column("short_collab_sum", Vector(), nullable=True),
+        Column("collab_trained_at", DateTime(timezone=True), nullable=True),
+        Column("half_life", INTERVAL, nullable=True),
+        Column("short_half_life", INTERVAL, nullable=False),
+        Column("compacted_before", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        postgresql_with={"toast_tuple_target": "8160"},
+    )
+    Table(
+        "workers",
+        md,
+        Column("worker_id", Text, primary_key=True),
+        Column("host", Text, nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("started_at", DateTime(timezone=True), nullable=False),
+        Column("seen_at", DateTime(timezone=True), nullable=False),
+        *(
+            Column(name, BigInteger, nullable=False, server_default=text("0"))
+            for name in (
+                "interactions_folded",
+                "items_embedded",
+                "interactions_set_aside",
+                "items_failed",
+                "users_rebuilt",
+                "drains",
+            )
+        ),
+        Column("busy_seconds", DOUBLE_PRECISION, nullable=False, server_default=text("0")),
+        Column("last_drain_seconds", DOUBLE_PRECISION, nullable=True),
     )
     Table(
         "user_rebuild_queue",

@@ -110,12 +110,12 @@ def _fold_claimed(
 ) -> UserBatch:
     """Claim, check and fold one batch in one transaction; ``claimed`` gets {id: attempts}."""
     with conn.transaction():
-        clock = _begin_batch(conn, context_weight)
+        clock = begin_batch(conn, context_weight)
         rows = conn.execute(claim, claim_params, binary=True).fetchall()
         if not rows:
             return UserBatch(0, 0, 0)
         claimed.update((r[0], r[6]) for r in rows)
-        rows, bad = _without_problems(rows, clock)
+        rows, bad = without_problems(rows, clock)
         if bad:
             _set_aside(conn, [(r[0], r[6], error) for r, error in bad])
         item_vecs = user_state.item_vectors(conn, {r[5] for r in rows})
@@ -193,7 +193,7 @@ class Clock:
         return cls(float(now), float(tolerance), FoldParams(half_life, context_weight, short_half_life))
 
 
-def _begin_batch(conn: psycopg.Connection[Any], context_weight: float) -> Clock:
+def begin_batch(conn: psycopg.Connection[Any], context_weight: float) -> Clock:
     """Take the shared fold lock (a training's or tuning's switch waits for this batch),
     then read the clock and half-lives, in a statement whose snapshot follows the lock."""
     with conn.pipeline():  # one round trip; the second statement still gets its own snapshot
@@ -204,7 +204,7 @@ def _begin_batch(conn: psycopg.Connection[Any], context_weight: float) -> Clock:
     return Clock.from_row(row, context_weight)
 
 
-def _without_problems(
+def without_problems(
     rows: Sequence[tuple[Any, ...]], clock: Clock
 ) -> tuple[list[tuple[Any, ...]], list[tuple[tuple[Any, ...], str]]]:
     """(rows that can be folded, [(row, what is wrong)]), by fold.problems."""
@@ -272,16 +272,23 @@ def _rebuild(
     makes it fail with a serialization error; the caller retries.
     """
     with conn.transaction():
-        conn.execute(Q["repeatable_read"])
-        got = conn.execute(Q["try_begin_batch"]).fetchone()
-        if got is None or not got[0]:
-            raise _FoldLockBusy  # a training is switching spaces: its snapshot would be stale
-        clock = Clock.from_row(got[1:], context_weight)
+        clock = begin_repeatable_read_batch(conn, context_weight)
         return _rebuild_in_transaction(conn, encoder, dim, users, clock)
 
 
-class _FoldLockBusy(Exception):
-    """A training holds the fold lock; a rebuild tries again later."""
+class FoldLockBusy(Exception):
+    """A training holds the fold lock; a rebuild or compaction tries again later."""
+
+
+def begin_repeatable_read_batch(conn: psycopg.Connection[Any], context_weight: float) -> Clock:
+    """First in a REPEATABLE READ transaction (a rebuild, a compaction): the shared fold
+    lock without waiting for it, and the clock.  FoldLockBusy while a training or tuning
+    holds it (a snapshot taken while waiting would predate its switch)."""
+    conn.execute(Q["repeatable_read"])
+    got = conn.execute(Q["try_begin_batch"]).fetchone()
+    if got is None or not got[0]:
+        raise FoldLockBusy
+    return Clock.from_row(got[1:], context_weight)
 
 
 def _rebuild_in_transaction(
@@ -291,19 +298,19 @@ def _rebuild_in_transaction(
     users: Sequence[int],
     clock: Clock,
 ) -> tuple[int, int]:
-    """The body of :func:`_rebuild`, in the caller's transaction; ``clock`` from _begin_batch."""
+    """The body of :func:`_rebuild`, in the caller's transaction; ``clock`` from begin_batch."""
     ids = sorted(set(users))
     requests = conn.execute(Q["rebuild_requests"], {"users": ids}).fetchall()  # before the log
     conn.execute(Q["lock_queued_interactions_of_users"], {"users": ids})
     rows = conn.execute(Q["interactions_of_users"], {"users": ids}, binary=True).fetchall()
-    rows, bad = _without_problems(rows, clock) if rows else ([], [])
+    rows, bad = without_problems(rows, clock) if rows else ([], [])
     item_vecs = user_state.item_vectors(conn, {r[5] for r in rows})
     k = user_state.collab_dim(item_vecs)
     arr = np.array(ids, dtype=np.int64)
     user_state.lock_states(conn, arr, dim, k)  # the old states are replaced, but locked first
     ready = [r for r in rows if r[5] in item_vecs]
     waiting = [r for r in rows if r[5] not in item_vecs]
-    st = user_state.empty_states(arr, dim, k)
+    st = user_state.snapshot_states(conn, arr, dim, k)  # empty but for compacted history
     if ready:
         user_state.fold_rows(st, ready, item_vecs, encoder, clock.params)
     user_state.write_states(conn, st)
@@ -374,7 +381,7 @@ def _rebuild_retrying(
     while attempt < 10:
         try:
             return _rebuild(conn, encoder, context_weight, dim, users)
-        except _FoldLockBusy:
+        except FoldLockBusy:
             time.sleep(0.2)
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
             attempt += 1
@@ -427,7 +434,7 @@ def rebuild_all_in_transaction(
     """
     counted = 0
     users = all_users(conn)
-    clock = _begin_batch(conn, context_weight)  # the caller holds the lock exclusively: this reads the clock
+    clock = begin_batch(conn, context_weight)  # the caller holds the lock exclusively: this reads the clock
 
     def in_savepoint(some: Sequence[int]) -> int:
         with conn.transaction():

@@ -53,6 +53,43 @@ def empty_states(users: np.ndarray, dim: int, k: int | None) -> States:
     )
 
 
+def snapshot_states(conn: psycopg.Connection[Any], users: np.ndarray, dim: int, k: int | None) -> States:
+    """The states a rebuild of sorted ``users`` starts from: empty, but for the users
+    with a snapshot (their compacted history, revision 0009), whose sums it is.
+
+    A snapshot's collaborative sums folded before the latest training are in
+    an old space: they count as empty (the compacted rows' collaborative part
+    is lost; their text part is kept).  ``k``: as for :func:`lock_states`.
+    """
+    ids = users.tolist()
+    rows = conn.execute(Q["snapshots"], {"users": ids}, binary=True).fetchall()
+    if k is None:
+        k = next((len(r[4].to_numpy()) for r in rows if r[4] is not None and r[7]), None)
+    st = empty_states(users, dim, k)
+    pos = {u: i for i, u in enumerate(ids)}
+    for uid, vec, ref, n, collab, short, short_collab, current in rows:
+        i = pos[uid]
+        st.sums[i], st.refs[i], st.counts[i], st.short[i] = vec.to_numpy(), ref, n, short.to_numpy()
+        c = collab.to_numpy() if current and collab is not None else None
+        if (
+            c is not None
+            and st.collab is not None
+            and st.short_collab is not None
+            and len(c) == st.collab.shape[1]
+        ):
+            st.collab[i] = c
+            if short_collab is not None:
+                st.short_collab[i] = short_collab.to_numpy()
+    return st
+
+
+def write_snapshots(conn: psycopg.Connection[Any], st: States, before: Any) -> None:
+    """Store ``st`` as the users' snapshots, compacted up to ``before`` (a timestamptz)."""
+    conn.execute(Q["create_snapshot_stage"])
+    _copy_states(conn, Q["copy_snapshot_stage"], st)
+    conn.execute(Q["write_snapshots"], {"before": before})
+
+
 def lock_states(conn: psycopg.Connection[Any], users: np.ndarray, dim: int, k: int | None) -> States:
     """Lock (creating empty ones first) the states of sorted ``users`` and read them.
 
@@ -121,10 +158,19 @@ def _has_collab(vec: np.ndarray | None, k: int) -> bool:
 def write_states(conn: psycopg.Connection[Any], st: States) -> None:
     """Store states and user vectors (no vector for a sum without direction)."""
     conn.execute(Q["create_state_stage"])
+    _copy_states(conn, Q["copy_state_stage"], st)
+    with conn.pipeline():
+        conn.execute(Q["write_states"])
+        conn.execute(Q["write_user_vectors"], {"eps": EPS})
+        conn.execute(Q["delete_directionless_user_vectors"], {"eps": EPS})
+
+
+def _copy_states(conn: psycopg.Connection[Any], copy: str, st: States) -> None:
+    """COPY ``st`` into a stage of user_state's shape (float32, no collab without direction)."""
     sums32, short32 = st.sums.astype(np.float32), st.short.astype(np.float32)
     collab32 = None if st.collab is None else st.collab.astype(np.float32)
     short_collab32 = None if st.short_collab is None else st.short_collab.astype(np.float32)
-    with conn.cursor().copy(Q["copy_state_stage"]) as cp:
+    with conn.cursor().copy(copy) as cp:
         cp.set_types(["int8", "vector", "float8", "int8", "vector", "vector", "vector"])
         for i, uid in enumerate(st.users.tolist()):
             ref = float(st.refs[i]) if np.isfinite(st.refs[i]) else None
@@ -132,10 +178,6 @@ def write_states(conn: psycopg.Connection[Any], st: States) -> None:
             if collab32 is not None and short_collab32 is not None and collab32[i].any():
                 collab, short_collab = collab32[i], short_collab32[i]
             cp.write_row((uid, sums32[i], ref, int(st.counts[i]), collab, short32[i], short_collab))
-    with conn.pipeline():
-        conn.execute(Q["write_states"])
-        conn.execute(Q["write_user_vectors"], {"eps": EPS})
-        conn.execute(Q["delete_directionless_user_vectors"], {"eps": EPS})
 
 
 def item_vectors(conn: psycopg.Connection[Any], item_ids: set[int]) -> ItemVectors:

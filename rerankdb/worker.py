@@ -106,6 +106,21 @@ class Worker:
                 should_stop=self.stop.is_set,
             )
 
+    def compact(self, before: Any, *, progress: Any = None) -> Any:
+        """Fold the log before ``before`` into user snapshots and delete it (``rerankdb compact``)."""
+        from rerankdb.compact import compact
+
+        with db.connect(self.url, autocommit=True) as conn:
+            return compact(
+                conn,
+                self.encoder,
+                self.context_weight,
+                self.dim,
+                before,
+                progress=progress,
+                should_stop=self.stop.is_set,
+            )
+
     # -- the loop ---------------------------------------------------------------
 
     def _refresh_loop(self) -> None:

@@ -163,6 +163,8 @@ update rerankdb.user_rebuild_queue
 select user_id from rerankdb.interactions
 union
 select user_id from rerankdb.user_state
+union
+select user_id from rerankdb.user_snapshot
 order by 1
 
 -- name: mark_rebuild

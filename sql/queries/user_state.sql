@@ -67,3 +67,43 @@ delete from rerankdb.user_vectors v
 using _user_state s
 where v.user_id = s.user_id and vector_norm(s.weighted_sum) <= %(eps)s
 
+
+-- name: snapshots
+-- The compacted history of some users (revision 0009, rerankdb compact):
+-- sums over the interactions deleted from the log, which a rebuild starts
+-- from.  collab_current: the collaborative sums are in today's space (no
+-- training since they were folded); else they count as empty.
+select p.user_id, p.weighted_sum, extract(epoch from p.ref_time)::float8, p.interactions, p.collab_sum,
+       p.short_sum, p.short_collab_sum, p.collab_trained_at is not distinct from s.trained_at
+from rerankdb.user_snapshot p
+cross join rerankdb.settings s
+where p.user_id = any(%(users)s::bigint[])
+order by p.user_id
+
+-- name: create_snapshot_stage
+create temp table if not exists _user_snapshot (
+    user_id bigint, weighted_sum vector, ref float8, interactions bigint, collab_sum vector,
+    short_sum vector, short_collab_sum vector
+) on commit delete rows
+
+-- name: copy_snapshot_stage
+copy _user_snapshot from stdin with (format binary)
+
+-- name: write_snapshots
+-- The half-lives and the collaborative space are the transaction's (its
+-- snapshot of settings, read after the fold lock).
+insert into rerankdb.user_snapshot as p (
+    user_id, weighted_sum, ref_time, interactions, collab_sum, short_sum, short_collab_sum,
+    collab_trained_at, half_life, short_half_life, compacted_before)
+select t.user_id, t.weighted_sum, to_timestamp(t.ref), t.interactions, t.collab_sum, t.short_sum,
+       t.short_collab_sum, s.trained_at, s.half_life, s.short_half_life, %(before)s
+from _user_snapshot t
+cross join rerankdb.settings s
+order by t.user_id
+on conflict (user_id) do update
+   set weighted_sum = excluded.weighted_sum, ref_time = excluded.ref_time,
+       interactions = excluded.interactions, collab_sum = excluded.collab_sum,
+       short_sum = excluded.short_sum, short_collab_sum = excluded.short_collab_sum,
+       collab_trained_at = excluded.collab_trained_at, half_life = excluded.half_life,
+       short_half_life = excluded.short_half_life,
+       compacted_before = greatest(p.compacted_before, excluded.compacted_before), updated_at = now()

@@ -1,0 +1,62 @@
+-- Statements of rerankdb/compact.py: folding the log older than a cutoff into
+-- user snapshots and deleting it (a bounded log).  Loaded once by
+-- rerankdb.sqlfiles.queries("compact"); each "-- name:" starts a statement.
+
+-- name: users_to_compact
+-- Users with interactions before the cutoff, in id order, after a given user
+-- (keyset pagination: compaction goes through the log in batches of users).
+select distinct user_id from rerankdb.interactions
+where occurred_at < %(before)s and user_id > %(after)s
+order by user_id
+limit %(limit)s
+
+-- name: lock_states
+-- The batch's users, locked as a fold or rebuild locks them (user_id order):
+-- neither runs on these users until the compaction commits.
+select user_id from rerankdb.user_state where user_id = any(%(users)s::bigint[]) order by user_id for update
+
+-- name: rows_to_compact
+-- What the users' states count from before the cutoff: rows that are not
+-- queued (so folded: not pending, deferred or set aside) and whose item has
+-- a vector (a rebuild defers the others).  As claim_interactions returns rows.
+select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
+       extract(epoch from i.occurred_at)::float8, i.item_id, 0
+from rerankdb.interactions i
+join rerankdb.interaction_kinds k on k.kind = i.kind
+where i.user_id = any(%(users)s::bigint[])
+  and i.occurred_at < %(before)s
+  and not exists (select 1 from rerankdb.interaction_queue q where q.interaction_id = i.interaction_id)
+  and exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id)
+order by i.interaction_id
+
+-- name: rebuild_requests
+-- The users already waiting for a rebuild before the compaction deletes rows
+-- (the log's delete trigger queues every user whose rows go).
+select user_id from rerankdb.user_rebuild_queue where user_id = any(%(users)s::bigint[]) for update
+
+-- name: delete_rows
+delete from rerankdb.interactions where interaction_id = any(%(ids)s::bigint[])
+
+-- name: drop_own_rebuild_requests
+-- The rows deleted are in the snapshot now: their users' states are right as
+-- they are.  A user who was waiting for a rebuild before keeps waiting.
+delete from rerankdb.user_rebuild_queue
+where user_id = any(%(users)s::bigint[]) and user_id <> all(%(waiting)s::bigint[])
+
+-- name: mark_compact
+update rerankdb.worker_state
+   set last_compact_at = now(), compacted_before = greatest(compacted_before, %(before)s)
+
+-- name: older_than
+-- Interactions before the cutoff: (all, with context text, of them not compactable yet).
+select count(*),
+       count(*) filter (where nullif(btrim(i.context), '') is not null),
+       count(*) filter (where exists (select 1 from rerankdb.interaction_queue q
+                                      where q.interaction_id = i.interaction_id)
+                           or not exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id))
+from rerankdb.interactions i
+where i.occurred_at < %(before)s
+
+-- name: older_of_users
+select count(*) from rerankdb.interactions
+where user_id = any(%(users)s::bigint[]) and occurred_at < %(before)s
