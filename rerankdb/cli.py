@@ -24,7 +24,7 @@ import psycopg
 import sqlalchemy.exc
 
 from rerankdb import db, embedded, migrate
-from rerankdb.client import Client, Ranked
+from rerankdb.client import Client, Ranked, WorkerRow
 from rerankdb.config import BACKENDS, DEFAULT_DIM, STORAGES, Settings, parse_dim
 from rerankdb.errors import RerankdbError
 
@@ -180,7 +180,30 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for name in WORKER_FIELDS:
         value = values[name]
         print(f"{name.replace('_', ' '):<23} {'-' if value is None else value}")
+    if st.compacted_before is not None:
+        print(
+            f"{'compacted before':<23} {st.compacted_before:%Y-%m-%d %H:%M %Z} (at {st.last_compact_at:%Y-%m-%d %H:%M})"
+        )
+    _print_workers(st.workers)
     return 0
+
+
+def _print_workers(workers: Sequence[WorkerRow]) -> None:
+    """The worker processes seen in the last day: their totals since they started."""
+    if not workers:
+        print("workers                 none seen in the last day")
+        return
+    print(f"workers                 {len(workers)} seen in the last day")
+    print(
+        f"  {'worker':<28} {'seen':>8} {'folded':>10} {'embedded':>9} {'set aside':>9} {'rebuilt':>8} {'last drain':>10}"
+    )
+    for w in workers:
+        seen = f"{w.seen_ago.total_seconds():.0f} s ago"
+        last = "-" if w.last_drain_seconds is None else f"{w.last_drain_seconds * 1000:.1f} ms"
+        print(
+            f"  {w.host + ':' + str(w.pid):<28} {seen:>8} {w.interactions_folded:>10} {w.items_embedded:>9} "
+            f"{w.interactions_set_aside:>9} {w.users_rebuilt:>8} {last:>10}"
+        )
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:

@@ -113,6 +113,29 @@ class Status:
     last_interaction_error: str | None  # why the newest set-aside interaction failed
     storage: str = "vector"  # how item text vectors are stored (revision 0008): vector or halfvec
     text_index: str = "valid"  # the text HNSW index: valid, or missing / invalid (a load killed mid-build)
+    last_compact_at: datetime | None = None  # revision 0009: the last compaction of the log
+    compacted_before: datetime | None = None  # older interactions are in user snapshots, not the log
+    workers: tuple[WorkerRow, ...] = ()  # the worker processes seen in the last day, newest first
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One worker process (``rerankdb.workers``): its totals since it started."""
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    seen_at: datetime
+    seen_ago: timedelta
+    interactions_folded: int
+    items_embedded: int
+    interactions_set_aside: int
+    items_failed: int
+    users_rebuilt: int
+    drains: int
+    busy_seconds: float
+    last_drain_seconds: float | None
 
 
 def _check_id(value: Any, what: str) -> int:
@@ -364,6 +387,7 @@ class Client:
             counts = conn.execute(Q["counts"]).fetchone()
             worker = conn.execute(Q["worker_status"]).fetchone()
             storage, index = conn.execute(Q["storage_and_text_index"]).fetchone()  # type: ignore[misc]
+            workers = tuple(WorkerRow(*r) for r in conn.execute(Q["workers"]).fetchall())
         assert counts is not None and worker is not None
         items, item_vectors, user_vectors, interactions = map(int, counts)
         st = Status(
@@ -373,9 +397,16 @@ class Client:
             item_vectors,
             user_vectors,
             interactions,
-            *worker,
+            *worker[:13],
         )
-        return replace(st, storage=storage or "vector", text_index=index or "missing")
+        return replace(
+            st,
+            storage=storage or "vector",
+            text_index=index or "missing",
+            last_compact_at=worker[13],
+            compacted_before=worker[14],
+            workers=workers,
+        )
 
     # -- writes ---------------------------------------------------------------
 

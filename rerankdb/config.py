@@ -24,6 +24,12 @@
                             (default unset: off)
 ``RERANKDB_TRAIN_CRON``     crontab line for training collaborative vectors
                             (default ``0 4 * * *``; ``off`` to disable)
+``RERANKDB_COMPACT_CRON``   crontab line for compacting the log (default unset:
+                            off; ``rerankdb compact`` by hand)
+``RERANKDB_RETAIN_DAYS``    days of log the scheduled compaction keeps
+                            (default 365)
+``RERANKDB_METRICS_PORT``   port of the worker's Prometheus endpoint (default
+                            unset: none; needs ``rerankdb[metrics]``)
 ``RERANKDB_TUNE_AFTER_TRAIN`` ``on``: run ``rerankdb tune`` after each scheduled
                             training (default ``off``)
 ==========================  ===================================================
@@ -81,6 +87,13 @@ def parse_positive_int(raw: str, source: str) -> int:
     if value < 1:
         raise ConfigError(f"{source} must be a positive integer, got {value}")
     return value
+
+
+def parse_port(raw: str, source: str) -> int:
+    port = parse_positive_int(raw, source)
+    if port > 65535:
+        raise ConfigError(f"{source} must be a TCP port (1 to 65535), got {port}")
+    return port
 
 
 def parse_backend(raw: str, source: str) -> str:
@@ -146,6 +159,9 @@ class Settings:
     encoder_backend: str = "fp32"
     max_length: int = DEFAULT_MAX_LENGTH
     tune_after_train: bool = False
+    compact_cron: str | None = None
+    retain_days: float = 365.0
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -181,4 +197,13 @@ class Settings:
             if max_length
             else DEFAULT_MAX_LENGTH,
             tune_after_train=parse_switch(env.get("RERANKDB_TUNE_AFTER_TRAIN"), "RERANKDB_TUNE_AFTER_TRAIN"),
+            compact_cron=parse_cron(env["RERANKDB_COMPACT_CRON"], "RERANKDB_COMPACT_CRON")
+            if env.get("RERANKDB_COMPACT_CRON")
+            else None,
+            retain_days=parse_float(env["RERANKDB_RETAIN_DAYS"], "RERANKDB_RETAIN_DAYS", minimum=1.0)
+            if env.get("RERANKDB_RETAIN_DAYS")
+            else 365.0,
+            metrics_port=parse_port(env["RERANKDB_METRICS_PORT"], "RERANKDB_METRICS_PORT")
+            if env.get("RERANKDB_METRICS_PORT")
+            else None,
         )

@@ -4,8 +4,11 @@ One refresh thread drains the queues whenever it is woken: by a NOTIFY on
 'rerankdb_work' (sent at the commit of any insert into items or interactions,
 so work starts within milliseconds), or by APScheduler's interval job, the
 fallback poll.  APScheduler cron jobs train the collaborative item vectors
-(RERANKDB_TRAIN_CRON, nightly by default) and run a full rebuild when
-RERANKDB_REBUILD_CRON is set.  Every job uses max_instances=1 and coalescing.
+(RERANKDB_TRAIN_CRON, nightly by default), run a full rebuild when
+RERANKDB_REBUILD_CRON is set and compact the log when RERANKDB_COMPACT_CRON
+is.  After each drain the worker publishes its counters
+(:mod:`rerankdb.worker_stats`: rerankdb.workers, and Prometheus with
+RERANKDB_METRICS_PORT).  Every job uses max_instances=1 and coalescing.
 SIGTERM / SIGINT finish the current batch and exit.  A lost database
 connection is retried with exponential backoff; the worker keeps running.
 """
@@ -28,6 +31,7 @@ from rerankdb.drain import DrainReport, drain
 from rerankdb.encoder import Encoder
 from rerankdb.errors import DimensionMismatchError
 from rerankdb.sqlfiles import queries
+from rerankdb.worker_stats import WorkerStats, did_work
 
 Q = queries("worker")
 log = logging.getLogger(__name__)
@@ -71,6 +75,7 @@ class Worker:
         self.stop = threading.Event()
         with db.connect(url, autocommit=True) as conn:
             self.dim = check_encoder(conn, encoder)
+        self.stats = WorkerStats()
 
     # -- the work -------------------------------------------------------------
 
@@ -106,6 +111,12 @@ class Worker:
                 should_stop=self.stop.is_set,
             )
 
+    def compact_retained(self) -> Any:
+        """The scheduled compaction: the log older than RERANKDB_RETAIN_DAYS days."""
+        from rerankdb.compact import cutoff_from_age
+
+        return self.compact(cutoff_from_age(self.settings.retain_days))
+
     def compact(self, before: Any, *, progress: Any = None) -> Any:
         """Fold the log before ``before`` into user snapshots and delete it (``rerankdb compact``)."""
         from rerankdb.compact import compact
@@ -135,6 +146,8 @@ class Worker:
                 if conn is None or conn.closed or conn.broken:
                     conn = db.connect(self.url, autocommit=True)
                 report = self.drain_once(conn)
+                self.stats.record(report)
+                self.stats.publish(conn, force=did_work(report))
                 failures = 0
                 if report.interactions_folded or report.items_embedded:
                     log.info(
@@ -204,6 +217,7 @@ class Worker:
         return [
             ("rebuild", self.settings.rebuild_cron, self.rebuild),
             ("train", self.settings.train_cron, train),
+            ("compact", self.settings.compact_cron, self.compact_retained),
         ]
 
     def _scheduled(self, name: str, job: Any) -> None:
@@ -238,17 +252,24 @@ class Worker:
                     max_instances=1,
                     coalesce=True,
                 )
+        if self.settings.metrics_port is not None:
+            self.stats.serve(self.settings.metrics_port)
         threads = [threading.Thread(target=self._refresh_loop, name="rerankdb-refresh", daemon=True)]
         if self.listen:
             threads.append(threading.Thread(target=self._listen_loop, name="rerankdb-listen", daemon=True))
         log.info(
-            "worker started: encoder %s, poll every %g s, NOTIFY %s, rebuild %s, train %s%s",
+            "worker started: encoder %s, poll every %g s, NOTIFY %s, rebuild %s, train %s%s, compact %s, "
+            "metrics %s",
             self.encoder.name if self.encoder else "none",
             self.settings.poll_seconds,
             "on" if self.listen else "off",
             self.settings.rebuild_cron or "off",
             self.settings.train_cron or "off",
             " then tune" if self.settings.train_cron and self.settings.tune_after_train else "",
+            f"{self.settings.compact_cron} (keeping {self.settings.retain_days:g} days)"
+            if self.settings.compact_cron
+            else "off",
+            f"on port {self.settings.metrics_port}" if self.settings.metrics_port is not None else "off",
         )
         self.wake.set()
         for t in threads:
@@ -262,6 +283,7 @@ class Worker:
             self.wake.set()
             for t in threads:
                 t.join()
+            self.stats.close()
             log.info("worker stopped")
 
     def request_stop(self) -> None:

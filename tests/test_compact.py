@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from rerankdb import compact, db, user_refresh
+from rerankdb.config import Settings
 from rerankdb.errors import InvalidInputError, PermissionDeniedError
 from rerankdb.train import train
+from rerankdb.worker import Worker
 from tests.helpers import load_items
 from tests.worker_helpers import (
     CONTEXT_WEIGHT,
@@ -260,3 +262,23 @@ def test_cli_compact_dry_run_then_for_real(
     assert done.returncode == 0, done.stderr
     assert "compacted 1 interactions of 1 users" in done.stdout
     assert count(conn, "select count(*) from rerankdb.interactions") == 1
+
+
+def test_the_scheduled_job_keeps_retain_days_of_log(
+    db_url: str, conn: Any, encoder: Any, catalog: dict[int, np.ndarray]
+) -> None:
+    now = datetime.now(timezone.utc)
+    add_interactions(
+        conn, [(5, 1, "like", None, None, now - 400 * DAY), (5, 2, "like", None, None, now - 9 * DAY)]
+    )
+    drain(conn, encoder)
+    worker = Worker(db_url, Settings(compact_cron="0 5 * * *", retain_days=365), encoder)
+    assert ("compact", "0 5 * * *", worker.compact_retained) in worker.jobs()
+    default = Worker(db_url, Settings(), encoder)
+    assert ("compact", None, default.compact_retained) in default.jobs()  # off unless set
+    assert worker.compact_retained().interactions == 1
+    assert count(conn, "select count(*) from rerankdb.interactions") == 1
+    status = conn.execute(
+        "select last_compact_at is not null, compacted_before from rerankdb.status"
+    ).fetchone()
+    assert status[0] and abs(status[1] - (now - 365 * DAY)) < timedelta(minutes=5)

@@ -23,6 +23,7 @@ def test_defaults() -> None:
     assert Settings.from_env({"RERANKDB_TRAIN_CRON": "off"}).train_cron is None
     assert s.home.name == "rerankdb"
     assert s.tune_after_train is False
+    assert (s.read_url, s.compact_cron, s.retain_days, s.metrics_port) == (None, None, 365.0, None)
 
 
 def test_values_are_parsed() -> None:
@@ -35,7 +36,17 @@ def test_values_are_parsed() -> None:
             "RERANKDB_CONTEXT_WEIGHT": "0",
             "RERANKDB_POLL_SECONDS": "0.25",
             "RERANKDB_REBUILD_CRON": "0 3 * * *",
+            "RERANKDB_READ_URL": "postgresql://u@replica/db",
+            "RERANKDB_COMPACT_CRON": "30 4 * * 0",
+            "RERANKDB_RETAIN_DAYS": "90",
+            "RERANKDB_METRICS_PORT": "9108",
         }
+    )
+    assert (s.read_url, s.compact_cron, s.retain_days, s.metrics_port) == (
+        "postgresql://u@replica/db",
+        "30 4 * * 0",
+        90.0,
+        9108,
     )
     assert s.database_url == "postgresql://u@h/db" and s.home == Path("/tmp/rr")
     assert (s.dim, s.context_weight, s.poll_seconds, s.tune_after_train) == (768, 0.0, 0.25, True)
@@ -64,6 +75,11 @@ def test_encoder_settings_are_read_here_too() -> None:
         ("RERANKDB_REBUILD_CRON", "every night", "must be a crontab line"),
         ("RERANKDB_MAX_LENGTH", "0", "RERANKDB_MAX_LENGTH must be a positive integer"),
         ("RERANKDB_MAX_LENGTH", "long", "RERANKDB_MAX_LENGTH must be an integer"),
+        ("RERANKDB_COMPACT_CRON", "weekly", "RERANKDB_COMPACT_CRON must be a crontab line"),
+        ("RERANKDB_RETAIN_DAYS", "0.5", "RERANKDB_RETAIN_DAYS must be a finite number >= 1"),
+        ("RERANKDB_RETAIN_DAYS", "forever", "RERANKDB_RETAIN_DAYS must be a number"),
+        ("RERANKDB_METRICS_PORT", "70000", "RERANKDB_METRICS_PORT must be a TCP port"),
+        ("RERANKDB_METRICS_PORT", "http", "RERANKDB_METRICS_PORT must be an integer"),
         ("RERANKDB_ENCODER_BACKEND", "int8", "RERANKDB_ENCODER_BACKEND must be one of fp32, bf16"),
     ],
 )

@@ -1,5 +1,6 @@
 """a bounded log and a fleet of workers: user snapshots for compaction (rerankdb compact),
-the workers' own figures (rerankdb.workers); forget_user erases the snapshot too
+the workers' own figures (rerankdb.workers); forget_user erases the snapshot too; the
+status view shows the last compaction
 
 Revision ID: 0009
 Revises: 0008
@@ -21,8 +22,11 @@ sql = RevisionSql(revision)
 def upgrade() -> None:
     sql.schema("up")
     sql.function("forget_user")
+    sql.function("status_view")  # two columns more: the last compaction
 
 
 def downgrade() -> None:
-    sql.schema("down")
+    sql.schema("down")  # drops the status view: a view loses no column by replacement
     RevisionSql("0005").function("forget_user")
+    RevisionSql("0005").function("status_view")
+    sql.schema("down_grants")

@@ -15,6 +15,9 @@
 --   last_*_at              last successful refresh of each kind
 --   model, dim             the encoder that made the item vectors; the dimension
 --   last_interaction_error the newest error of a set-aside interaction
+--   last_compact_at        the last compaction of the log (revision 0009; NULL: never)
+--   compacted_before       the newest cutoff a compaction used: interactions
+--                          older than it are in user snapshots, not in the log
 create or replace view rerankdb.status as
 select
     (select count(*) from rerankdb.item_queue where attempts = 0) as pending_items,
@@ -32,6 +35,8 @@ select
     (select count(*) from rerankdb.interaction_queue where attempts > 0) as failed_interactions,
     (select count(*) from rerankdb.user_rebuild_queue) as users_to_rebuild,
     (select q.last_error from rerankdb.interaction_queue q
-     where q.attempts > 0 order by q.interaction_id desc limit 1) as last_interaction_error
+     where q.attempts > 0 order by q.interaction_id desc limit 1) as last_interaction_error,
+    w.last_compact_at,
+    w.compacted_before
 from rerankdb.worker_state w
 cross join rerankdb.config c;

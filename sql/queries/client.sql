@@ -16,8 +16,16 @@ select items, item_vectors, user_vectors, interactions from rerankdb.counts()
 -- name: worker_status
 select pending_items, failed_items, pending_interactions, deferred_interactions,
        interaction_lag, item_lag, last_item_refresh_at, last_user_refresh_at,
-       last_rebuild_at, model, failed_interactions, users_to_rebuild, last_interaction_error
+       last_rebuild_at, model, failed_interactions, users_to_rebuild, last_interaction_error,
+       last_compact_at, compacted_before
 from rerankdb.status
+
+-- name: workers
+-- The worker processes seen in the last day, newest first (revision 0009).
+select worker_id, host, pid, started_at, seen_at, now() - seen_at, interactions_folded, items_embedded,
+       interactions_set_aside, items_failed, users_rebuilt, drains, busy_seconds, last_drain_seconds
+from rerankdb.workers
+order by seen_at desc
 
 -- name: storage_and_text_index
 -- (through jsonb: before revision 0008 there is no storage column)
