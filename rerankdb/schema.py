@@ -136,12 +136,18 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         md,
         _key_owned_by("interaction_id", "interactions.interaction_id"),
         Column("item_id", BigInteger, nullable=False),
+        Column("user_id", BigInteger, nullable=False),  # revision 0009: claims by partition of users
         Column("deferred", Boolean, nullable=False, server_default=text("false")),
         Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=clock),
         # Revision 0005: interactions set aside after a failed fold.
         Column("attempts", Integer, nullable=False, server_default=text("0")),
         Column("last_error", Text, nullable=True),
         Column("not_before", DateTime(timezone=True), nullable=False, server_default=text("'-infinity'")),
+    )
+    Index(
+        "interaction_queue_partition_idx",
+        text("(hashint8(user_id) & 15)"),
+        interaction_queue.c.interaction_id,
     )
     Index(
         "interaction_queue_deferred_idx",

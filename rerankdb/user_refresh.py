@@ -9,7 +9,11 @@ Exactly once.  Interactions are claimed from ``interaction_queue`` with FOR
 UPDATE SKIP LOCKED and the queue rows are deleted in the same transaction
 that writes the state and vectors they account for: a crash rolls all of it
 back, a second worker skips claimed rows, and user_state rows are locked in
-user_id order so two workers never fold into the same user at once.
+user_id order so two workers never fold into the same user at once.  Several
+workers: a fold claims from the 16 partitions of the users that no other
+fold holds (an advisory lock per partition) until its batch is full, so they
+fold disjoint users side by side instead of waiting for each other's
+user_state locks.
 
 Items are refreshed by :mod:`rerankdb.item_refresh`, under matching names;
 :mod:`rerankdb.drain` runs both.
@@ -17,7 +21,9 @@ Items are refreshed by :mod:`rerankdb.item_refresh`, under matching names;
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,7 +86,7 @@ def refresh_users(
     fold_args = (encoder, context_weight, dim, before_commit)
     claimed: dict[int, int] = {}
     try:
-        return _fold_claimed(conn, Q["claim_interactions"], {"limit": limit}, claimed, *fold_args)
+        return _fold_claimed(conn, lambda: _claim_partitions(conn, limit), claimed, *fold_args)
     except psycopg.OperationalError:
         raise
     except Exception as exc:
@@ -98,20 +104,43 @@ def refresh_users(
         return total + UserBatch(0, 0, 0, len(failed))
 
 
+def _claim_partitions(conn: psycopg.Connection[Any], limit: int) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` due interactions, from partitions of users that no other fold
+    holds, taken one after another (in a random order, so workers spread out) until
+    the batch is full: one worker takes every partition, two share them out.  None
+    when every partition with work is taken."""
+    parts = [r[0] for r in conn.execute(Q["due_partitions"]).fetchall()]
+    random.shuffle(parts)
+    rows: list[tuple[Any, ...]] = []
+    for part in parts:
+        got = conn.execute(Q["try_lock_partition"], {"part": part}).fetchone()
+        if got is not None and got[0]:
+            params = {"part": part, "limit": limit - len(rows)}
+            rows += conn.execute(Q["claim_interactions"], params, binary=True).fetchall()
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+def _claim_by_id(conn: psycopg.Connection[Any], ids: list[int]) -> list[tuple[Any, ...]]:
+    """The due interactions among ``ids`` (a failed batch, folded again in parts)."""
+    return conn.execute(Q["claim_interactions_by_id"], {"ids": ids}, binary=True).fetchall()
+
+
 def _fold_claimed(
     conn: psycopg.Connection[Any],
-    claim: str,
-    claim_params: dict[str, Any],
+    claim: Callable[[], list[tuple[Any, ...]]],
     claimed: dict[int, int],
     encoder: Encoder | None,
     context_weight: float,
     dim: int,
     before_commit: Callable[[], None] | None,
 ) -> UserBatch:
-    """Claim, check and fold one batch in one transaction; ``claimed`` gets {id: attempts}."""
+    """Claim (``claim()``, in the transaction), check and fold one batch in one
+    transaction; ``claimed`` gets {id: attempts}."""
     with conn.transaction():
         clock = begin_batch(conn, context_weight)
-        rows = conn.execute(claim, claim_params, binary=True).fetchall()
+        rows = claim()
         if not rows:
             return UserBatch(0, 0, 0)
         claimed.update((r[0], r[6]) for r in rows)
@@ -159,8 +188,7 @@ def _isolate(
         try:
             total += _fold_claimed(
                 conn,
-                Q["claim_interactions_by_id"],
-                {"ids": part},
+                functools.partial(_claim_by_id, conn, part),
                 claimed,
                 encoder,
                 context_weight,

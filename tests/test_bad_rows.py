@@ -102,8 +102,8 @@ def sneak_in(conn: Any, rows: list[tuple[Any, ...]]) -> None:
         conn.execute("insert into rerankdb.interaction_kinds (kind, weight) values ('huge', 3e38)")
         add_interactions(conn, rows)
         conn.execute(
-            "insert into rerankdb.interaction_queue (interaction_id, item_id)"
-            " select interaction_id, item_id from rerankdb.interactions"
+            "insert into rerankdb.interaction_queue (interaction_id, item_id, user_id)"
+            " select interaction_id, item_id, user_id from rerankdb.interactions"
         )
 
 

@@ -37,8 +37,8 @@ SECRETS = [
     "select * from rerankdb.item_rank",
     "select * from rerankdb.user_state",
     "select * from rerankdb.interaction_queue",
-    "insert into rerankdb.interaction_queue (interaction_id, item_id) select interaction_id, item_id"
-    " from rerankdb.interactions",
+    "insert into rerankdb.interaction_queue (interaction_id, item_id, user_id)"
+    " select interaction_id, item_id, user_id from rerankdb.interactions",
     "select rerankdb.refresh_centers()",
     "update rerankdb.settings set collab_weight = 0",
 ]

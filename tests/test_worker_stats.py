@@ -63,6 +63,14 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
+def scraped(port: int) -> dict[str, float]:
+    """scrape(), or nothing while the endpoint is not up yet (the worker is starting)."""
+    try:
+        return scrape(port)
+    except OSError:
+        return {}
+
+
 def folded_in_db(conn: Any) -> int:
     row = conn.execute("select coalesce(sum(interactions_folded), 0) from rerankdb.workers").fetchone()
     return int(row[0])
@@ -96,7 +104,7 @@ def test_the_queue_gauges_show_the_backlog_and_its_age(conn: Any, db_url: str, c
     conn.execute("update rerankdb.item_queue set enqueued_at = now() - interval '90 seconds'")
     port = free_port()
     with running(db_url, None, metrics_port=port):
-        assert wait_for(lambda: scrape(port).get("rerankdb_pending_items") == 2)
+        assert wait_for(lambda: scraped(port).get("rerankdb_pending_items") == 2)
         assert scrape(port)["rerankdb_item_lag_seconds"] >= 90
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rerankdb.bench import features, rerank, scale, short_term, soak, worker
+from rerankdb.bench import features, fleet, rerank, scale, short_term, soak, worker
 
 
 def main() -> None:
@@ -18,6 +18,7 @@ def main() -> None:
     short_term.add_arguments(sub)
     features.add_arguments(sub)
     scale.add_arguments(sub)
+    fleet.add_arguments(sub)
     args = parser.parse_args()
     args.run(args)
 

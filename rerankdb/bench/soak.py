@@ -79,8 +79,9 @@ def writer(url: str, n: int, stop: threading.Event, tally: Tally, seed: int) -> 
                     conn.execute("set local session_replication_role = replica")
                     conn.execute(
                         "with i as (insert into rerankdb.interactions (user_id, item_id, occurred_at, context)"
-                        " values (%s, %s, 'infinity', %s) returning interaction_id, item_id)"
-                        " insert into rerankdb.interaction_queue (interaction_id, item_id) select * from i",
+                        " values (%s, %s, 'infinity', %s) returning interaction_id, item_id, user_id)"
+                        " insert into rerankdb.interaction_queue (interaction_id, item_id, user_id)"
+                        " select * from i",
                         [users[1], items[1], tag + ":legacy"],
                     )
                 with tally.lock:

@@ -7,16 +7,30 @@
 -- user_state rows are locked in user_id order.  Loaded once by
 -- rerankdb.sqlfiles.queries("user_refresh"); each "-- name:" starts a statement.
 
+-- name: due_partitions
+-- The partitions of users (revision 0009: hashint8(user_id) & 15) with
+-- interactions due; a fold claims from one of them at a time.
+select p from generate_series(0, 15) p
+where exists (select 1 from rerankdb.interaction_queue q
+              where (hashint8(q.user_id) & 15) = p and not q.deferred and q.not_before <= clock_timestamp())
+
+-- name: try_lock_partition
+-- A partition of users for this fold transaction alone: a second worker takes
+-- another (without waiting), so two folds never share a user and never wait
+-- for each other's user_state locks.  The key is the queue's oid and the
+-- partition (the fold lock is user_state's: another key).
+select pg_try_advisory_xact_lock('rerankdb.interaction_queue'::regclass::oid::integer, %(part)s)
+
 -- name: claim_interactions
--- Due interactions, oldest first, with the weight they fold with (their own,
--- else their kind's), their time in epoch seconds and how often they failed
--- before.  Set-aside rows wait for their not_before.
+-- Due interactions of a partition of users, oldest first, with the weight
+-- they fold with (their own, else their kind's), their time in epoch seconds
+-- and how often they failed before.  Set-aside rows wait for their not_before.
 select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
        extract(epoch from i.occurred_at)::float8, q.item_id, q.attempts
 from rerankdb.interaction_queue q
 join rerankdb.interactions i on i.interaction_id = q.interaction_id
 join rerankdb.interaction_kinds k on k.kind = i.kind
-where not q.deferred and q.not_before <= clock_timestamp()
+where (hashint8(q.user_id) & 15) = %(part)s and not q.deferred and q.not_before <= clock_timestamp()
 order by q.interaction_id
 limit %(limit)s
 for update of q skip locked
@@ -77,8 +91,8 @@ update rerankdb.interaction_queue q
 -- name: set_aside_unqueued
 -- A rebuild found a row it cannot fold that is not queued (it was folded
 -- before the checks existed, or dequeued): queue it as set aside.
-insert into rerankdb.interaction_queue as q (interaction_id, item_id, attempts, last_error, not_before)
-select i.interaction_id, i.item_id, 1, f.error, clock_timestamp() + interval '5 seconds'
+insert into rerankdb.interaction_queue as q (interaction_id, item_id, user_id, attempts, last_error, not_before)
+select i.interaction_id, i.item_id, i.user_id, 1, f.error, clock_timestamp() + interval '5 seconds'
 from unnest(%(ids)s::bigint[], %(errors)s::text[]) as f(id, error)
 join rerankdb.interactions i on i.interaction_id = f.id
 on conflict (interaction_id) do update
@@ -124,8 +138,8 @@ where i.user_id = any(%(users)s::bigint[])
 
 -- name: requeue_deferred
 -- Counted by nobody: their item lost its vector.  Queued as deferred.
-insert into rerankdb.interaction_queue (interaction_id, item_id, deferred)
-select i.interaction_id, i.item_id, true
+insert into rerankdb.interaction_queue (interaction_id, item_id, user_id, deferred)
+select i.interaction_id, i.item_id, i.user_id, true
 from rerankdb.interactions i
 where i.interaction_id = any(%(ids)s::bigint[])
 on conflict (interaction_id) do update set deferred = true

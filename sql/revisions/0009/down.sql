@@ -5,3 +5,5 @@ drop view rerankdb.status;  -- recreated without the compaction columns, then gr
 drop table rerankdb.workers;
 alter table rerankdb.worker_state drop column last_compact_at, drop column compacted_before;
 drop table rerankdb.user_snapshot;
+drop index rerankdb.interaction_queue_partition_idx;
+alter table rerankdb.interaction_queue drop column user_id;

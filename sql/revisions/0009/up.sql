@@ -28,6 +28,18 @@ begin
 end
 $$;
 
+-- Several workers: each fold claims the interactions of one partition of the
+-- users (hashint8(user_id) & 15, under an advisory lock of that partition),
+-- so that workers fold disjoint users instead of waiting for each other's
+-- user_state locks.  The queue row carries its user for that (and for a
+-- distribution by user_id, sql/citus/).
+alter table rerankdb.interaction_queue add column user_id bigint;
+update rerankdb.interaction_queue q set user_id = i.user_id
+from rerankdb.interactions i where i.interaction_id = q.interaction_id;
+alter table rerankdb.interaction_queue alter column user_id set not null;
+create index interaction_queue_partition_idx
+    on rerankdb.interaction_queue ((hashint8(user_id) & 15), interaction_id);
+
 alter table rerankdb.worker_state
     add column last_compact_at timestamptz,
     add column compacted_before timestamptz;  -- the newest cutoff any compaction used
