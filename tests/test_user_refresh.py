@@ -222,3 +222,25 @@ def test_rebuild_requeues_interactions_whose_item_lost_its_vector(
     drain(conn, encoder)
     assert state_counts(conn) == {1: 2}
     assert_matches_rebuild(conn, encoder)
+
+
+def test_a_fold_skips_the_partitions_of_users_another_fold_holds(
+    conn: Any, db_url: str, encoder: Any, catalog: dict[int, np.ndarray]
+) -> None:
+    """Two workers never wait for each other: the users of a partition another fold holds
+    stay queued for it, the others are folded; nothing is lost once it lets go."""
+    add_interactions(conn, [(u, 1 + u % 6, "view", None, None, T0) for u in range(1, 41)])
+    part_of = dict(conn.execute("select u, hashint8(u) & 15 from generate_series(1, 40) u").fetchall())
+    held = part_of[7]
+    with db.connect(db_url) as other:  # another worker's fold transaction, on user 7's partition
+        other.execute(
+            "select pg_advisory_xact_lock('rerankdb.interaction_queue'::regclass::oid::integer, %s)", [held]
+        )
+        batch = user_refresh.refresh_users(conn, encoder, CONTEXT_WEIGHT, DIM)
+        waiting = {u for u, p in part_of.items() if p == held}
+        assert batch.folded == 40 - len(waiting)
+        assert set(state_counts(conn)) == set(part_of) - waiting
+        other.rollback()
+    assert user_refresh.refresh_users(conn, encoder, CONTEXT_WEIGHT, DIM).folded == len(waiting)
+    assert state_counts(conn) == dict.fromkeys(range(1, 41), 1)
+    assert_matches_rebuild(conn, encoder)
