@@ -26,7 +26,7 @@ from rerankdb.drain import DrainReport
 from rerankdb.errors import ConfigError
 from rerankdb.sqlfiles import queries
 
-Q = queries("worker")
+Q = queries("worker_stats")
 HEARTBEAT_SECONDS = 5.0
 
 
