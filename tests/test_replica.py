@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +19,9 @@ import psycopg
 import pytest
 
 from rerankdb import Client, Interaction, db, embedded, migrate
-from rerankdb.config import Settings
 from rerankdb.errors import ConfigError, DatabaseUnavailableError, SchemaNotInstalledError
-from rerankdb.worker import Worker
 from tests.conftest import FAST_CONF
-from tests.worker_helpers import CATALOG, add_items
+from tests.worker_helpers import CATALOG, add_items, running, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -59,26 +55,12 @@ def _count(url: str, table: str) -> int:
     return int(row[0])
 
 
-def wait_until(predicate: Any, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+def wait_until(predicate: Any) -> bool:
+    return wait_for(predicate, timeout=30.0)
 
 
-@contextmanager
-def running_worker(url: str, encoder: Any) -> Iterator[Worker]:
-    worker = Worker(url, Settings(poll_seconds=60.0), encoder)  # NOTIFY wakes it
-    thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
+def running_worker(url: str, encoder: Any) -> Any:
+    return running(url, encoder)  # NOTIFY wakes it
 
 
 def test_the_replica_is_a_read_only_standby(servers: tuple[Path, str, Path, str]) -> None:

@@ -6,10 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -17,30 +15,16 @@ import pytest
 from rerankdb.config import Settings
 from rerankdb.errors import DimensionMismatchError
 from rerankdb.worker import Worker
-from tests.worker_helpers import T0, add_interactions, add_items, state_counts, status, user_vectors
-
-
-def wait_for(predicate: Any, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-@contextmanager
-def running(db_url: str, encoder: Any, **kwargs: Any) -> Iterator[Worker]:
-    """A worker running in a thread that polls only every 60 s: anything faster is NOTIFY's doing."""
-    worker = Worker(db_url, Settings(poll_seconds=60.0), encoder, **kwargs)
-    thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        thread.join(timeout=30)
-    assert not thread.is_alive(), "the worker did not stop"
+from tests.worker_helpers import (
+    T0,
+    add_interactions,
+    add_items,
+    running,
+    state_counts,
+    status,
+    user_vectors,
+    wait_for,
+)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +16,9 @@ import pytest
 from rerankdb import Client
 from rerankdb.config import Settings
 from rerankdb.errors import ConfigError
-from rerankdb.worker import Worker
 from rerankdb.worker_stats import WorkerStats
-from tests.worker_helpers import T0, add_interactions
+from tests.worker_helpers import T0, add_interactions, wait_for
+from tests.worker_helpers import running as worker_running
 
 
 def free_port() -> int:
@@ -29,26 +27,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Any, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @contextmanager
-def running(db_url: str, encoder: Any, **settings: Any) -> Iterator[Worker]:
-    worker = Worker(db_url, Settings(poll_seconds=60.0, **settings), encoder)
-    thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
-    thread.start()
-    try:
+def running(db_url: str, encoder: Any, **settings: Any) -> Iterator[Any]:
+    with worker_running(db_url, encoder, Settings(poll_seconds=60.0, **settings)) as worker:
         yield worker
-    finally:
-        worker.request_stop()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
 
 
 def scrape(port: int) -> dict[str, float]:

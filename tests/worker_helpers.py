@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
 from rerankdb import user_refresh
+from rerankdb.config import Settings
 from rerankdb.drain import DrainReport
 from rerankdb.drain import drain as drain_all
 
@@ -72,3 +77,29 @@ CATALOG = {
     5: "A documentary about deep sea creatures",
     6: "A heist thriller in a Las Vegas casino",
 }
+
+
+def wait_for(predicate: Any, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@contextmanager
+def running(db_url: str, encoder: Any, settings: Settings | None = None, **kwargs: Any) -> Iterator[Any]:
+    """A worker running in a thread that polls only every 60 s (unless ``settings`` say
+    otherwise): anything faster is NOTIFY's doing."""
+    from rerankdb.worker import Worker
+
+    worker = Worker(db_url, settings or Settings(poll_seconds=60.0), encoder, **kwargs)
+    thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "the worker did not stop"

@@ -29,23 +29,13 @@ from urllib.parse import urlsplit
 import numpy as np
 import psycopg
 
-from rerankdb import Client, db, embedded, migrate
+from rerankdb import db, embedded, migrate
 from rerankdb.bench.common import machine, p50_p99, table
-from rerankdb.bench.worker import fresh_database, real_texts, reflected
+from rerankdb.bench.worker import fresh_database, real_texts, reflected, seed_catalog
 from rerankdb.config import Settings
 from rerankdb.worker import Worker
 
 # --- replica ------------------------------------------------------------------------
-
-
-def _seed_catalog(url: str, items: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    with Client(url) as client:
-        ids = list(range(1, items + 1))
-        client.upsert_items({"item_id": i, "content": f"item {i}"} for i in ids)
-        client.set_item_vectors(ids, rng.standard_normal((items, client.dimension), dtype=np.float32))
-    with db.connect(url, autocommit=True) as conn:
-        conn.execute("delete from rerankdb.item_queue")  # vectors were brought, not embedded
 
 
 def _users(url: str, users: int, items: int, seed: int) -> None:
@@ -124,7 +114,7 @@ def replica(args: argparse.Namespace) -> None:
     try:
         primary = embedded.start(primary_home)
         migrate.upgrade(primary)
-        _seed_catalog(primary, args.items, args.seed)
+        seed_catalog(primary, args.items, args.seed)
         _users(primary, args.users, args.items, args.seed)
         standby = embedded.start_replica(primary_home, replica_home)
         with db.connect(primary) as conn:

@@ -39,6 +39,12 @@ def fresh_database(items: int, seed: int) -> str:
     """A new database with ``items`` items carrying random vectors (no encoder needed)."""
     url = db.create_database(embedded.resolve_url(Settings.from_env()), DATABASE, replace=True)
     migrate.upgrade(url)
+    seed_catalog(url, items, seed)
+    return url
+
+
+def seed_catalog(url: str, items: int, seed: int) -> None:
+    """``items`` items with random vectors, brought rather than embedded (nothing queued)."""
     rng = np.random.default_rng(seed)
     with Client(url) as client:
         ids = list(range(1, items + 1))
@@ -46,7 +52,6 @@ def fresh_database(items: int, seed: int) -> str:
         client.set_item_vectors(ids, rng.standard_normal((items, client.dimension), dtype=np.float32))
     with db.connect(url, autocommit=True) as conn:
         conn.execute("delete from rerankdb.item_queue")  # vectors were brought, not embedded
-    return url
 
 
 # --- freshness -------------------------------------------------------------------
