@@ -1,18 +1,21 @@
 """rerankdb: PostgreSQL + pgvector as a real-time personalized reranker.
 
 Applications insert items and interactions and call ``rerankdb.rerank`` in
-SQL; :class:`Client` is the thin Python layer over the same functions.
+SQL; :class:`Client` (and :class:`AsyncClient`, for asyncio) is the thin Python
+layer over the same functions.
 """
 
 from __future__ import annotations
 
-from rerankdb.client import Client, Interaction, Item, Ranked, Reason, Status
+from rerankdb.async_client import AsyncClient
+from rerankdb.client import Client, Interaction, Item, Ranked, Reason, Status, WorkerRow
 from rerankdb.errors import (
     ConfigError,
     DatabaseUnavailableError,
     DimensionMismatchError,
     EmbeddedServerError,
     InvalidInputError,
+    PermissionDeniedError,
     RerankdbError,
     SchemaNotInstalledError,
     UnknownKindError,
@@ -21,6 +24,7 @@ from rerankdb.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "ConfigError",
     "DatabaseUnavailableError",
@@ -29,10 +33,12 @@ __all__ = [
     "Interaction",
     "InvalidInputError",
     "Item",
+    "PermissionDeniedError",
     "Ranked",
     "Reason",
     "RerankdbError",
     "SchemaNotInstalledError",
     "Status",
     "UnknownKindError",
+    "WorkerRow",
 ]

@@ -18,7 +18,7 @@ from pgvector.psycopg.vector import register_vector_info
 from psycopg import sql
 from psycopg.adapt import Dumper
 from psycopg.types import TypeInfo
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from rerankdb.errors import ConfigError, SchemaNotInstalledError
 from rerankdb.sqlfiles import queries
@@ -113,6 +113,21 @@ class BigintArrayDumper(Dumper):
         return struct.pack("!iiiii", 1, 0, _INT8_OID, n, 1) + body.tobytes()
 
 
+def _no_pgvector() -> SchemaNotInstalledError:
+    return SchemaNotInstalledError(
+        "no rerankdb schema in this database (nor the pgvector extension it installs): "
+        "run `rerankdb migrate` (or `alembic upgrade head`) first"
+    )
+
+
+def _register_infos(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], vector: Any, halfvec: Any
+) -> None:
+    register_vector_info(conn, vector)
+    if halfvec is not None:
+        register_halfvec_info(conn, halfvec)
+
+
 def register_types(conn: psycopg.Connection[Any]) -> None:
     """Register pgvector's types on ``conn``, wherever the extension lives; explain if it is missing.
 
@@ -125,27 +140,43 @@ def register_types(conn: psycopg.Connection[Any]) -> None:
     if row is None:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
-        raise SchemaNotInstalledError(
-            "no rerankdb schema in this database (nor the pgvector extension it installs): "
-            "run `rerankdb migrate` (or `alembic upgrade head`) first"
-        )
+        raise _no_pgvector()
     schema, on_path = row
     if not on_path:
         # rerankdb's statements name pgvector's types and functions unqualified.
         conn.execute(Q["add_to_search_path"], {"schema": schema})
-    register_vector_info(conn, TypeInfo.fetch(conn, sql.Identifier(schema, "vector")))
-    halfvec = TypeInfo.fetch(conn, sql.Identifier(schema, "halfvec"))
-    if halfvec is not None:
-        register_halfvec_info(conn, halfvec)
+    vector = TypeInfo.fetch(conn, sql.Identifier(schema, "vector"))
+    _register_infos(conn, vector, TypeInfo.fetch(conn, sql.Identifier(schema, "halfvec")))
     # The catalog queries above opened a transaction on a non-autocommit connection:
     # commit it (a rollback would undo the search_path set above).
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.commit()
 
 
+async def register_types_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """:func:`register_types` for an asyncio connection (the pools of AsyncClient)."""
+    conn.adapters.register_dumper(BigintArray, BigintArrayDumper)
+    row = await (await conn.execute(Q["vector_schema"])).fetchone()
+    if row is None:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await conn.rollback()
+        raise _no_pgvector()
+    schema, on_path = row
+    if not on_path:
+        await conn.execute(Q["add_to_search_path"], {"schema": schema})
+    vector = await TypeInfo.fetch(conn, sql.Identifier(schema, "vector"))
+    _register_infos(conn, vector, await TypeInfo.fetch(conn, sql.Identifier(schema, "halfvec")))
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        await conn.commit()
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     conn = psycopg.connect(libpq_url(url), autocommit=autocommit)
-    register_types(conn)
+    try:
+        register_types(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -161,4 +192,28 @@ def make_pool(url: str, *, min_size: int = 1, max_size: int = 4) -> ConnectionPo
         open=False,
     )
     pool.open(wait=True, timeout=30)
+    return pool
+
+
+async def connect_async(url: str, *, autocommit: bool = False) -> psycopg.AsyncConnection[Any]:
+    conn = await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=autocommit)
+    try:
+        await register_types_async(conn)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def make_pool_async(url: str, *, min_size: int = 1, max_size: int = 4) -> AsyncConnectionPool[Any]:
+    """:func:`make_pool` for asyncio (AsyncClient): autocommit connections, pgvector registered."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        libpq_url(url),
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True},
+        configure=register_types_async,
+        open=False,
+    )
+    await pool.open(wait=True, timeout=30)
     return pool

@@ -9,6 +9,8 @@ independent and cheap.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import itertools
 import os
 from collections.abc import Callable, Iterator
@@ -138,3 +140,44 @@ def login(conn: psycopg.Connection[Any], db_url: str) -> Iterator[Callable[[str]
     for name in made:
         conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+# --- the contract tests run on both clients: AsyncClient behind a blocking face ---
+
+
+class Blocking:
+    """An AsyncClient whose coroutine methods run to completion on a private event loop,
+    so that a test written for Client runs unchanged on AsyncClient."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        from rerankdb import AsyncClient
+
+        self._runner = asyncio.Runner()
+        self._async = AsyncClient(url, **kwargs)
+        self._runner.run(self._async.open())
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._async, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+        return lambda *args, **kwargs: self._runner.run(attr(*args, **kwargs))
+
+    def close(self) -> None:
+        self._runner.run(self._async.close())
+        self._runner.close()
+
+    def __enter__(self) -> Blocking:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+CLIENTS = {"Client": Client, "AsyncClient": Blocking}
+
+
+@pytest.fixture(params=sorted(CLIENTS))
+def any_client(request: pytest.FixtureRequest, db_url: str) -> Iterator[Any]:
+    """Client, then AsyncClient (run to completion): the same contract for both."""
+    with CLIENTS[request.param](db_url) as c:
+        yield c

@@ -1,7 +1,12 @@
-"""The Python query layer: writes, reads, and every refusal writing nothing."""
+"""The Python query layer: writes, reads, and every refusal writing nothing.
+
+Every test here that takes ``client`` runs twice: on Client and on AsyncClient
+(run to completion by tests.conftest.Blocking): they share one contract.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime, timezone
 from typing import Any
@@ -11,18 +16,28 @@ import pytest
 from psycopg import sql
 
 from rerankdb import (
+    AsyncClient,
     Client,
+    DatabaseUnavailableError,
     DimensionMismatchError,
     Interaction,
     InvalidInputError,
     Item,
     Ranked,
+    RerankdbError,
     SchemaNotInstalledError,
     UnknownKindError,
 )
+from tests.conftest import CLIENTS
 from tests.helpers import load_items, reference_rerank
 
 DIM = 384
+
+
+@pytest.fixture
+def client(any_client: Any) -> Any:
+    """Both clients (tests.conftest.any_client)."""
+    return any_client
 
 
 def count(conn: Any, table: str) -> int:
@@ -50,6 +65,9 @@ def test_upsert_items_inserts_updates_and_skips_unchanged(client: Client, conn: 
         ([Item(1, "a\x00b")], "NUL"),
         ([Item(1, "a", {"x": math.nan})], "metadata is not JSON"),
         ([Item(1, "a", {"x": object()})], "metadata is not JSON"),
+        ([Item(1, "a", {"x": "nul\x00here"})], "metadata contains a NUL character"),
+        ([Item(1, "a", {"k\x00": [1, {"y": "z"}]})], "metadata contains a NUL character"),
+        ([Item(1, "a", {"x": [{"y": "\x00"}]})], "metadata contains a NUL character"),
     ],
 )
 def test_bad_items_write_nothing(client: Client, conn: Any, items: list[Item], message: str) -> None:
@@ -205,6 +223,44 @@ def test_status(client: Client, rng: np.random.Generator) -> None:
     assert st.last_user_refresh_at is None and st.model is None
 
 
-def test_client_on_a_database_without_schema(empty_db_url: str) -> None:
+@pytest.mark.parametrize("kind", sorted(CLIENTS))
+def test_client_on_a_database_without_schema(empty_db_url: str, kind: str) -> None:
     with pytest.raises(SchemaNotInstalledError, match="rerankdb migrate"):
-        Client(empty_db_url)
+        CLIENTS[kind](empty_db_url)
+
+
+@pytest.mark.parametrize("kind", sorted(CLIENTS))
+def test_client_on_an_unreachable_server_says_so(tmp_path: Any, db_url: str, kind: str) -> None:
+    url = f"postgresql://nobody@/postgres?host={tmp_path}&port=1"  # no server on this socket
+    with pytest.raises(DatabaseUnavailableError, match="cannot connect to the database: "):
+        CLIENTS[kind](url)
+    with pytest.raises(DatabaseUnavailableError, match="cannot connect to the read server"):
+        CLIENTS[kind](db_url, read_url=url)
+
+
+@pytest.mark.parametrize("bad", [None, 1, "yes", 0.0])
+def test_flags_are_true_or_false(client: Client, bad: Any) -> None:
+    for call in (
+        lambda: client.rerank(1, [1], exclude_seen=bad),
+        lambda: client.rerank_scored(1, [1], [1.0], exclude_seen=bad),
+        lambda: client.recommend(1, exclude_seen=bad),
+    ):
+        with pytest.raises(InvalidInputError, match=f"exclude_seen must be True or False, got {bad!r}"):
+            call()
+    assert client.rerank(1, [1], exclude_seen=np.bool_(True)) == [Ranked(1, None, 1)]  # numpy bool
+
+
+def test_an_async_client_must_be_opened(db_url: str) -> None:
+    async def use() -> None:
+        rr = AsyncClient(db_url)
+        with pytest.raises(RerankdbError, match="not open: use `async with`"):
+            await rr.rerank(1, [1])
+        async with rr:
+            assert rr.dimension == DIM
+            # Tasks of one event loop share the client: concurrent calls on its pool.
+            got = await asyncio.gather(*(rr.rerank(u, [1, 2]) for u in range(20)))
+            assert all(rows == [Ranked(1, None, 1), Ranked(2, None, 2)] for rows in got)
+        with pytest.raises(RerankdbError, match="not open"):
+            await rr.kinds()
+
+    asyncio.run(use())
