@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql as pgsql
 
 from rerankdb import db, sqlfiles
 from rerankdb.bench import rerank as bench_rerank
@@ -54,8 +55,13 @@ def install_old_recommend(conn: psycopg.Connection[Any]) -> None:
 
 
 def drop_old_recommend(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(f"drop function {OLD_RECOMMEND}(bigint, integer, boolean)")
-    conn.execute(f"drop function {OLD_NEAREST}(vector, integer, bigint, bigint)")
+    conn.execute(pgsql.SQL("drop function {}(bigint, integer, boolean)").format(_name(OLD_RECOMMEND)))
+    conn.execute(pgsql.SQL("drop function {}(vector, integer, bigint, bigint)").format(_name(OLD_NEAREST)))
+
+
+def _name(qualified: str) -> pgsql.Identifier:
+    """A schema-qualified function name as an identifier (never formatted into SQL text)."""
+    return pgsql.Identifier(*qualified.split("."))
 
 
 def user_ms(conn: psycopg.Connection[Any], sql: str, users: list[int]) -> list[float]:
@@ -71,13 +77,12 @@ def user_ms(conn: psycopg.Connection[Any], sql: str, users: list[int]) -> list[f
 
 
 def rerank_rows(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[list[Any]]:
-    context = ", ".join(str(i) for i in range(1, 6))
     variants = [
         ("plain", "select * from rerankdb.rerank(%s, %s::bigint[], 20)"),
         ("diversity 0.3", "select * from rerankdb.rerank(%s, %s::bigint[], 20, diversity => 0.3)"),
         (
             "5 context items",
-            f"select * from rerankdb.rerank(%s, %s::bigint[], 20, context_items => array[{context}])",
+            "select * from rerankdb.rerank(%s, %s::bigint[], 20, context_items => array[1, 2, 3, 4, 5]::bigint[])",
         ),
         ("exclude_seen", "select * from rerankdb.rerank(%s, %s::bigint[], 20, exclude_seen => true)"),
     ]
@@ -98,7 +103,7 @@ def rerank_rows(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list
 def recommend_rows(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[list[Any]]:
     rng = np.random.default_rng(args.seed)
     users = [int(u) for u in rng.integers(1, args.users + 1, args.repeats)]
-    old = f"select * from {OLD_RECOMMEND}(%s, 10)"
+    old = pgsql.SQL("select * from {}(%s, 10)").format(_name(OLD_RECOMMEND)).as_string(conn)
     samples: dict[str, list[float]] = {"text index only (0006)": [], "hybrid (both indexes)": []}
     for _ in range(ROUNDS):
         samples["text index only (0006)"] += user_ms(conn, old, users)

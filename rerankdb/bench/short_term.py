@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from rerankdb import db, sqlfiles
 from rerankdb.bench import rerank as bench_rerank
@@ -32,6 +33,7 @@ from rerankdb.bench.common import bench_url, machine, table
 from rerankdb.config import Settings
 
 OLD = "rerankdb._bench_rerank_0005"
+OLD_NAME = sql.Identifier(*OLD.split("."))
 ROUNDS = 3
 
 
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> None:
         conn.execute("vacuum analyze rerankdb.item_rank")
         conn.execute("vacuum full rerankdb.user_vectors")
         bench_rerank.prewarm(url)
-        old_sql = f"select * from {OLD}(%s, %s::bigint[])"
+        old_sql = sql.SQL("select * from {}(%s, %s::bigint[])").format(OLD_NAME).as_string(conn)
         blend_off = "update rerankdb.settings set short_weight = 0.5, collab_short_weight = 0.5"
         before = {
             n: measure(conn, args, n, [(blend_off, old_sql), (blend_off, bench_rerank.RERANK_SQL)])
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> None:
             old, plain = before[n]
             (with_short,) = measure(conn, args, n, [(blend_off, bench_rerank.RERANK_SQL)])
             rows.append([n, f"{old:.3f}", f"{plain:.3f}", f"{with_short:.3f}", f"{with_short / old:.2f}x"])
-        conn.execute(f"drop function {OLD}(bigint, bigint[], integer)")
+        conn.execute(sql.SQL("drop function {}(bigint, bigint[], integer)").format(OLD_NAME))
         conn.execute(
             "update rerankdb.user_vectors set collab = null, short_embedding = null, short_collab = null"
         )
