@@ -473,8 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     r = command("rerank", cmd_rerank, help="reorder candidate items for a user")
-    r.add_argument("user_id", type=int, metavar="USER")
-    r.add_argument("items", type=int, nargs="+", metavar="ITEM")
+    r.add_argument("user_id", type=int, metavar="USER", help="the user to personalize for (any id)")
+    r.add_argument(
+        "items", type=int, nargs="+", metavar="ITEM", help="the candidates, in the retriever's order"
+    )
     r.add_argument("-k", type=int, default=None, help="return only the first K")
     r.add_argument(
         "--diversity",
@@ -499,8 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = command(
         "explain", cmd_explain, help="why items score as they do for a user: the interactions behind it"
     )
-    ex.add_argument("user_id", type=int, metavar="USER")
-    ex.add_argument("items", type=int, nargs="+", metavar="ITEM")
+    ex.add_argument("user_id", type=int, metavar="USER", help="the user")
+    ex.add_argument("items", type=int, nargs="+", metavar="ITEM", help="the items to explain")
     ex.add_argument("-n", type=int, default=3, help="reasons per item (default 3)")
 
     rec = command(
@@ -508,18 +510,18 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_recommend,
         help="the catalog's best items for a user (text and collaborative indexes)",
     )
-    rec.add_argument("user_id", type=int, metavar="USER")
+    rec.add_argument("user_id", type=int, metavar="USER", help="the user")
     rec.add_argument("-k", type=int, default=10, help="how many (default 10)")
     rec.add_argument("--include-seen", action="store_true", help="keep items the user interacted with")
 
     s = command("similar", cmd_similar, help="nearest items to an item")
-    s.add_argument("item_id", type=int, metavar="ITEM")
+    s.add_argument("item_id", type=int, metavar="ITEM", help="the item whose neighbours to find")
     s.add_argument("-k", type=int, default=10, help="how many (default 10)")
 
     command("status", cmd_status, help="schema revision, dimension, counts and the worker's backlog")
 
     fg = command("forget", cmd_forget, help="erase a user: interactions, state and vectors")
-    fg.add_argument("user_id", type=int, metavar="USER")
+    fg.add_argument("user_id", type=int, metavar="USER", help="the user to erase")
 
     ld = command(
         "load",
@@ -531,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         "occurred_at (ISO 8601, UTC without an offset, or seconds since the epoch; default now). "
         "Strict: a bad line stops the load, naming it, and nothing is written, unless --reject-file.",
     )
-    ld.add_argument("what", choices=["items", "interactions"])
+    ld.add_argument("what", choices=["items", "interactions"], help="which table the file fills")
     ld.add_argument("path", type=Path, metavar="FILE", help=".jsonl, .csv or .parquet (optionally .gz)")
     ld.add_argument("--format", choices=["jsonl", "csv", "parquet"], help="if the file name does not say")
     ld.add_argument(
@@ -569,7 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = command("demo", cmd_demo, help="see it work: sample catalog, users, live reranking")
     dm.add_argument("--keep", action="store_true", help="leave the demo database (and server) running")
-    dm.add_argument("--database", default="rerankdb_demo", help=argparse.SUPPRESS)
+    dm.add_argument(
+        "--database",
+        default="rerankdb_demo",
+        metavar="NAME",
+        help="the database the demo creates (replaced if it exists; default rerankdb_demo)",
+    )
 
     w = command("worker", cmd_worker, help="keep item and user vectors fresh (runs until SIGTERM)")
     w.add_argument("--once", action="store_true", help="drain all pending work, then exit")

@@ -91,6 +91,24 @@ def _table(rows: list[tuple[int, float | None, int, str]], moves: dict[int, int]
     return "\n".join(lines)
 
 
+def kept_message(database: str, url: str, *, embedded_server: bool) -> str:
+    """How to reach the kept demo database: rerankdb's commands and Client.from_env() use
+    RERANKDB_DATABASE_URL, else the embedded server's database ``rerankdb``, not this one."""
+    candidates = " ".join(str(i) for i in CANDIDATES)
+    lines = [
+        f"\nKept: database {database!r} at {url}",
+        f"  in SQL:         psql '{url}'",
+        f"  with rerankdb:  export RERANKDB_DATABASE_URL='{url}'",
+        f"                  rerankdb rerank 1 {candidates}",
+        "  (without RERANKDB_DATABASE_URL, rerankdb commands and Client.from_env() use the database",
+        f"  {'rerankdb' if embedded_server else 'it names'}, not {database!r})",
+    ]
+    if embedded_server:
+        lines.append(f"  its URL again:  rerankdb db url {database}")
+        lines.append("  stop the server later: rerankdb db stop")
+    return "\n".join(lines)
+
+
 def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_demo") -> int:
     started_server = False
     if settings.database_url:
@@ -205,11 +223,7 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
             worker.request_stop()
             thread.join(timeout=60)
         if keep:
-            _say(f"\nKept: database {database!r} at {url}")
-            again = "" if settings.database_url else f" (its URL again: rerankdb db url {database})"
-            _say(f"  explore with: psql '{url}'{again}")
-            if not settings.database_url:
-                _say("  stop the server later with: rerankdb db stop")
+            _say(kept_message(database, url, embedded_server=not settings.database_url))
         else:
             db.drop_database(server, database)
             if started_server:

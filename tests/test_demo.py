@@ -68,5 +68,24 @@ def test_demo_keep_leaves_the_database(server_url: str) -> Any:
     assert out.returncode == 0, out.stderr
     assert "Kept: database 'rerankdb_demo_test'" in out.stdout
     assert demo_db_exists(server_url)
+    # What it says to run reaches the kept database: the CLI (which otherwise uses
+    # the database `rerankdb`) through the variable it prints, psql through the URL.
+    kept = out.stdout.split("Kept: database", 1)[1]
+    url = kept.split("export RERANKDB_DATABASE_URL='", 1)[1].split("'", 1)[0]
+    assert url == db.with_database(server_url, "rerankdb_demo_test")
+    assert f"psql '{url}'" in kept
+    command = kept.split("rerankdb rerank ", 1)[1].splitlines()[0].split()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKDB_")}
+    env["RERANKDB_DATABASE_URL"] = url
+    ranked = subprocess.run(
+        [sys.executable, "-m", "rerankdb.cli", "rerank", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ranked.returncode == 0, ranked.stderr
+    rows = ranked.stdout.splitlines()[1:]
+    assert len(rows) == len(command) - 1 and all(r.split()[2] != "-" for r in rows), ranked.stdout
     with psycopg.connect(db.libpq_url(server_url), autocommit=True) as c:
         c.execute("drop database rerankdb_demo_test with (force)")
