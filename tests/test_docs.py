@@ -81,6 +81,10 @@ NO_RUN: dict[tuple[str, str], str] = {
     ): "runs until stopped; tests/test_worker_stats.py reads the endpoint",
     (
         "docs/python.md",
+        "app_client = AsyncClient.from_env()",
+    ): "a web framework's hooks (FastAPI's app is not installed); the asyncio block above runs the client",
+    (
+        "docs/python.md",
         "report = rr.tune(dry_run=True)",
     ): "needs an interaction log of real size; tests/test_tune.py runs the tuner",
     (
