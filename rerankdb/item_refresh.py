@@ -6,7 +6,9 @@ rows deleted, only if the text is still the one embedded and the item was not
 queued again meanwhile.  Vectors remember the SHA-256 of their text and the
 model, so a re-queued item whose text and model did not change costs a hash,
 not an encoding.  A text that cannot be embedded is recorded with its error
-and retried with exponential backoff, without holding up the others.
+and retried with exponential backoff, without holding up the others; an
+empty or blank one is set aside for good (no retry, one warning) until its
+content changes.
 Its statements are in ``sql/queries/item_refresh.sql``.
 """
 
@@ -77,13 +79,13 @@ def refresh_items(conn: psycopg.Connection[Any], encoder: Encoder, limit: int = 
         return ItemBatch(0, 0, 0)
     enqueued = {r[0]: (r[1], r[2]) for r in claimed}
     rows = conn.execute(Q["item_texts"], {"items": list(enqueued)}).fetchall()
-    unchanged, to_embed, errors = [], [], {}
+    unchanged, to_embed, errors, blank = [], [], {}, []
     for item_id, text, old_hash, old_model in rows:
         digest = content_hash(text)
         if old_hash == digest and old_model == encoder.name:
             unchanged.append(item_id)
         elif not text.strip():
-            errors[item_id] = "empty content: nothing to embed"
+            blank.append(item_id)  # no retry can help: set aside until the content changes
         else:
             to_embed.append((item_id, text, digest))
     results = _encode_isolating_failures(encoder, [t for _, t, _ in to_embed]) if to_embed else []
@@ -121,8 +123,11 @@ def refresh_items(conn: psycopg.Connection[Any], encoder: Encoder, limit: int = 
                 },
             )
             log.warning("item %s not embedded (attempt %s): %s", item_id, attempts, message)
+        for item_id in blank:
+            conn.execute(Q["set_aside_item"], {"item": item_id, "enqueued": enqueued[item_id][0]})
+            log.warning("item %s set aside: its content is empty, nothing to embed until it changes", item_id)
         conn.execute(Q["mark_item_refresh"], {"model": encoder.name})
-    return ItemBatch(len(done), len(unchanged), len(errors))
+    return ItemBatch(len(done), len(unchanged), len(errors) + len(blank))
 
 
 def requeue_all_items(conn: psycopg.Connection[Any]) -> int:

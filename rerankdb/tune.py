@@ -42,7 +42,7 @@ from psycopg.types.json import Jsonb
 
 from rerankdb import metrics
 from rerankdb.encoder import Encoder
-from rerankdb.errors import InvalidInputError
+from rerankdb.errors import InvalidInputError, PermissionDeniedError
 from rerankdb.fold import FoldParams, fold
 from rerankdb.holdout import Holdout, hold_out, read_catalog, read_log
 from rerankdb.scoring import Candidates, Space, center, ndcg_from_scores, space, unit
@@ -632,10 +632,35 @@ def tune(
     context text; without them (or with ``rebuild=False``) the search keeps
     the trained dimension and a new half-life is left to the worker's next
     drain.  The transaction holds the exclusive fold lock: folds wait,
-    readers do not.
+    readers do not.  A role that may not read the log and the vectors or
+    write the settings gets PermissionDeniedError (README, "Roles").
     """
     if objective not in OBJECTIVES:
         raise InvalidInputError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    try:
+        return _tune(
+            conn, objective, dry_run, encoder, context_weight, dim, rebuild, max_users, seed, grid, progress
+        )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise PermissionDeniedError(
+            "rerankdb tune reads the log and the vectors and writes rerankdb.settings: connect as "
+            f"the owner or a member of rerankdb_worker ({str(exc).strip()})"
+        ) from None
+
+
+def _tune(
+    conn: psycopg.Connection[Any],
+    objective: str,
+    dry_run: bool,
+    encoder: Encoder | None,
+    context_weight: float,
+    dim: int | None,
+    rebuild: bool,
+    max_users: int,
+    seed: int,
+    grid: Grid | None,
+    progress: Callable[[int, int], None] | None,
+) -> TuneReport:
     t0 = time.perf_counter()
     grid = grid or Grid()
     # Contexts are folded through the encoder: without one, no rebuild here.

@@ -70,7 +70,7 @@ def test_poison_items_are_recorded_retried_with_backoff_and_block_nothing(conn: 
     assert rows[0][:2] == (2, 1) and "empty content" in rows[0][2] and rows[0][3]
     assert rows[1][:2] == (3, 1) and "tokenizer exploded" in rows[1][2] and rows[1][3]
     st = status(conn)
-    assert (st["failed_items"], st["pending_items"]) == (2, 0)
+    assert (st["failed_items"], st["pending_items"], st["set_aside_items"]) == (1, 0, 1), "blank: set aside"
 
     assert drain(conn, FailingEncoder(encoder)).items_failed == 0, "backing off: not retried at once"
     conn.execute("update rerankdb.item_queue set not_before = now() - interval '1 second'")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ SECRETS = [
     "insert into rerankdb.interaction_queue (interaction_id, item_id, user_id)"
     " select interaction_id, item_id, user_id from rerankdb.interactions",
     "select rerankdb.refresh_centers()",
+    "select rerankdb.refresh_collab_keys()",
     "update rerankdb.settings set collab_weight = 0",
 ]
 
@@ -57,6 +60,8 @@ def test_reader_reranks_without_seeing_any_embedding(world: None, login: Callabl
         "insert into rerankdb.interactions (user_id, item_id) values (1, 1)",
         "select * from rerankdb.status",
         "select rerankdb.forget_user(1)",
+        "select rerankdb.set_user_vectors(array[1]::bigint[], array[array_fill(1, array[384])::vector])",
+        "select rerankdb.set_item_vectors(array[1]::bigint[], array[array_fill(1, array[384])::vector])",
     ]:
         assert denied(url, statement), statement
 
@@ -103,6 +108,135 @@ def test_worker_role_runs_the_worker(
         assert c.status().pending_interactions == 0
     assert denied(url, "insert into rerankdb.items (item_id, content) values (99, 'x')")
     assert denied(url, "delete from rerankdb.interactions")
+
+
+def test_the_worker_role_cannot_erase_a_history(
+    world: None, login: Callable[[str], str], conn: psycopg.Connection[Any]
+) -> None:
+    """It may not write the log, so it may not call the function that deletes from it."""
+    url = login("rerankdb_worker")
+    for statement in [
+        "select rerankdb.forget_user(1)",
+        "select rerankdb.set_user_vectors(array[1]::bigint[], array[array_fill(1, array[384])::vector])",
+        "select rerankdb.set_item_vectors(array[1]::bigint[], array[array_fill(1, array[384])::vector])",
+        "select * from rerankdb.rerank(1, array[1, 2])",
+        "select * from rerankdb.nearest(array_fill(1, array[384])::vector, null, 3)",
+    ]:
+        assert denied(url, statement), statement
+    assert conn.execute("select count(*) from rerankdb.interactions where user_id = 1").fetchone() == (1,)
+
+
+def test_triggers_fire_without_execute_on_their_functions(
+    world: None, login: Callable[[str], str], conn: psycopg.Connection[Any]
+) -> None:
+    """PostgreSQL checks EXECUTE on a trigger function when the trigger is created, not when
+    it fires: the app inserts and the worker writes vectors with no grant on them."""
+    triggers = ["check_interaction()", "enqueue_interaction()", "enqueue_item()", "normalize_embedding()"]
+    for role in ("rerankdb_app", "rerankdb_worker"):
+        for fn in triggers:
+            row = conn.execute("select has_function_privilege(%s, %s, 'execute')", [role, f"rerankdb.{fn}"])
+            assert row.fetchone() == (False,), (role, fn)
+    with psycopg.connect(db.libpq_url(login("rerankdb_app")), autocommit=True) as app:
+        app.execute("insert into rerankdb.items (item_id, content) values (7, 'a new item')")
+        app.execute("insert into rerankdb.interactions (user_id, item_id) values (1, 3)")
+    with psycopg.connect(db.libpq_url(login("rerankdb_worker")), autocommit=True) as worker:
+        worker.execute(
+            "insert into rerankdb.item_vectors (item_id, embedding) values (7, array_fill(2, array[384])::vector)"
+        )
+    queued = conn.execute(
+        "select (select count(*) from rerankdb.interaction_queue), (select count(*) from rerankdb.item_queue),"
+        " (select round(vector_norm(embedding)::numeric, 6) from rerankdb.item_vectors where item_id = 7)"
+    ).fetchone()
+    assert queued == (1, 1, 1), "queued by their triggers; the vector normalized by its trigger"
+
+
+# --- the README's table is the grants -----------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+ROLES = ("rerankdb_app", "rerankdb_reader", "rerankdb_worker")
+TABLES = {"items", "interactions", "interaction_kinds", "workers", "item_vectors", "user_vectors"}
+
+
+def roles_table() -> dict[str, dict[str, set[str]]]:
+    """README.md, "### Roles": per role, the backticked names of each column."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n### Roles\n", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert header[:3] == ["role", "may execute", "may write"] and "cannot" in header, header
+    out: dict[str, dict[str, set[str]]] = {}
+    for line in rows[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        role = cells[0].strip("`")
+        # (in "cannot", the functions are the names after its "call")
+        cells = [c.split("call ", 1)[1] if h == "cannot" else c for h, c in zip(header, cells, strict=True)]
+        out[role] = {h: set(re.findall(r"`([^`]+)`", c)) for h, c in zip(header, cells, strict=True)}
+    return out
+
+
+def executable(conn: psycopg.Connection[Any], role: str) -> set[str]:
+    rows = conn.execute(
+        "select p.proname from pg_proc p where p.pronamespace = 'rerankdb'::regnamespace"
+        " and has_function_privilege(%s, p.oid, 'execute')",
+        [role],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_each_role_executes_exactly_what_the_readme_lists(conn: psycopg.Connection[Any]) -> None:
+    """The table in README.md, "### Roles", against has_function_privilege over pg_proc."""
+    names = [
+        r[0]
+        for r in conn.execute("select proname from pg_proc where pronamespace = 'rerankdb'::regnamespace")
+    ]
+    assert len(names) == len(set(names)), "no overloads: a name is a function"
+    table = roles_table()
+    assert set(table) == set(ROLES)
+    for role in ROLES:
+        listed = table[role]["may execute"]
+        assert listed <= set(names), f"{role}: the README lists unknown functions {listed - set(names)}"
+        assert executable(conn, role) == listed, role
+        refused = table[role]["cannot"] & set(names)
+        assert refused and not refused & executable(conn, role), role
+        for relation in table[role]["may write"]:
+            if "." not in relation and relation in TABLES:
+                row = conn.execute(
+                    "select has_table_privilege(%s, %s, 'insert')", [role, f"rerankdb.{relation}"]
+                )
+                assert row.fetchone() == (True,), (role, relation)
+
+
+def test_0010_downgrade_restores_what_0009_had(empty_db_url: str) -> None:
+    """Grants, functions and the status view: 0009, up to head and down again, is 0009."""
+    url = empty_db_url
+    migrate.upgrade(url, dim=8, revision="0009")
+    before = catalog_state(url)
+    migrate.upgrade(url)
+    assert catalog_state(url) != before
+    migrate.downgrade(url, revision="0009")
+    assert catalog_state(url) == before
+
+
+def catalog_state(url: str) -> dict[str, Any]:
+    with psycopg.connect(db.libpq_url(url)) as c:
+        return {
+            "execute": c.execute(
+                "select r, p.oid::regprocedure::text from pg_proc p, unnest(%s::text[]) r"
+                " where p.pronamespace = 'rerankdb'::regnamespace and has_function_privilege(r, p.oid, 'execute')"
+                " order by 1, 2",
+                [[*ROLES, "public"]],
+            ).fetchall(),
+            "tables": c.execute(
+                "select grantee, table_name, privilege_type from information_schema.role_table_grants"
+                " where table_schema = 'rerankdb' and grantee = any(%s) order by 1, 2, 3",
+                [list(ROLES)],
+            ).fetchall(),
+            "functions": c.execute(
+                "select p.oid::regprocedure::text, pg_get_functiondef(p.oid) from pg_proc p"
+                " where p.pronamespace = 'rerankdb'::regnamespace order by 1"
+            ).fetchall(),
+            "status": c.execute("select pg_get_viewdef('rerankdb.status')").fetchone(),
+        }
 
 
 def test_nobody_else_gets_anything(world: None, login: Callable[[str], str], conn: Any) -> None:

@@ -47,7 +47,7 @@
 --   * run as the owner of the rerankdb schema and its objects:
 --       psql -v ON_ERROR_STOP=1 -v code_ready=yes [-v shard_count=64] -f sql/citus/layout.sql
 --
--- NOT READY at revision 0009: rerankdb's code must change first.  The
+-- NOT READY at revision 0010: rerankdb's code must change first.  The
 -- script stops unless -v code_ready=yes says these are done:
 --   a. The worker's interaction claim (sql/queries/user_refresh.sql,
 --      claim_interactions) spans every shard; Citus refuses multi-shard
@@ -122,6 +122,11 @@
 --     REPLACE FUNCTION to the workers, but a table a new revision creates is
 --     a plain coordinator table until it is added here (the test fails until
 --     it is).  Review each new revision against Citus before running it.
+--     Revision 0010 changes no table: EXECUTE granted to each role by list
+--     (grants, as under Prerequisites), new bodies for recommend and
+--     similar_items (now PL/pgSQL; recommend stays distributed by user_id)
+--     and for the checks of interactions, and one more column of
+--     rerankdb.status (from item_queue, a reference table).
 
 \set ON_ERROR_STOP on
 \if :{?shard_count}
@@ -147,9 +152,9 @@ begin
         raise exception 'rerankdb citus layout: no schema rerankdb; run rerankdb migrate (alembic upgrade head) first';
     end if;
     select version_num into head from public.rerankdb_alembic_version;
-    if head is distinct from '0009' then
-        raise exception 'rerankdb citus layout: written for revision 0009, this database is at %', head
-            using hint = 'review the revisions since 0009 against Citus and update sql/citus/layout.sql';
+    if head is distinct from '0010' then
+        raise exception 'rerankdb citus layout: written for revision 0010, this database is at %', head
+            using hint = 'review the revisions since 0010 against Citus and update sql/citus/layout.sql';
     end if;
     if exists (select 1 from pg_catalog.run_command_on_workers(
                    $q$select extversion from pg_extension where extname = 'vector'$q$) w
@@ -169,7 +174,7 @@ $$;
 \endif
 \if :code_ready
 \else
-\echo 'rerankdb citus layout: rerankdb revision 0009 is not ready for Citus; see "NOT READY" in this file.'
+\echo 'rerankdb citus layout: rerankdb revision 0010 is not ready for Citus; see "NOT READY" in this file.'
 \echo 'Run again with -v code_ready=yes once the worker and the functions listed there are changed.'
 select 1 / 0 as code_not_ready;
 \endif

@@ -21,6 +21,9 @@
 -- contributions rank the reasons; they do not sum to the score (the query
 -- vector is also normalized and centered).  Interactions set aside, with an
 -- item without a vector, and interaction context text are not counted.
+-- NULL    n has a default (3): n NULL is error 22023, as for every option of
+--         rerankdb's functions whose default is not NULL.  item_ids NULL:
+--         no rows.
 -- Edge    an unknown user, a user without interactions or an item without a
 --         vector: no rows for it.  n = 0, NULL or empty item_ids: no rows.
 --         n NULL or < 0: error 22023.

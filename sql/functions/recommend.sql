@@ -10,8 +10,12 @@
 -- exclude_seen (default true) leaves out every item the user has an
 --         interaction with, and still returns k rows when k unseen items
 --         exist (pgvector's iterative index scan; see rerankdb.nearest).
+-- NULL    an option is NULL only where its default is: k and exclude_seen
+--         have defaults (10, true), so NULL for either is error 22023 (the
+--         message names it), as for every option of rerankdb's functions.
+--         A NULL or unknown user_id is a cold start.
 -- Edge    a user without a vector (cold start): no rows.  k = 0: no rows.
---         k NULL or < 0: error 22023.  Approximate (HNSW).
+--         k NULL or < 0, exclude_seen NULL: error 22023.  Approximate (HNSW).
 -- Security: runs with its owner's rights (security definer, search_path
 -- pinned, names schema-qualified), so callers need EXECUTE on it and no
 -- access to the tables it reads or writes (README, "Roles").
@@ -20,22 +24,33 @@ create or replace function rerankdb.recommend(
     k integer default 10,
     exclude_seen boolean default true
 ) returns table (item_id bigint, score double precision, rank integer)
-language sql stable
+language plpgsql stable
 security definer
 set search_path = pg_catalog, public
 as $fn$
-    -- (Scalar subqueries, not a join: k is checked for every user, known or not.)
-    select n.item_id, n.score, n.rank
-    from rerankdb.nearest(
-        (select rerankdb.blend(u.embedding, u.short_embedding, st.short_weight, st.text_center, st.text_centering)
-         from rerankdb.user_vectors u
-         left join rerankdb.settings st on true
-         where u.user_id = recommend.user_id),
-        (select rerankdb.blend(u.collab, u.short_collab, st.collab_short_weight, st.collab_center, st.collab_centering)
-         from rerankdb.user_vectors u
-         left join rerankdb.settings st on true
-         where u.user_id = recommend.user_id),
-        k,
-        case when exclude_seen then recommend.user_id end
-    ) n
+#variable_conflict use_column
+begin
+    if k is null or k < 0 then
+        raise exception 'rerankdb.recommend: k must be >= 0, got %', coalesce(k::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if exclude_seen is null then
+        raise exception 'rerankdb.recommend: exclude_seen must be true or false, got NULL' using errcode = '22023';
+    end if;
+    return query
+        select n.item_id, n.score, n.rank
+        from rerankdb.nearest(
+            (select rerankdb.blend(u.embedding, u.short_embedding, st.short_weight, st.text_center, st.text_centering)
+             from rerankdb.user_vectors u
+             left join rerankdb.settings st on true
+             where u.user_id = recommend.user_id),
+            (select rerankdb.blend(u.collab, u.short_collab, st.collab_short_weight, st.collab_center,
+                                   st.collab_centering)
+             from rerankdb.user_vectors u
+             left join rerankdb.settings st on true
+             where u.user_id = recommend.user_id),
+            k,
+            case when exclude_seen then recommend.user_id end
+        ) n;
+end
 $fn$;

@@ -43,6 +43,11 @@
 --         * then candidates without an item vector, in input order, score NULL;
 --         * a user without a vector (cold start): all candidates in input
 --           order, score NULL.  Never an error, never a lost row.
+-- NULL    an option may be NULL only where its default is (the rule of every
+--         rerankdb function): k NULL (the default) returns every row;
+--         context_items NULL (the default) is no context.  diversity and
+--         exclude_seen have defaults (0, false): NULL for either is error
+--         22023, naming it.  A NULL or unknown user_id is a cold start.
 -- Edge    NULL or empty candidates: no rows.  k = 0: no rows.  k < 0,
 --         diversity outside [0, 1] or NULL, exclude_seen NULL: error 22023.
 --         100,000 candidates work.

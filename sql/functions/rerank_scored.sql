@@ -19,9 +19,15 @@
 --         vector) gets b alone.
 -- Output  (item_id, score, rank), highest score first, ties by input
 --         position; duplicates and NULL ids as in rerankdb.rerank.
+-- NULL    an option may be NULL only where its default is (the rule of every
+--         rerankdb function): k NULL (the default) returns every row;
+--         context_items NULL (the default) is no context.  weight, diversity
+--         and exclude_seen have defaults (0.5, 0, false): NULL for any is
+--         error 22023, naming it.  A NULL base score counts as the lowest;
+--         base_scores NULL is error 22023 (one score per candidate).
 -- Edge    NULL or empty candidates: no rows.  Lengths differ, NaN or
---         infinite base score, weight outside [0, 1], k < 0, diversity
---         outside [0, 1], exclude_seen NULL: error 22023.
+--         infinite base score, weight outside [0, 1] or NULL, k < 0,
+--         diversity outside [0, 1] or NULL, exclude_seen NULL: error 22023.
 --         Any finite scores work, up to +-1.7e308.
 -- Security: runs with its owner's rights (security definer, search_path
 -- pinned, names schema-qualified), so callers need EXECUTE on it and no

@@ -60,6 +60,14 @@ update rerankdb.item_queue
        not_before = clock_timestamp() + make_interval(secs => %(backoff)s)
  where item_id = %(item)s and enqueued_at = %(enqueued)s
 
+-- name: set_aside_item
+-- Empty or blank content: nothing to embed, no retry.  not_before 'infinity'
+-- keeps it from every claim (and from the status view's lag) until a change
+-- of its content queues it afresh (rerankdb.enqueue_item).
+update rerankdb.item_queue
+   set attempts = attempts + 1, last_error = 'empty content: nothing to embed', not_before = 'infinity'
+ where item_id = %(item)s and enqueued_at = %(enqueued)s
+
 -- name: mark_item_refresh
 update rerankdb.worker_state set last_item_refresh_at = now(), model = %(model)s
 
