@@ -30,6 +30,9 @@
                             (default 365)
 ``RERANKDB_METRICS_PORT``   port of the worker's Prometheus endpoint (default
                             unset: none; needs ``rerankdb[metrics]``)
+``RERANKDB_METRICS_HOST``   address that endpoint listens on (default
+                            ``127.0.0.1``: this machine only; ``0.0.0.0`` for
+                            every interface, e.g. inside a container network)
 ``RERANKDB_TUNE_AFTER_TRAIN`` ``on``: run ``rerankdb tune`` after each scheduled
                             training (default ``off``)
 ==========================  ===================================================
@@ -42,6 +45,7 @@ reads them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +98,16 @@ def parse_port(raw: str, source: str) -> int:
     if port > 65535:
         raise ConfigError(f"{source} must be a TCP port (1 to 65535), got {port}")
     return port
+
+
+def parse_host(raw: str, source: str) -> str:
+    """An address or host name to listen on: 127.0.0.1, 0.0.0.0, ::1, localhost."""
+    host = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9.:-]+", host):
+        raise ConfigError(
+            f"{source} must be an address or host name to listen on (127.0.0.1, 0.0.0.0, ::), got {raw!r}"
+        )
+    return host
 
 
 def parse_backend(raw: str, source: str) -> str:
@@ -162,6 +176,7 @@ class Settings:
     compact_cron: str | None = None
     retain_days: float = 365.0
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -206,4 +221,7 @@ class Settings:
             metrics_port=parse_port(env["RERANKDB_METRICS_PORT"], "RERANKDB_METRICS_PORT")
             if env.get("RERANKDB_METRICS_PORT")
             else None,
+            metrics_host=parse_host(env["RERANKDB_METRICS_HOST"], "RERANKDB_METRICS_HOST")
+            if env.get("RERANKDB_METRICS_HOST")
+            else "127.0.0.1",
         )

@@ -253,7 +253,7 @@ class Worker:
                     coalesce=True,
                 )
         if self.settings.metrics_port is not None:
-            self.stats.serve(self.settings.metrics_port)
+            self.stats.serve(self.settings.metrics_port, self.settings.metrics_host)
         threads = [threading.Thread(target=self._refresh_loop, name="rerankdb-refresh", daemon=True)]
         if self.listen:
             threads.append(threading.Thread(target=self._listen_loop, name="rerankdb-listen", daemon=True))
@@ -269,7 +269,9 @@ class Worker:
             f"{self.settings.compact_cron} (keeping {self.settings.retain_days:g} days)"
             if self.settings.compact_cron
             else "off",
-            f"on port {self.settings.metrics_port}" if self.settings.metrics_port is not None else "off",
+            f"on {self.settings.metrics_host} port {self.settings.metrics_port}"
+            if self.settings.metrics_port is not None
+            else "off",
         )
         self.wake.set()
         for t in threads:
