@@ -25,7 +25,7 @@ import sqlalchemy.exc
 
 from rerankdb import db, embedded, migrate
 from rerankdb.client import Client, Ranked, WorkerRow
-from rerankdb.config import BACKENDS, DEFAULT_DIM, STORAGES, Settings, parse_dim
+from rerankdb.config import BACKENDS, DEFAULT_DIM, MAX_RETAIN_DAYS, STORAGES, Settings, parse_dim
 from rerankdb.errors import RerankdbError
 
 if TYPE_CHECKING:
@@ -364,6 +364,18 @@ def _timestamp(raw: str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
+def _days_of_log(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_RETAIN_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of days up to {MAX_RETAIN_DAYS} (about 274 years), got {raw!r}"
+        )
+    return value
+
+
 def _positive_float(raw: str) -> float:
     try:
         value = float(raw)
@@ -614,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--before", type=_timestamp, metavar="TIME", help="the cutoff, ISO 8601 (no offset: UTC)"
     )
     cutoff.add_argument(
-        "--older-than", type=_positive_float, metavar="DAYS", help="the cutoff: keep this many days of log"
+        "--older-than", type=_days_of_log, metavar="DAYS", help="the cutoff: keep this many days of log"
     )
     cp.add_argument("--dry-run", action="store_true", help="count what would be compacted; write nothing")
     _encoder_arguments(cp)

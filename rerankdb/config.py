@@ -57,6 +57,9 @@ MAX_DIM = 2000  # pgvector's HNSW limit for the `vector` type
 BACKENDS = ("fp32", "bf16", "onnx")
 STORAGES = ("vector", "halfvec")  # item text vectors: 4 or 2 bytes a component
 DEFAULT_MAX_LENGTH = 256
+# The most days of log a compaction may keep (about 274 years): a cutoff further
+# back leaves the calendar that Python's datetime can hold (year 1).
+MAX_RETAIN_DAYS = 100_000
 
 
 def _default_home(env: Mapping[str, str]) -> Path:
@@ -116,13 +119,14 @@ def parse_backend(raw: str, source: str) -> str:
     return raw
 
 
-def parse_float(raw: str, source: str, *, minimum: float = 0.0) -> float:
+def parse_float(raw: str, source: str, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{source} must be a number, got {raw!r}") from None
-    if not value >= minimum or value == float("inf"):
-        raise ConfigError(f"{source} must be a finite number >= {minimum:g}, got {raw!r}")
+    if not value >= minimum or value == float("inf") or (maximum is not None and not value <= maximum):
+        upto = "" if maximum is None else f" and <= {maximum:g}"
+        raise ConfigError(f"{source} must be a finite number >= {minimum:g}{upto}, got {raw!r}")
     return value
 
 
@@ -215,7 +219,9 @@ class Settings:
             compact_cron=parse_cron(env["RERANKDB_COMPACT_CRON"], "RERANKDB_COMPACT_CRON")
             if env.get("RERANKDB_COMPACT_CRON")
             else None,
-            retain_days=parse_float(env["RERANKDB_RETAIN_DAYS"], "RERANKDB_RETAIN_DAYS", minimum=1.0)
+            retain_days=parse_float(
+                env["RERANKDB_RETAIN_DAYS"], "RERANKDB_RETAIN_DAYS", minimum=1.0, maximum=MAX_RETAIN_DAYS
+            )
             if env.get("RERANKDB_RETAIN_DAYS")
             else 365.0,
             metrics_port=parse_port(env["RERANKDB_METRICS_PORT"], "RERANKDB_METRICS_PORT")

@@ -82,6 +82,11 @@ def test_encoder_settings_are_read_here_too() -> None:
         ("RERANKDB_COMPACT_CRON", "weekly", "RERANKDB_COMPACT_CRON must be a crontab line"),
         ("RERANKDB_RETAIN_DAYS", "0.5", "RERANKDB_RETAIN_DAYS must be a finite number >= 1"),
         ("RERANKDB_RETAIN_DAYS", "forever", "RERANKDB_RETAIN_DAYS must be a number"),
+        (
+            "RERANKDB_RETAIN_DAYS",
+            "1000000",
+            "RERANKDB_RETAIN_DAYS must be a finite number >= 1 and <= 100000",
+        ),
         ("RERANKDB_METRICS_PORT", "70000", "RERANKDB_METRICS_PORT must be a TCP port"),
         ("RERANKDB_METRICS_PORT", "http", "RERANKDB_METRICS_PORT must be an integer"),
         ("RERANKDB_ENCODER_BACKEND", "int8", "RERANKDB_ENCODER_BACKEND must be one of fp32, bf16"),
