@@ -306,7 +306,11 @@ class Client:
         self.timeout = timeout
         # One plain connection first: an unreachable server or a missing
         # schema fails here at once, with its own message, not as a pool timeout.
-        with db.connect(url, autocommit=True) as conn:
+        try:
+            first = db.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailableError(f"cannot connect to the database: {str(exc).strip()}") from None
+        with first as conn:
             self._dim = _installed_dimension(conn)
         if self.read_url is not None:
             _check_read_server(self.read_url, self._dim)
