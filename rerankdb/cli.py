@@ -281,7 +281,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if not args.once:
         worker.run()
         return 0
-    report = worker.drain_once()
+    report = worker.run_once()
     print(
         f"drained in {report.seconds:.2f} s: {report.items_embedded} items embedded, "
         f"{report.items_unchanged} unchanged, {report.items_failed} failed; "

@@ -93,6 +93,14 @@ class Worker:
             before_commit=self.before_commit,
         )
 
+    def run_once(self) -> DrainReport:
+        """``rerankdb worker --once``: all due work, then this worker's row in rerankdb.workers."""
+        with db.connect(self.url, autocommit=True) as conn:
+            report = self.drain_once(conn)
+            self.stats.record(report)
+            self.stats.publish(conn, force=True)
+        return report
+
     def requeue_all_items(self) -> int:
         """Queue every item for embedding (after a model change); returns how many."""
         with db.connect(self.url, autocommit=True) as conn:

@@ -149,3 +149,20 @@ def test_the_endpoint_listens_on_this_machine_only_unless_told(host: str | None,
         )
     finally:
         stats.close()
+
+
+def test_worker_once_writes_its_row(conn: Any, db_url: str, catalog: Any) -> None:
+    add_interactions(conn, [(1, 1, "view", None, None, T0), (2, 2, "like", None, None, T0)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKDB_")}
+    env["RERANKDB_DATABASE_URL"] = db_url
+    out = subprocess.run(
+        [sys.executable, "-m", "rerankdb.cli", "worker", "--once", "--no-encoder"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "2 interactions folded" in out.stdout
+    rows = conn.execute("select pid, interactions_folded, drains from rerankdb.workers").fetchall()
+    assert len(rows) == 1 and rows[0][0] != os.getpid() and rows[0][1:] == (2, 1), rows
