@@ -309,7 +309,9 @@ class Client:
         try:
             first = db.connect(url, autocommit=True)
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailableError(f"cannot connect to the database: {str(exc).strip()}") from None
+            raise DatabaseUnavailableError(
+                f"cannot connect to the database: {' '.join(str(exc).split())}"
+            ) from None
         with first as conn:
             self._dim = _installed_dimension(conn)
         if self.read_url is not None:

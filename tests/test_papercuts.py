@@ -149,3 +149,4 @@ def test_a_client_on_an_unreachable_server_is_a_rerankdb_error(url: str) -> None
         Client(url)
     out = cli("status", url=url)
     assert out.returncode == 1 and out.stderr.startswith("rerankdb: cannot connect to the database: ")
+    assert len(out.stderr.splitlines()) == 1, out.stderr
