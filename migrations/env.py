@@ -20,6 +20,7 @@ from rerankdb.migrate import (
     check_installed_dim,
     check_installed_storage,
     install_dim,
+    lock_migrations,
     run_guard,
 )
 from rerankdb.schema import build_metadata
@@ -54,6 +55,7 @@ def run_online() -> None:
     engine = create_engine(sqlalchemy_url(target_url()), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
+            lock_migrations(connection)
             check_installed_dim(connection)
             check_installed_storage(connection)
             context.configure(

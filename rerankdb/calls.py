@@ -523,7 +523,7 @@ def no_schema(server: str, cause: Exception | None = None) -> SchemaNotInstalled
 
 
 def unreachable(server: str, exc: Exception) -> DatabaseUnavailableError:
-    return DatabaseUnavailableError(f"cannot connect to {server}: {str(exc).strip()}")
+    return DatabaseUnavailableError(f"cannot connect to {server}: {' '.join(str(exc).split())}")
 
 
 def check_read_dimension(read_dim: int, dim: int) -> None:

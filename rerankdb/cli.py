@@ -25,8 +25,9 @@ import sqlalchemy.exc
 
 from rerankdb import db, embedded, migrate
 from rerankdb.client import Client, Ranked, WorkerRow
-from rerankdb.config import BACKENDS, DEFAULT_DIM, STORAGES, Settings, parse_dim
+from rerankdb.config import BACKENDS, DEFAULT_DIM, MAX_RETAIN_DAYS, STORAGES, Settings, parse_dim
 from rerankdb.errors import RerankdbError
+from rerankdb.progress import Progress
 
 if TYPE_CHECKING:
     from rerankdb.worker import Worker
@@ -207,19 +208,13 @@ def _print_workers(workers: Sequence[WorkerRow]) -> None:
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
     from rerankdb.load import iter_errors
 
     with (
         _client(settings) as client,
-        tqdm(desc=f"loading {args.what}", unit=" rows", file=sys.stderr, mininterval=1) as bar,
+        Progress(f"loading {args.what}", " rows", sys.stderr) as bar,
     ):
-
-        def progress(rows: int) -> None:
-            bar.update(rows - bar.n)
-
-        common = {"format": args.format, "reject_file": args.reject_file, "progress": progress}
+        common = {"format": args.format, "reject_file": args.reject_file, "progress": bar.update}
         if args.what == "items":
             report = client.load_items(args.path, index=args.index, build_memory=args.build_memory, **common)
         else:
@@ -281,7 +276,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if not args.once:
         worker.run()
         return 0
-    report = worker.drain_once()
+    report = worker.run_once()
     print(
         f"drained in {report.seconds:.2f} s: {report.items_embedded} items embedded, "
         f"{report.items_unchanged} unchanged, {report.items_failed} failed; "
@@ -303,27 +298,18 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
     worker = _worker(args, settings)
     if args.items:
         n = worker.requeue_all_items()
         print(f"re-embedding {n} items...", file=sys.stderr)
         worker.drain_once()
-    with tqdm(desc="rebuilding users", unit=" users", file=sys.stderr) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        counted = worker.rebuild(progress=progress)
+    with Progress("rebuilding users", " users", sys.stderr) as bar:
+        counted = worker.rebuild(progress=bar.update)
     print(f"rebuilt user vectors from {counted} interactions")
     return 0
 
 
 def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
     from rerankdb import compact
     from rerankdb import encoder as enc
     from rerankdb.worker import Worker
@@ -344,8 +330,8 @@ def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
         print("loading the encoder (the compacted rows carry context text)...", file=sys.stderr)
         encoder = enc.from_settings(settings, args.backend)
     worker = Worker(url, settings, encoder, listen=False)
-    with tqdm(desc="compacting", unit=" users", file=sys.stderr) as bar:
-        report = worker.compact(before, progress=lambda done: bar.update(done - bar.n))
+    with Progress("compacting", " users", sys.stderr) as bar:
+        report = worker.compact(before, progress=bar.update)
     print(
         f"compacted {report.interactions} interactions of {report.users} users older than {when} "
         f"into their snapshots in {report.seconds:.1f} s; {report.kept} kept"
@@ -364,6 +350,18 @@ def _timestamp(raw: str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
+def _days_of_log(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_RETAIN_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of days up to {MAX_RETAIN_DAYS} (about 274 years), got {raw!r}"
+        )
+    return value
+
+
 def _positive_float(raw: str) -> float:
     try:
         value = float(raw)
@@ -375,31 +373,18 @@ def _positive_float(raw: str) -> float:
 
 
 def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
     from rerankdb import tune_report
 
     worker = _worker(args, settings, listen=False)
-    bars: list[Any] = []  # made at the first step: a log refused up front shows no bar
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(
-                tqdm(desc="tuning (steps of the search)", total=total, unit=" steps", file=sys.stderr)
-            )
-        bars[0].update(done - bars[0].n)
-
-    try:
+    # Shown from the first step: a log refused up front shows no bar.
+    with Progress("tuning (steps of the search)", " steps", sys.stderr) as bar:
         report = worker.tune(
             objective=args.objective,
             dry_run=args.dry_run,
             max_users=args.max_users,
             seed=args.seed,
-            progress=progress,
+            progress=bar.update,
         )
-    finally:
-        for bar in bars:
-            bar.close()
     print(tune_report.table(report))
     print()
     print(tune_report.comparison(report))
@@ -621,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--before", type=_timestamp, metavar="TIME", help="the cutoff, ISO 8601 (no offset: UTC)"
     )
     cutoff.add_argument(
-        "--older-than", type=_positive_float, metavar="DAYS", help="the cutoff: keep this many days of log"
+        "--older-than", type=_days_of_log, metavar="DAYS", help="the cutoff: keep this many days of log"
     )
     cp.add_argument("--dry-run", action="store_true", help="count what would be compacted; write nothing")
     _encoder_arguments(cp)

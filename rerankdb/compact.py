@@ -40,6 +40,7 @@ import numpy as np
 import psycopg
 
 from rerankdb import user_state
+from rerankdb.config import MAX_RETAIN_DAYS
 from rerankdb.encoder import Encoder
 from rerankdb.errors import InvalidInputError, PermissionDeniedError
 from rerankdb.sqlfiles import queries
@@ -88,9 +89,12 @@ def check_cutoff(before: datetime, now: datetime | None = None) -> datetime:
 
 
 def cutoff_from_age(days: float, now: datetime | None = None) -> datetime:
-    """The cutoff that keeps ``days`` days of log."""
-    if isinstance(days, bool) or not isinstance(days, (int, float)) or not days > 0 or days == float("inf"):
-        raise InvalidInputError(f"the log to keep must be a positive number of days, got {days!r}")
+    """The cutoff that keeps ``days`` days of log (0 < days <= MAX_RETAIN_DAYS)."""
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= MAX_RETAIN_DAYS:
+        raise InvalidInputError(
+            f"the log to keep must be a positive number of days up to {MAX_RETAIN_DAYS} "
+            f"(about 274 years), got {days!r}"
+        )
     return (now or datetime.now(timezone.utc)) - timedelta(days=days)
 
 

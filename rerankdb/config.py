@@ -30,6 +30,9 @@
                             (default 365)
 ``RERANKDB_METRICS_PORT``   port of the worker's Prometheus endpoint (default
                             unset: none; needs ``rerankdb[metrics]``)
+``RERANKDB_METRICS_HOST``   address that endpoint listens on (default
+                            ``127.0.0.1``: this machine only; ``0.0.0.0`` for
+                            every interface, e.g. inside a container network)
 ``RERANKDB_TUNE_AFTER_TRAIN`` ``on``: run ``rerankdb tune`` after each scheduled
                             training (default ``off``)
 ==========================  ===================================================
@@ -42,6 +45,7 @@ reads them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +57,9 @@ MAX_DIM = 2000  # pgvector's HNSW limit for the `vector` type
 BACKENDS = ("fp32", "bf16", "onnx")
 STORAGES = ("vector", "halfvec")  # item text vectors: 4 or 2 bytes a component
 DEFAULT_MAX_LENGTH = 256
+# The most days of log a compaction may keep (about 274 years): a cutoff further
+# back leaves the calendar that Python's datetime can hold (year 1).
+MAX_RETAIN_DAYS = 100_000
 
 
 def _default_home(env: Mapping[str, str]) -> Path:
@@ -96,19 +103,30 @@ def parse_port(raw: str, source: str) -> int:
     return port
 
 
+def parse_host(raw: str, source: str) -> str:
+    """An address or host name to listen on: 127.0.0.1, 0.0.0.0, ::1, localhost."""
+    host = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9.:-]+", host):
+        raise ConfigError(
+            f"{source} must be an address or host name to listen on (127.0.0.1, 0.0.0.0, ::), got {raw!r}"
+        )
+    return host
+
+
 def parse_backend(raw: str, source: str) -> str:
     if raw not in BACKENDS:
         raise ConfigError(f"{source} must be one of {', '.join(BACKENDS)}, got {raw!r}")
     return raw
 
 
-def parse_float(raw: str, source: str, *, minimum: float = 0.0) -> float:
+def parse_float(raw: str, source: str, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{source} must be a number, got {raw!r}") from None
-    if not value >= minimum or value == float("inf"):
-        raise ConfigError(f"{source} must be a finite number >= {minimum:g}, got {raw!r}")
+    if not value >= minimum or value == float("inf") or (maximum is not None and not value <= maximum):
+        upto = "" if maximum is None else f" and <= {maximum:g}"
+        raise ConfigError(f"{source} must be a finite number >= {minimum:g}{upto}, got {raw!r}")
     return value
 
 
@@ -162,6 +180,7 @@ class Settings:
     compact_cron: str | None = None
     retain_days: float = 365.0
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -200,10 +219,15 @@ class Settings:
             compact_cron=parse_cron(env["RERANKDB_COMPACT_CRON"], "RERANKDB_COMPACT_CRON")
             if env.get("RERANKDB_COMPACT_CRON")
             else None,
-            retain_days=parse_float(env["RERANKDB_RETAIN_DAYS"], "RERANKDB_RETAIN_DAYS", minimum=1.0)
+            retain_days=parse_float(
+                env["RERANKDB_RETAIN_DAYS"], "RERANKDB_RETAIN_DAYS", minimum=1.0, maximum=MAX_RETAIN_DAYS
+            )
             if env.get("RERANKDB_RETAIN_DAYS")
             else 365.0,
             metrics_port=parse_port(env["RERANKDB_METRICS_PORT"], "RERANKDB_METRICS_PORT")
             if env.get("RERANKDB_METRICS_PORT")
             else None,
+            metrics_host=parse_host(env["RERANKDB_METRICS_HOST"], "RERANKDB_METRICS_HOST")
+            if env.get("RERANKDB_METRICS_HOST")
+            else "127.0.0.1",
         )

@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from tqdm import tqdm
-
 from rerankdb import Client, Interaction, Item, db, embedded, migrate
 from rerankdb.config import Settings
+from rerankdb.progress import Progress
 from rerankdb.sample_catalog import catalog
 from rerankdb.sqlfiles import queries
 
@@ -143,10 +142,10 @@ def run(settings: Settings, *, keep: bool = False, database: str = "rerankdb_dem
                 f"Embedding the sample catalog ({len(items)} items across 8 topics) with the running worker:"
             )
 
-            with tqdm(total=len(items), desc="  items", unit=" items", file=sys.stdout) as bar:
-                while bar.n < len(items):
+            with Progress("  items", " items", sys.stdout) as bar:
+                while bar.done < len(items):
                     time.sleep(0.2)
-                    bar.update(client.status().item_vectors - bar.n)
+                    bar.update(client.status().item_vectors, len(items))
             client.record_interactions(history(datetime.now(timezone.utc)))
             _wait(
                 lambda: len(client.rerank(3, [400])) == 1 and client.rerank(3, [400])[0].score is not None,

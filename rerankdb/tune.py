@@ -604,7 +604,7 @@ def apply(
                 done = train(conn, encoder, context_weight, dim)  # and every user rebuilt
                 log.info("tune: trained %d-d collaborative vectors in %.1f s", done.dim, done.seconds)
             else:
-                counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim)
+                counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim, why="tuning")
                 conn.execute(Q["refresh_centers"])
                 log.info("tune: every user rebuilt with the new half-lives (%d interactions)", counted)
     return retrained, rebuilt

@@ -356,6 +356,44 @@ def _rebuild_in_transaction(
     return len(ids), len(ready)
 
 
+PROGRESS_SECONDS = 10.0  # a rebuild of every user logs its progress at most this often
+
+
+class _RebuildLog:
+    """Log lines for a rebuild of every user: its start, its progress at most
+    every PROGRESS_SECONDS, and its end.  On a large log it takes minutes, in
+    which the worker would otherwise say nothing."""
+
+    def __init__(self, why: str, users: int) -> None:
+        self.why = why
+        self.users = users
+        self.t0 = self.last = time.monotonic()
+        log.info("%s: rebuilding every user (%d users)", why, users)
+
+    def advanced(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.users and now - self.last >= PROGRESS_SECONDS:
+            log.info(
+                "%s: %d of %d users rebuilt (%.0f%%, %.0f s)",
+                self.why,
+                done,
+                self.users,
+                100.0 * done / self.users,
+                now - self.t0,
+            )
+            self.last = now
+
+    def finished(self, done: int, counted: int) -> None:
+        log.info(
+            "%s: rebuilt %d of %d users from %d interactions in %.1f s",
+            self.why,
+            done,
+            self.users,
+            counted,
+            time.monotonic() - self.t0,
+        )
+
+
 def rebuild_all(
     conn: psycopg.Connection[Any],
     encoder: Encoder | None,
@@ -380,6 +418,8 @@ def rebuild_all(
     def kept(user: int, exc: Exception) -> None:
         log.error("user %s not rebuilt, kept as it was: %s", user, exc)
 
+    said = _RebuildLog("rebuild", len(users))
+    done = 0
     for lo in range(0, len(users), batch_users):
         if should_stop():
             break
@@ -387,8 +427,11 @@ def rebuild_all(
         counted += _batch_then_each(
             batch, lambda some: _rebuild_retrying(conn, encoder, context_weight, dim, some)[1], kept
         )[0]
+        done = min(lo + batch_users, len(users))
+        said.advanced(done)
         if progress is not None:
-            progress(min(lo + batch_users, len(users)), len(users))
+            progress(done, len(users))
+    said.finished(done, counted)
     # Users rebuilt before a change of half-life mid-way keep the old one: the
     # worker sees the difference (half_lives) and rebuilds them all again.
     conn.execute(Q["mark_rebuild"], {"half_life": half_life, "short_half_life": short_half_life})
@@ -450,6 +493,7 @@ def rebuild_all_in_transaction(
     dim: int,
     *,
     batch_users: int = 500,
+    why: str = "rebuild",
 ) -> int:
     """Rebuild every user inside the caller's transaction; returns interactions counted.
 
@@ -472,8 +516,11 @@ def rebuild_all_in_transaction(
         log.error("user %s not rebuilt; collaborative vector dropped: %s", user, exc)
         conn.execute(Q["drop_collab_of_user"], {"user": user})
 
+    said = _RebuildLog(why, len(users))
     for lo in range(0, len(users), batch_users):
         counted += _batch_then_each(users[lo : lo + batch_users], in_savepoint, drop_collab)[0]
+        said.advanced(min(lo + batch_users, len(users)))
+    said.finished(len(users), counted)
     p = clock.params
     conn.execute(
         Q["mark_rebuild"],
@@ -507,9 +554,8 @@ def rebuild_if_half_lives_changed(
         conn.execute(Q["exclusive_fold_lock"])
         if half_lives(conn)[2]:
             return None  # another worker did it while this one waited
-        counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim)
+        counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim, why="half-lives changed")
         conn.execute(Q["refresh_centers"])
-    log.info("half-lives changed: rebuilt every user from %d interactions", counted)
     return counted
 
 

@@ -93,6 +93,14 @@ class Worker:
             before_commit=self.before_commit,
         )
 
+    def run_once(self) -> DrainReport:
+        """``rerankdb worker --once``: all due work, then this worker's row in rerankdb.workers."""
+        with db.connect(self.url, autocommit=True) as conn:
+            report = self.drain_once(conn)
+            self.stats.record(report)
+            self.stats.publish(conn, force=True)
+        return report
+
     def requeue_all_items(self) -> int:
         """Queue every item for embedding (after a model change); returns how many."""
         with db.connect(self.url, autocommit=True) as conn:
@@ -253,7 +261,7 @@ class Worker:
                     coalesce=True,
                 )
         if self.settings.metrics_port is not None:
-            self.stats.serve(self.settings.metrics_port)
+            self.stats.serve(self.settings.metrics_port, self.settings.metrics_host)
         threads = [threading.Thread(target=self._refresh_loop, name="rerankdb-refresh", daemon=True)]
         if self.listen:
             threads.append(threading.Thread(target=self._listen_loop, name="rerankdb-listen", daemon=True))
@@ -269,7 +277,9 @@ class Worker:
             f"{self.settings.compact_cron} (keeping {self.settings.retain_days:g} days)"
             if self.settings.compact_cron
             else "off",
-            f"on port {self.settings.metrics_port}" if self.settings.metrics_port is not None else "off",
+            f"on {self.settings.metrics_host} port {self.settings.metrics_port}"
+            if self.settings.metrics_port is not None
+            else "off",
         )
         self.wake.set()
         for t in threads:

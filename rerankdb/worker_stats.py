@@ -5,7 +5,8 @@ Each worker process counts what its drains did since it started
 busy) and publishes the totals to its row of ``rerankdb.workers`` after each
 drain that did some work and at least every HEARTBEAT_SECONDS otherwise:
 ``rerankdb status`` lists them, with when each was last seen.  With a
-metrics port (``RERANKDB_METRICS_PORT``, needs ``prometheus_client``), the
+metrics port (``RERANKDB_METRICS_PORT``, needs ``prometheus_client``; on
+127.0.0.1 unless ``RERANKDB_METRICS_HOST`` says otherwise), the
 same counters, the drain latency and the queues' backlog and lag are served
 for Prometheus.  Counting is at least as exact as the drains it follows: a
 crash between a batch's commit and the next publish loses that batch's
@@ -67,9 +68,10 @@ class WorkerStats:
         self._registered = False
         self.metrics: _Prometheus | None = None
 
-    def serve(self, port: int) -> None:
-        """Serve the counters for Prometheus on ``port`` (all interfaces) from now on."""
-        self.metrics = _Prometheus(port)
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        """Serve the counters for Prometheus on ``host:port`` from now on (by default to
+        this machine only: RERANKDB_METRICS_HOST=0.0.0.0 opens it to every interface)."""
+        self.metrics = _Prometheus(port, host)
 
     def close(self) -> None:
         if self.metrics is not None:
@@ -117,7 +119,7 @@ class _Prometheus:
     """The counters on an HTTP endpoint, in a registry of their own (several workers may
     share a process: the tests)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str) -> None:
         try:
             import prometheus_client as pc
         except ImportError:
@@ -150,9 +152,11 @@ class _Prometheus:
         self.pending_items = gauge("pending_items", "items due to be embedded")
         self.item_lag = gauge("item_lag_seconds", "age of the oldest due item (0: none)")
         try:
-            self.server, self.thread = pc.start_http_server(port, registry=r)
+            self.server, self.thread = pc.start_http_server(port, addr=host, registry=r)
         except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on port {port} (RERANKDB_METRICS_PORT): {exc}") from None
+            raise ConfigError(
+                f"cannot serve metrics on {host} port {port} (RERANKDB_METRICS_HOST, RERANKDB_METRICS_PORT): {exc}"
+            ) from None
 
     def record(self, report: DrainReport) -> None:
         self.folded.inc(report.interactions_folded)

@@ -151,7 +151,10 @@ def test_missing_schema_and_bad_k_are_clear(empty_db_url: str, db_url: str) -> N
 def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     out = cli("status", url=f"postgresql://postgres@/rerankdb?host={tmp_path}")
     assert out.returncode == 1
-    assert out.stderr.startswith("rerankdb: database error:") and "Traceback" not in out.stderr
+    assert (
+        out.stderr.startswith("rerankdb: cannot connect to the database:") and "Traceback" not in out.stderr
+    )
+    assert len(out.stderr.splitlines()) == 1, out.stderr
 
 
 def test_embedded_db_start_url_stop(tmp_path: Path) -> None:

@@ -208,6 +208,8 @@ def test_bad_cutoffs_and_a_missing_encoder_are_refused_and_write_nothing(
         run_compact(conn, None)
     with pytest.raises(InvalidInputError, match="positive number of days"):
         compact.cutoff_from_age(0)
+    with pytest.raises(InvalidInputError, match=r"positive number of days up to 100000 .*got 1000000"):
+        compact.cutoff_from_age(1_000_000)  # a cutoff before year 1: OverflowError once
     assert count(conn, "select count(*) from rerankdb.interactions") == 1
     assert count(conn, "select count(*) from rerankdb.user_snapshot") == 0
     # A naive cutoff is UTC; with context weight 0 no encoder is needed.
@@ -258,6 +260,13 @@ def test_cli_compact_dry_run_then_for_real(
     assert count(conn, "select count(*) from rerankdb.interactions") == 2
     bad = cli("--before", "next tuesday")
     assert bad.returncode == 2 and "--before" in bad.stderr
+    for days in ("1000000", "1e300", "nan", "0"):
+        bad = cli("--older-than", days, "--dry-run")
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+        assert (
+            f"--older-than: must be a positive number of days up to 100000 (about 274 years), got '{days}'"
+            in bad.stderr
+        )
     done = cli("--before", "2026-01-05")
     assert done.returncode == 0, done.stderr
     assert "compacted 1 interactions of 1 users" in done.stdout

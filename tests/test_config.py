@@ -24,6 +24,7 @@ def test_defaults() -> None:
     assert s.home.name == "rerankdb"
     assert s.tune_after_train is False
     assert (s.read_url, s.compact_cron, s.retain_days, s.metrics_port) == (None, None, 365.0, None)
+    assert s.metrics_host == "127.0.0.1"
 
 
 def test_values_are_parsed() -> None:
@@ -40,8 +41,10 @@ def test_values_are_parsed() -> None:
             "RERANKDB_COMPACT_CRON": "30 4 * * 0",
             "RERANKDB_RETAIN_DAYS": "90",
             "RERANKDB_METRICS_PORT": "9108",
+            "RERANKDB_METRICS_HOST": "0.0.0.0",
         }
     )
+    assert s.metrics_host == "0.0.0.0"
     assert (s.read_url, s.compact_cron, s.retain_days, s.metrics_port) == (
         "postgresql://u@replica/db",
         "30 4 * * 0",
@@ -75,9 +78,15 @@ def test_encoder_settings_are_read_here_too() -> None:
         ("RERANKDB_REBUILD_CRON", "every night", "must be a crontab line"),
         ("RERANKDB_MAX_LENGTH", "0", "RERANKDB_MAX_LENGTH must be a positive integer"),
         ("RERANKDB_MAX_LENGTH", "long", "RERANKDB_MAX_LENGTH must be an integer"),
+        ("RERANKDB_METRICS_HOST", "0.0.0.0/0", "RERANKDB_METRICS_HOST must be an address or host name"),
         ("RERANKDB_COMPACT_CRON", "weekly", "RERANKDB_COMPACT_CRON must be a crontab line"),
         ("RERANKDB_RETAIN_DAYS", "0.5", "RERANKDB_RETAIN_DAYS must be a finite number >= 1"),
         ("RERANKDB_RETAIN_DAYS", "forever", "RERANKDB_RETAIN_DAYS must be a number"),
+        (
+            "RERANKDB_RETAIN_DAYS",
+            "1000000",
+            "RERANKDB_RETAIN_DAYS must be a finite number >= 1 and <= 100000",
+        ),
         ("RERANKDB_METRICS_PORT", "70000", "RERANKDB_METRICS_PORT must be a TCP port"),
         ("RERANKDB_METRICS_PORT", "http", "RERANKDB_METRICS_PORT must be an integer"),
         ("RERANKDB_ENCODER_BACKEND", "int8", "RERANKDB_ENCODER_BACKEND must be one of fp32, bf16"),

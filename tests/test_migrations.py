@@ -263,3 +263,41 @@ def test_upgrade_to_0006_with_users_rebuilds_them_with_short_term_vectors(empty_
         kept = c.execute("select embedding from rerankdb.user_vectors").fetchone()[0]
         assert kept.to_numpy().tolist() == long.to_numpy().tolist(), "the long-term vectors stay"
         assert c.execute("select item_id from rerankdb.rerank(7, array[1, 2])").fetchall() == [(2,), (1,)]
+
+
+def test_two_migrations_at_once_on_a_fresh_database(empty_db_url: str) -> None:
+    """Both succeed: an advisory lock runs them one after the other, and the second finds head."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKDB_")}
+    env["RERANKDB_DATABASE_URL"] = empty_db_url
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rerankdb.cli", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert f"rerankdb schema at revision {migrate.head_revision()}" in out
+    assert migrate.current_revision(empty_db_url) == migrate.head_revision()
+
+
+def test_offline_sql_runs_where_downgrade_base_left_the_version_table(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKDB_")}
+    cmd = [sys.executable, "-m", "alembic", "-x", f"url={empty_db_url}", "downgrade", "base"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    with psycopg.connect(db.libpq_url(empty_db_url)) as c:
+        assert c.execute("select count(*) from public.rerankdb_alembic_version").fetchone() == (0,)
+    script = subprocess.run(
+        [sys.executable, "-m", "rerankdb.cli", "migrate", "--sql"], env=env, capture_output=True, text=True
+    )
+    assert script.returncode == 0, script.stderr
+    with psycopg.connect(db.libpq_url(empty_db_url), autocommit=True) as c:
+        c.execute(script.stdout)  # type: ignore[call-overload]  # a whole script, no parameters
+    assert migrate.current_revision(empty_db_url) == migrate.head_revision()

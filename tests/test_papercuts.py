@@ -133,3 +133,20 @@ def test_cli_forget(db_url: str, conn: Any) -> None:
     out = cli("forget", "5", url=db_url)
     assert out.returncode == 0 and "forgot user 5: 2 interactions deleted" in out.stdout
     assert conn.execute("select count(*) from rerankdb.interactions").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://nobody@127.0.0.1:1/rerankdb",
+        "postgresql://nobody@/rerankdb?host=/nonexistent-socket-dir",
+    ],
+)
+def test_a_client_on_an_unreachable_server_is_a_rerankdb_error(url: str) -> None:
+    with pytest.raises(
+        DatabaseUnavailableError, match=r"^cannot connect to the database: .*(refused|No such file)"
+    ):
+        Client(url)
+    out = cli("status", url=url)
+    assert out.returncode == 1 and out.stderr.startswith("rerankdb: cannot connect to the database: ")
+    assert len(out.stderr.splitlines()) == 1, out.stderr

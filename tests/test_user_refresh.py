@@ -244,3 +244,35 @@ def test_a_fold_skips_the_partitions_of_users_another_fold_holds(
     assert user_refresh.refresh_users(conn, encoder, CONTEXT_WEIGHT, DIM).folded == len(waiting)
     assert state_counts(conn) == dict.fromkeys(range(1, 41), 1)
     assert_matches_rebuild(conn, encoder)
+
+
+def test_a_rebuild_of_every_user_logs_its_start_progress_and_end(
+    conn: Any, encoder: Any, catalog: dict[int, np.ndarray], caplog: Any, monkeypatch: Any
+) -> None:
+    """A half-life change rebuilds every user inside the worker's drain: minutes on a large
+    log, so it says when it starts, how far it got (at most every PROGRESS_SECONDS), and when done."""
+    add_interactions(conn, [(u, 1 + u % 6, "view", None, None, T0) for u in range(1, 6)])
+    drain(conn, encoder)
+    monkeypatch.setattr(user_refresh, "PROGRESS_SECONDS", 0.0)
+    conn.execute("update rerankdb.settings set half_life = interval '7 days'")
+    caplog.set_level("INFO", logger="rerankdb.user_refresh")
+    monkeypatch.setattr(user_refresh, "rebuild_all_in_transaction", rebuild_in_batches_of_two)
+    drain(conn, encoder)
+    said = [r.getMessage() for r in caplog.records if r.name == "rerankdb.user_refresh"]
+    assert said[0] == "half-lives changed: rebuilding every user (5 users)"
+    for line, n in zip(said[1:3], (2, 4), strict=True):  # then the time taken so far
+        assert line.startswith(f"half-lives changed: {n} of 5 users rebuilt ({100 * n // 5}%, "), line
+    assert said[3].startswith("half-lives changed: rebuilt 5 of 5 users from 5 interactions in ")
+    caplog.clear()
+    user_refresh.rebuild_all(conn, encoder, CONTEXT_WEIGHT, DIM, batch_users=3)
+    said = [r.getMessage() for r in caplog.records if r.name == "rerankdb.user_refresh"]
+    assert said[0] == "rebuild: rebuilding every user (5 users)"
+    assert said[1].startswith("rebuild: 3 of 5 users rebuilt (60%, ")
+    assert said[2].startswith("rebuild: rebuilt 5 of 5 users from 5 interactions in ")
+
+
+_rebuild_all_in_transaction = user_refresh.rebuild_all_in_transaction
+
+
+def rebuild_in_batches_of_two(*args: Any, **kwargs: Any) -> int:
+    return _rebuild_all_in_transaction(*args, **kwargs, batch_users=2)

@@ -66,6 +66,7 @@ def test_a_worker_publishes_its_counters_to_the_database_and_to_prometheus(
         add_interactions(conn, [(1, 1, "view", None, None, T0), (2, 2, "like", None, None, T0)])
         assert wait_for(lambda: folded_in_db(conn) == 2)
         samples = scrape(port)
+        assert worker.stats.metrics.server.server_address[0] == "127.0.0.1", "RERANKDB_METRICS_HOST's default"
         assert samples["rerankdb_interactions_folded_total"] == 2
         assert samples["rerankdb_items_embedded_total"] == 0
         assert samples["rerankdb_drain_seconds_count"] >= 1
@@ -123,8 +124,45 @@ def test_a_busy_port_or_a_missing_prometheus_client_is_a_clear_error(
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         stats = WorkerStats()
-        with pytest.raises(ConfigError, match="cannot serve metrics on port"):
+        with pytest.raises(ConfigError, match=r"cannot serve metrics on 127\.0\.0\.1 port"):
             stats.serve(int(taken.getsockname()[1]))
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"pip install 'rerankdb\[metrics\]'"):
         WorkerStats().serve(free_port())
+
+
+@pytest.mark.parametrize(("host", "expected"), [(None, "127.0.0.1"), ("0.0.0.0", "0.0.0.0")])
+def test_the_endpoint_listens_on_this_machine_only_unless_told(host: str | None, expected: str) -> None:
+    env = {"RERANKDB_METRICS_PORT": str(free_port())} | ({"RERANKDB_METRICS_HOST": host} if host else {})
+    settings = Settings.from_env(env)
+    assert settings.metrics_port is not None
+    stats = WorkerStats()
+    stats.serve(settings.metrics_port, settings.metrics_host)
+    try:
+        assert stats.metrics is not None
+        assert stats.metrics.server.server_address[0] == expected
+        assert (
+            "rerankdb_interactions_folded_total 0.0"
+            in urllib.request.urlopen(f"http://127.0.0.1:{settings.metrics_port}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
+    finally:
+        stats.close()
+
+
+def test_worker_once_writes_its_row(conn: Any, db_url: str, catalog: Any) -> None:
+    add_interactions(conn, [(1, 1, "view", None, None, T0), (2, 2, "like", None, None, T0)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKDB_")}
+    env["RERANKDB_DATABASE_URL"] = db_url
+    out = subprocess.run(
+        [sys.executable, "-m", "rerankdb.cli", "worker", "--once", "--no-encoder"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "2 interactions folded" in out.stdout
+    rows = conn.execute("select pid, interactions_folded, drains from rerankdb.workers").fetchall()
+    assert len(rows) == 1 and rows[0][0] != os.getpid() and rows[0][1:] == (2, 1), rows
