@@ -209,7 +209,7 @@ def _print_workers(workers: Sequence[WorkerRow]) -> None:
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from rerankdb.load import iter_errors
+    from rerankdb.load import describe, iter_errors
 
     with (
         _client(settings) as client,
@@ -224,12 +224,9 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             report = client.load_items(args.path, index=args.index, build_memory=args.build_memory, **common)
         else:
             report = client.load_interactions(args.path, **common)
-    line = f"loaded {report.rows} {args.what} in {report.seconds:.1f} s"
-    if args.what == "items":
-        queued = report.rows - report.with_embedding
-        line += f" ({report.with_embedding} with embeddings, {queued} queued for the worker's encoder)"
-        if report.index == "rebuilt":
-            line += f"; text index built once, in {report.index_seconds:.1f} s"
+    line = f"loaded {describe(report, args.what)} in {report.seconds:.1f} s"
+    if report.index == "rebuilt":
+        line += f"; text index built once, in {report.index_seconds:.1f} s"
     print(line)
     if report.rejected:
         print(f"rejected {report.rejected} lines, written to {args.reject_file}:", file=sys.stderr)

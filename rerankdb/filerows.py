@@ -2,8 +2,10 @@
 
 Each record comes with the line it starts on (Parquet: its row number, from
 1), so that an error can name it, and each file can be read a second time for
-just the lines a load refused (:func:`copy_lines`, the reject file).  Memory
-stays bounded: one line, or one Parquet batch, at a time.
+just the lines a load refused (:func:`copy_lines`, the reject file: JSON Lines
+and CSV records copied byte for byte).  Memory stays bounded: one line, or one
+Parquet batch, at a time.  A file that cannot be read to its end (a truncated
+or corrupt gzip stream, bytes that are not UTF-8) is an error naming the line.
 
 Values are as the file holds them (CSV: strings, an empty cell is missing);
 turning them into typed columns is the loader's job (:mod:`rerankdb.load`).
@@ -15,6 +17,9 @@ import csv
 import gzip
 import io
 import json
+import os
+import stat
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +67,80 @@ def _open_text(path: Path) -> IO[str]:
     return path.open(encoding="utf-8-sig", newline="")  # -sig: a byte order mark is not a field name
 
 
+def check_input(path: Path) -> os.stat_result:
+    """The file's state before it is read; an error if it is not something to read records from.
+
+    A regular file, or a pipe (``<(zcat items.jsonl.gz)``: read once, so no
+    reject file).
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InvalidInputError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidInputError(f"{path} is a directory; expected a file of records")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+        raise InvalidInputError(f"{path} is not a regular file; expected a file of records")
+    if not os.access(path, os.R_OK):
+        raise InvalidInputError(f"cannot read {path}: permission denied")
+    return st
+
+
+def unchanged(path: Path, before: os.stat_result) -> bool:
+    """Whether a regular file is as it was (same file, size and modification time)."""
+    if not stat.S_ISREG(before.st_mode):
+        return True
+    try:
+        now = path.stat()
+    except OSError:
+        return False
+    same = ("st_dev", "st_ino", "st_size", "st_mtime_ns")
+    return all(getattr(now, a) == getattr(before, a) for a in same)
+
+
+def _gzipped(path: Path) -> bool:
+    """Whether a regular file not named .gz starts as gzip does (for a clearer error)."""
+    try:
+        if path.suffix.lower() == ".gz" or not stat.S_ISREG(path.stat().st_mode):
+            return False  # a pipe cannot be read again
+        with path.open("rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    """The file's lines as they are (line ends kept); a read error names the line it stopped at."""
+    n = 0
+    try:
+        with _open_text(path) as f:
+            for text in f:
+                yield text
+                n += 1  # lines read whole: an error stops at line n + 1
+    except gzip.BadGzipFile as exc:
+        if n == 0 and "Not a gzipped file" in str(exc):
+            raise InvalidInputError(
+                f"{path} is not a gzip file (its name ends in .gz): compress it, or name it without .gz"
+            ) from None
+        raise InvalidInputError(f"{path}: corrupt gzip stream at line {n + 1} ({exc})") from None
+    except EOFError:
+        raise InvalidInputError(
+            f"{path}: truncated gzip stream at line {n + 1} (the file ends before its compressed "
+            "data does: was it copied completely?)"
+        ) from None
+    except zlib.error as exc:
+        raise InvalidInputError(f"{path}: corrupt gzip stream at line {n + 1} ({exc})") from None
+    except UnicodeDecodeError as exc:
+        if n == 0 and _gzipped(path):
+            raise InvalidInputError(f"{path} is gzip-compressed: name it with .gz at the end") from None
+        raise InvalidInputError(f"{path} is not UTF-8 text: line {n + 1}: {exc}") from None
+
+
 def read_records(path: Path, fmt: str) -> Iterator[Record]:
     """Every record of the file, in order."""
-    if not path.is_file():
-        raise InvalidInputError(f"no such file: {path}")
+    check_input(path)
     if fmt == "jsonl":
         yield from _jsonl(path)
     elif fmt == "csv":
@@ -75,57 +150,63 @@ def read_records(path: Path, fmt: str) -> Iterator[Record]:
 
 
 def _jsonl(path: Path) -> Iterator[Record]:
-    with _open_text(path) as f:
+    for n, text in enumerate(_text_lines(path), start=1):
+        if not text.strip():
+            continue
         try:
-            for n, text in enumerate(f, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    value = json.loads(text)
-                except ValueError as exc:
-                    yield Record(n, None, f"not JSON ({exc})")
-                    continue
-                if isinstance(value, dict):
-                    yield Record(n, value)
-                else:
-                    yield Record(n, None, f"expected a JSON object, got {type(value).__name__}")
-        except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"{path} is not UTF-8 text: {exc}") from None
+            value = json.loads(text)
+        except ValueError as exc:
+            yield Record(n, None, f"not JSON ({exc})")
+            continue
+        if isinstance(value, dict):
+            yield Record(n, value)
+        else:
+            yield Record(n, None, f"expected a JSON object, got {type(value).__name__}")
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str, str]]:
+    """Each CSV record, the header first: (its first line, its fields or None, why None,
+    its text exactly as in the file, line ends included)."""
+    csv.field_size_limit(2**31 - 1)  # a long text or a wide embedding is one field, not an error
+    raw: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for text in _text_lines(path):
+            raw.append(text)  # the reader takes lines one by one, as many as a record needs
+            yield text
+
+    reader = csv.reader(lines(), strict=True)
+    start = 1
+    while True:
+        row: list[str] | None
+        error = ""
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row, error = None, f"not CSV ({exc})"
+        text = "".join(raw)
+        raw.clear()
+        line, start = start, reader.line_num + 1
+        yield line, row, error, text
 
 
 def _csv(path: Path) -> Iterator[Record]:
-    csv.field_size_limit(2**31 - 1)  # a long text or a wide embedding is one field, not an error
-    with _open_text(path) as f:
-        reader = csv.reader(f, strict=True)
-        try:
-            header = next(reader, None)
-            if header is None:
-                return
-            header = [h.strip() for h in header]
-            start = reader.line_num + 1
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    yield Record(start, None, f"not CSV ({exc})")
-                    start = reader.line_num + 1
-                    continue
-                line, start = start, reader.line_num + 1
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    yield Record(line, None, f"expected {len(header)} fields (the header's), got {len(row)}")
-                    continue
-                yield Record(line, {h: v for h, v in zip(header, row, strict=True) if v != ""})
-        except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"{path} is not UTF-8 text: {exc}") from None
-
-
-def csv_header(path: Path) -> list[str]:
-    with _open_text(path) as f:
-        return next(csv.reader(f), [])
+    rows = _csv_rows(path)
+    first = next(rows, None)
+    if first is None:
+        return
+    header = [h.strip() for h in first[1] or []]
+    for line, row, error, _ in rows:
+        if row is None:
+            yield Record(line, None, error)
+        elif not row:
+            continue
+        elif len(row) != len(header):
+            yield Record(line, None, f"expected {len(header)} fields (the header's), got {len(row)}")
+        else:
+            yield Record(line, {h: v for h, v in zip(header, row, strict=True) if v != ""})
 
 
 def _pyarrow() -> Any:
@@ -158,6 +239,11 @@ def _list_column(col: Any) -> list[np.ndarray | None] | None:
 
 
 def _parquet(path: Path) -> Iterator[Record]:
+    if path.suffix.lower() == ".gz":
+        raise InvalidInputError(
+            f"{path}: a gzip-compressed Parquet file cannot be read as it is: gunzip it first "
+            "(Parquet compresses its columns itself)"
+        )
     pq = _pyarrow()
     try:
         f = pq.ParquetFile(path)
@@ -175,36 +261,24 @@ def _parquet(path: Path) -> Iterator[Record]:
 
 
 def copy_lines(path: Path, fmt: str, lines: set[int], out: IO[str]) -> int:
-    """Write the records on ``lines`` to ``out`` in the file's own format
-    (Parquet: as JSON Lines); return how many.  For a reject file."""
+    """Write the records on ``lines`` to ``out`` in the file's own format: JSON Lines and
+    CSV (after the header) as the file has them, byte for byte; Parquet rows as JSON
+    Lines.  Return how many.  For a reject file (``out`` opened with ``newline=""``)."""
     if not lines:
         return 0
     written = 0
     if fmt == "jsonl":
-        with _open_text(path) as f:
-            for n, text in enumerate(f, start=1):
-                if n in lines:
-                    out.write(text if text.endswith("\n") else text + "\n")
-                    written += 1
+        for n, text in enumerate(_text_lines(path), start=1):
+            if n in lines:
+                out.write(text if text.endswith(("\n", "\r")) else text + "\n")
+                written += 1
         return written
     if fmt == "csv":
-        writer = csv.writer(out)
-        with _open_text(path) as f:
-            reader = csv.reader(f)
-            header = next(reader, [])
-            writer.writerow(header)
-            start = reader.line_num + 1
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return written
-                except csv.Error:
-                    row = ["?"]  # unreadable as CSV: its line number stands in the error list
-                line, start = start, reader.line_num + 1
-                if line in lines:
-                    writer.writerow(row)
-                    written += 1
+        for i, (line, _, _, text) in enumerate(_csv_rows(path)):
+            if i == 0 or line in lines:
+                out.write(text)
+                written += i > 0
+        return written
     for rec in _parquet(path):
         if rec.line in lines and rec.fields is not None:
             plain = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rec.fields.items()}

@@ -18,7 +18,7 @@ import pytest
 from rerankdb import Client, load
 from rerankdb.cli import main
 from rerankdb.errors import InvalidInputError, PermissionDeniedError
-from rerankdb.load import LoadError
+from rerankdb.load import LoadError, LoadFailedError
 from tests.helpers import unit
 
 DIM = 384
@@ -308,8 +308,9 @@ def test_a_failed_load_still_rebuilds_the_index(
     conn.execute(
         "create trigger refuse before insert on rerankdb.items for each row execute function public.refuse()"
     )
-    with pytest.raises(psycopg.errors.RaiseException, match="refused by a trigger"):
+    with pytest.raises(LoadFailedError, match=r"a\.jsonl: nothing was loaded: refused by a trigger") as err:
         client.load_items(write_jsonl(tmp_path / "a.jsonl", items(5, rng)), index="rebuild")
+    assert isinstance(err.value.__cause__, psycopg.errors.RaiseException) and err.value.committed is None
     assert counts(conn) == (0, 0, 0)
     assert index_valid(conn) is True
 

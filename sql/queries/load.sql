@@ -39,6 +39,14 @@ select coalesce(max(line), 0) from _load_items
 -- What the chunks of set_item_vectors walk.
 create index on _load_items (line)
 
+-- name: items_to_queue
+-- What upsert_items will queue for the encoder (the items_enqueue triggers: a new
+-- item, or new content) and set_item_vectors will not take off the queue again.
+select count(*)
+from _load_items s
+left join rerankdb.items i on i.item_id = s.item_id
+where s.embedding is null and (i.item_id is null or i.content is distinct from s.content)
+
 -- name: upsert_items
 -- As the client's upsert: the file is the truth (a line without metadata
 -- means {}), and an unchanged item is not touched, nor queued again.
@@ -70,9 +78,11 @@ select i.indisvalid
 from pg_index i join pg_class c on c.oid = i.indexrelid
 where c.oid = to_regclass('rerankdb.item_vectors_embedding_hnsw')
 
--- name: lock_index_build
--- One index rebuild at a time (two loads would drop each other's build).
-select pg_advisory_lock(hashtext('rerankdb.item_vectors_embedding_hnsw'))
+-- name: try_lock_index_build
+-- One index rebuild at a time (two loads would drop each other's build).  Tried,
+-- not waited for inside the statement: a waiting statement holds a snapshot,
+-- which the other load's CREATE INDEX CONCURRENTLY waits for (a deadlock).
+select pg_try_advisory_lock(hashtext('rerankdb.item_vectors_embedding_hnsw'))
 
 -- name: unlock_index_build
 select pg_advisory_unlock(hashtext('rerankdb.item_vectors_embedding_hnsw'))
