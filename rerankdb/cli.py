@@ -175,7 +175,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"user vectors    {st.user_vectors}")
     print(f"interactions    {st.interactions}")
     if st.text_index != "valid":
-        print(f"text index      {st.text_index}: `rerankdb load items` as the owner rebuilds it")
+        print(
+            f"warning: the text index is {st.text_index} (a load is rebuilding it, or one was interrupted): "
+            "searches scan every item vector until `rerankdb load items FILE --index rebuild` (as the "
+            "owner; an empty FILE will do) builds it"
+        )
     values = asdict(st)
     for name in WORKER_FIELDS:
         value = values[name]

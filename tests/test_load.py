@@ -466,3 +466,34 @@ def test_brought_vectors_are_not_replaced_by_the_worker(
     # A change of text queues the item again: the worker embeds the new text.
     client.upsert_items([{"item_id": 3, "content": "a film about the sea"}])
     assert drain(conn, encoder, 0.0, DIM).items_embedded == 1
+
+
+def test_the_load_reports_what_it_queued(
+    db_url: str,
+    conn: psycopg.Connection[Any],
+    tmp_path: Path,
+    rng: np.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RERANKDB_DATABASE_URL", db_url)
+    catalog = [*items(2, rng), *items(3, rng, start=3, embed=False)]
+    path = write_jsonl(tmp_path / "c.jsonl", catalog)
+    assert main(["load", "items", str(path)]) == 0
+    assert "loaded 5 items (5 new or changed, 2 with embeddings, 3 queued for the worker's encoder)" in (
+        capsys.readouterr().out
+    )
+    conn.execute("delete from rerankdb.item_queue")  # as if the worker had embedded them
+    # The same catalog again: nothing changed, nothing queued.
+    assert main(["load", "items", str(path)]) == 0
+    assert "loaded 5 items (0 new or changed, 2 with embeddings, 0 queued for the worker's encoder)" in (
+        capsys.readouterr().out
+    )
+    assert counts(conn) == (5, 2, 0)
+    # New metadata changes an item but queues nothing; new text queues it.
+    catalog[2]["metadata"] = {"new": True}
+    catalog[3]["content"] = "new text"
+    with Client(db_url) as client:
+        report = client.load_items(write_jsonl(tmp_path / "d.jsonl", catalog))
+    assert (report.rows, report.changed, report.queued) == (5, 2, 1)
+    assert conn.execute("select array_agg(item_id) from rerankdb.item_queue").fetchone() == ([4],)
