@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import os
+import secrets
 import stat
 import zlib
 from collections.abc import Iterator
@@ -285,3 +286,100 @@ def copy_lines(path: Path, fmt: str, lines: set[int], out: IO[str]) -> int:
             out.write(json.dumps(plain, default=str) + "\n")
             written += 1
     return written
+
+
+# -- the reject file ----------------------------------------------------------
+
+
+class RejectFile:
+    """The reject file: checked before anything is read or written, filled in a
+    temporary file beside it before the load commits, put in place (renamed) once it
+    has.  A load that fails leaves an existing reject file as it was."""
+
+    def __init__(self, given: Path, target: Path, direct: bool) -> None:
+        self.given = given  # as the caller named it
+        self.target = target  # symbolic links followed
+        self.direct = direct  # a device or pipe (/dev/null): written into, not replaced
+        self.temp: Path | None = None
+
+    @classmethod
+    def prepare(cls, path: Path, input_stat: os.stat_result, given: Path | None) -> RejectFile | None:
+        if given is None:
+            return None
+
+        def refuse(why: str) -> InvalidInputError:
+            return InvalidInputError(f"cannot write the reject file {given}: {why}; nothing was written")
+
+        # The same file by any name (a hard or symbolic link, another path): writing
+        # it would destroy the input.  Compared by device and inode, not by name.
+        try:
+            existing: os.stat_result | None = given.stat()
+        except FileNotFoundError:
+            existing = None  # nothing there yet (or a dangling link: writing creates its target)
+        except OSError as exc:
+            raise refuse(exc.strerror or str(exc)) from None
+        if existing is not None and (existing.st_dev, existing.st_ino) == (
+            input_stat.st_dev,
+            input_stat.st_ino,
+        ):
+            raise InvalidInputError(
+                f"the reject file must not be the file being loaded ({given} is {path}); nothing was written"
+            )
+        if not stat.S_ISREG(input_stat.st_mode):
+            raise InvalidInputError(
+                f"a reject file needs {path} read a second time (for the bad lines), and it is a pipe "
+                "or device that can be read once: save it to a file first, or load without --reject-file"
+            )
+        target = Path(os.path.realpath(given))
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise refuse("it is a directory")
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            if not os.access(target, os.W_OK):
+                raise refuse("permission denied")
+            return cls(given, target, direct=True)
+        if existing is not None and not os.access(target, os.W_OK):
+            raise refuse("permission denied")
+        if not target.parent.is_dir():
+            raise refuse(f"no such directory: {target.parent}")
+        out = cls(given, target, direct=False)
+        temp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:  # proves the directory writable; the umask sets its mode, as for any new file
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except OSError as exc:
+            raise refuse(exc.strerror or str(exc)) from None
+        out.temp = temp
+        if existing is not None:
+            os.chmod(temp, stat.S_IMODE(existing.st_mode))
+        return out
+
+    def write(self, path: Path, fmt: str, lines: set[int]) -> None:
+        """Copy the records on ``lines`` of ``path`` (before the load commits: a failure
+        here writes nothing)."""
+        try:
+            with (self.target if self.direct else self.temp or self.target).open(
+                "w", encoding="utf-8", newline=""
+            ) as out:
+                copy_lines(path, fmt, lines, out)
+        except OSError as exc:
+            raise InvalidInputError(
+                f"cannot write the reject file {self.given}: {exc.strerror or exc}; nothing was written"
+            ) from None
+
+    def put_in_place(self) -> None:
+        if self.temp is not None:
+            os.replace(self.temp, self.target)
+            self.temp = None
+
+    def discard(self) -> None:
+        if self.temp is not None:
+            self.temp.unlink(missing_ok=True)
+            self.temp = None
+
+
+def check_unchanged(path: Path, before: os.stat_result) -> None:
+    """The file read twice (records, then the reject file's lines) must be one file."""
+    if not unchanged(path, before):
+        raise InvalidInputError(
+            f"{path} changed while it was being loaded; nothing was written: load it again once "
+            "it is complete"
+        )
