@@ -6,6 +6,7 @@ after a load that failed.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 Q = queries("load_index")
 
 BUILD_WORKERS = 2  # max_parallel_maintenance_workers for the build
+_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(B|kB|MB|GB|TB)\s*")  # as PostgreSQL writes a memory setting
 
 
 def cause(exc: BaseException) -> str:
@@ -46,13 +48,16 @@ def state(conn: psycopg.Connection[Any]) -> str:
 
 def build_settings(conn: psycopg.Connection[Any], memory: str) -> None:
     """Set the build's memory and workers for this session, before anything is written:
-    a bad value is an error now, not after the index was dropped."""
+    a bad value is an error now, not after the index was dropped.  The unit is
+    required: PostgreSQL reads a bare number as kB (``--build-memory 1000`` would
+    build with 1 MB), and an empty value as the server's default."""
+    expected = "build memory must be a PostgreSQL size with its unit, like 1GB or 512MB"
+    if not _SIZE.fullmatch(memory):
+        raise InvalidInputError(f"{expected}, got {memory!r}")
     try:
         conn.execute(Q["build_settings"], {"memory": memory, "workers": str(BUILD_WORKERS)})
     except psycopg.errors.DataError as exc:  # invalid_parameter_value is class 22
-        raise InvalidInputError(
-            f"build memory must be a PostgreSQL size like 1GB or 512MB, got {memory!r}"
-        ) from exc
+        raise InvalidInputError(f"{expected}, got {memory!r} ({cause(exc)})") from exc
 
 
 def lock_build(conn: psycopg.Connection[Any]) -> None:

@@ -421,7 +421,9 @@ def test_file_problems(client: Client, tmp_path: Path) -> None:
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(InvalidInputError, match="not a Parquet file"):
         client.load_items(tmp_path / "bad.parquet")
-    with pytest.raises(InvalidInputError, match="build memory must be a PostgreSQL size like 1GB"):
+    with pytest.raises(
+        InvalidInputError, match="build memory must be a PostgreSQL size with its unit, like 1GB"
+    ):
         client.load_items(tmp_path / "empty.jsonl", build_memory="lots")
     with pytest.raises(InvalidInputError, match="index must be one of"):
         client.load_items(tmp_path / "items.txt", index="sometimes")

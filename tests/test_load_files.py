@@ -212,3 +212,25 @@ def test_directories_pipes_and_empty_files(
         report = client.load_items(tmp_path / name)
         assert (report.rows, report.rejected, report.changed, report.queued) == (0, 0, 0, 0)
     assert counts(conn)[0] == 3
+
+
+@pytest.mark.parametrize(
+    ("memory", "why"),
+    [("100", ""), ("1 gb", ""), ("lots", ""), ("1kB", "outside the valid range"), ("-1MB", "")],
+)
+def test_a_bad_build_memory_is_refused_before_anything_is_written(
+    client: Client,
+    conn: psycopg.Connection[Any],
+    tmp_path: Path,
+    rng: np.random.Generator,
+    memory: str,
+    why: str,
+) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", items(2, rng))
+    with pytest.raises(
+        InvalidInputError, match=r"build memory must be a PostgreSQL size with its unit"
+    ) as err:
+        client.load_items(path, build_memory=memory, index="rebuild")
+    assert why in str(err.value)
+    assert counts(conn) == (0, 0, 0)
+    assert client.load_items(path, build_memory=" 64MB", index="rebuild").index == "rebuilt"
