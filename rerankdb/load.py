@@ -322,9 +322,10 @@ def _load_items(
         try:
             log.info("building the text index of rerankdb.item_vectors")
             index_seconds = load_index.build(conn)
-        except psycopg.Error as exc:
+        except (psycopg.Error, KeyboardInterrupt) as exc:  # interrupted: still say what is committed
             report = replace(report, index="not rebuilt")
-            left.append(f"the text index build failed ({cause(exc)}): {load_index.rebuild_hint(path)}")
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else cause(exc)
+            left.append(f"the text index build failed ({why}): {load_index.rebuild_hint(path)}")
         finally:
             load_index.unlock(conn)
     report = replace(report, seconds=time.perf_counter() - t0, index_seconds=index_seconds)
