@@ -176,7 +176,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"user vectors    {st.user_vectors}")
     print(f"interactions    {st.interactions}")
     if st.text_index != "valid":
-        print(f"text index      {st.text_index}: `rerankdb load items` as the owner rebuilds it")
+        print(
+            f"warning: the text index is {st.text_index} (a load is rebuilding it, or one was interrupted): "
+            "searches scan every item vector until `rerankdb load items FILE --index rebuild` (as the "
+            "owner; an empty FILE will do) builds it"
+        )
     values = asdict(st)
     for name in WORKER_FIELDS:
         value = values[name]
@@ -208,7 +212,7 @@ def _print_workers(workers: Sequence[WorkerRow]) -> None:
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
-    from rerankdb.load import iter_errors
+    from rerankdb.load import describe, iter_errors
 
     with (
         _client(settings) as client,
@@ -219,12 +223,9 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             report = client.load_items(args.path, index=args.index, build_memory=args.build_memory, **common)
         else:
             report = client.load_interactions(args.path, **common)
-    line = f"loaded {report.rows} {args.what} in {report.seconds:.1f} s"
-    if args.what == "items":
-        queued = report.rows - report.with_embedding
-        line += f" ({report.with_embedding} with embeddings, {queued} queued for the worker's encoder)"
-        if report.index == "rebuilt":
-            line += f"; text index built once, in {report.index_seconds:.1f} s"
+    line = f"loaded {describe(report, args.what)} in {report.seconds:.1f} s"
+    if report.index == "rebuilt":
+        line += f"; text index built once, in {report.index_seconds:.1f} s"
     print(line)
     if report.rejected:
         print(f"rejected {report.rejected} lines, written to {args.reject_file}:", file=sys.stderr)

@@ -18,7 +18,7 @@ import pytest
 from rerankdb import Client, load
 from rerankdb.cli import main
 from rerankdb.errors import InvalidInputError, PermissionDeniedError
-from rerankdb.load import LoadError
+from rerankdb.load import LoadError, LoadFailedError
 from tests.helpers import unit
 
 DIM = 384
@@ -308,8 +308,9 @@ def test_a_failed_load_still_rebuilds_the_index(
     conn.execute(
         "create trigger refuse before insert on rerankdb.items for each row execute function public.refuse()"
     )
-    with pytest.raises(psycopg.errors.RaiseException, match="refused by a trigger"):
+    with pytest.raises(LoadFailedError, match=r"a\.jsonl: nothing was loaded: refused by a trigger") as err:
         client.load_items(write_jsonl(tmp_path / "a.jsonl", items(5, rng)), index="rebuild")
+    assert isinstance(err.value.__cause__, psycopg.errors.RaiseException) and err.value.committed is None
     assert counts(conn) == (0, 0, 0)
     assert index_valid(conn) is True
 
@@ -420,7 +421,9 @@ def test_file_problems(client: Client, tmp_path: Path) -> None:
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(InvalidInputError, match="not a Parquet file"):
         client.load_items(tmp_path / "bad.parquet")
-    with pytest.raises(InvalidInputError, match="build memory must be a PostgreSQL size like 1GB"):
+    with pytest.raises(
+        InvalidInputError, match="build memory must be a PostgreSQL size with its unit, like 1GB"
+    ):
         client.load_items(tmp_path / "empty.jsonl", build_memory="lots")
     with pytest.raises(InvalidInputError, match="index must be one of"):
         client.load_items(tmp_path / "items.txt", index="sometimes")
@@ -465,3 +468,34 @@ def test_brought_vectors_are_not_replaced_by_the_worker(
     # A change of text queues the item again: the worker embeds the new text.
     client.upsert_items([{"item_id": 3, "content": "a film about the sea"}])
     assert drain(conn, encoder, 0.0, DIM).items_embedded == 1
+
+
+def test_the_load_reports_what_it_queued(
+    db_url: str,
+    conn: psycopg.Connection[Any],
+    tmp_path: Path,
+    rng: np.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RERANKDB_DATABASE_URL", db_url)
+    catalog = [*items(2, rng), *items(3, rng, start=3, embed=False)]
+    path = write_jsonl(tmp_path / "c.jsonl", catalog)
+    assert main(["load", "items", str(path)]) == 0
+    assert "loaded 5 items (5 new or changed, 2 with embeddings, 3 queued for the worker's encoder)" in (
+        capsys.readouterr().out
+    )
+    conn.execute("delete from rerankdb.item_queue")  # as if the worker had embedded them
+    # The same catalog again: nothing changed, nothing queued.
+    assert main(["load", "items", str(path)]) == 0
+    assert "loaded 5 items (0 new or changed, 2 with embeddings, 0 queued for the worker's encoder)" in (
+        capsys.readouterr().out
+    )
+    assert counts(conn) == (5, 2, 0)
+    # New metadata changes an item but queues nothing; new text queues it.
+    catalog[2]["metadata"] = {"new": True}
+    catalog[3]["content"] = "new text"
+    with Client(db_url) as client:
+        report = client.load_items(write_jsonl(tmp_path / "d.jsonl", catalog))
+    assert (report.rows, report.changed, report.queued) == (5, 2, 1)
+    assert conn.execute("select array_agg(item_id) from rerankdb.item_queue").fetchone() == ([4],)

@@ -39,6 +39,14 @@ select coalesce(max(line), 0) from _load_items
 -- What the chunks of set_item_vectors walk.
 create index on _load_items (line)
 
+-- name: items_to_queue
+-- What upsert_items will queue for the encoder (the items_enqueue triggers: a new
+-- item, or new content) and set_item_vectors will not take off the queue again.
+select count(*)
+from _load_items s
+left join rerankdb.items i on i.item_id = s.item_id
+where s.embedding is null and (i.item_id is null or i.content is distinct from s.content)
+
 -- name: upsert_items
 -- As the client's upsert: the file is the truth (a line without metadata
 -- means {}), and an unchanged item is not touched, nor queued again.
@@ -64,37 +72,6 @@ from pg_class c where c.oid = 'rerankdb.item_vectors'::regclass
 
 -- name: item_vectors_rows
 select count(*) from rerankdb.item_vectors
-
--- name: text_index_state
-select i.indisvalid
-from pg_index i join pg_class c on c.oid = i.indexrelid
-where c.oid = to_regclass('rerankdb.item_vectors_embedding_hnsw')
-
--- name: lock_index_build
--- One index rebuild at a time (two loads would drop each other's build).
-select pg_advisory_lock(hashtext('rerankdb.item_vectors_embedding_hnsw'))
-
--- name: unlock_index_build
-select pg_advisory_unlock(hashtext('rerankdb.item_vectors_embedding_hnsw'))
-
--- name: drop_text_index
-drop index concurrently if exists rerankdb.item_vectors_embedding_hnsw
-
--- name: build_settings
-select set_config('maintenance_work_mem', %(memory)s, false),
-       set_config('max_parallel_maintenance_workers', %(workers)s, false)
-
--- name: storage
-select storage from rerankdb.config
-
--- name: create_text_index_vector
--- As revisions 0001 and 0008 build it (sql/revisions/0001/dimension.sql, 0008/storage.sql).
-create index concurrently if not exists item_vectors_embedding_hnsw on rerankdb.item_vectors
-    using hnsw (embedding vector_ip_ops)
-
--- name: create_text_index_halfvec
-create index concurrently if not exists item_vectors_embedding_hnsw on rerankdb.item_vectors
-    using hnsw (embedding halfvec_ip_ops)
 
 -- name: create_interactions_stage
 create temp table _load_interactions (
