@@ -304,6 +304,10 @@ def soak(args: argparse.Namespace) -> None:
             probing("idle (baseline)", args.baseline)
             big_thread.start()
             probing("10 MB rows arriving", args.big_seconds)
+            for name, ms in fresh.items():  # now, in case the faulty part does not finish
+                if ms:
+                    p50, p99 = p50_p99(ms)
+                    print(f"INSERT-to-rerank, {name}: {len(ms)} events, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
 
         stop = threading.Event()
         tally = Tally()
