@@ -41,7 +41,7 @@ import psycopg
 
 from rerankdb import user_state
 from rerankdb.config import MAX_RETAIN_DAYS
-from rerankdb.encoder import Encoder
+from rerankdb.encoder import Encoder, text_budget
 from rerankdb.errors import InvalidInputError, PermissionDeniedError
 from rerankdb.sqlfiles import queries
 from rerankdb.user_refresh import FoldLockBusy, begin_repeatable_read_batch, without_problems
@@ -204,7 +204,8 @@ def _compact_users(
     with conn.transaction():
         clock = begin_repeatable_read_batch(conn, context_weight)
         conn.execute(Q["lock_states"], {"users": users})
-        rows = conn.execute(Q["rows_to_compact"], {"users": users, "before": before}, binary=True).fetchall()
+        params = {"users": users, "before": before, "max_chars": text_budget(encoder)}
+        rows = conn.execute(Q["rows_to_compact"], params, binary=True).fetchall()
         rows = without_problems(rows, clock)[0] if rows else []  # unfoldable rows stay in the log
         older = _older_count(conn, users, before)
         if not rows:

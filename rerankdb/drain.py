@@ -8,6 +8,14 @@ the worker's scheduling (:mod:`rerankdb.worker`).  Items go first so that
 interactions find their items' vectors; interactions that arrived before
 their item's vector are deferred by the user refresh and released here once
 the vector exists.
+
+Fairness.  Each round embeds a bounded amount of item text, then folds one
+batch of interactions: a backlog of items (or one huge text) never keeps the
+users waiting for more than one round's embedding.  The round's budget of
+characters follows the encoder's measured speed, so that a round of items
+takes about ``ITEM_ROUND_SECONDS`` (at least one text, at most 64 of the
+longest the encoder reads); a fold batch bounds the contexts it encodes in
+the same way (:mod:`rerankdb.user_refresh`).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from rerankdb.encoder import Encoder
+from rerankdb.encoder import Encoder, text_budget
 from rerankdb.item_refresh import refresh_items
 from rerankdb.user_refresh import (
     rebuild_changed_users,
@@ -30,6 +38,26 @@ from rerankdb.user_refresh import (
 )
 
 log = logging.getLogger(__name__)
+
+ITEM_ROUND_SECONDS = 0.1  # the embedding a round does before it folds users, about
+FIRST_ROUND_TEXTS = 4  # the first round's budget, in texts of the longest the encoder reads
+MAX_ROUND_TEXTS = 64
+
+
+class ItemBudget:
+    """Characters of item text per round: what the encoder embeds in ITEM_ROUND_SECONDS,
+    as measured on the rounds before, between one and MAX_ROUND_TEXTS longest texts."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.longest = text_budget(encoder)
+        self.chars = FIRST_ROUND_TEXTS * self.longest
+
+    def measured(self, chars: int, seconds: float) -> None:
+        if chars > 0 and seconds > 0:
+            rate = chars / seconds
+            self.chars = int(
+                min(max(rate * ITEM_ROUND_SECONDS, self.longest), MAX_ROUND_TEXTS * self.longest)
+            )
 
 
 @dataclass
@@ -54,7 +82,8 @@ def drain(
     should_stop: Callable[[], bool] = lambda: False,
     before_commit: Callable[[], None] | None = None,
 ) -> DrainReport:
-    """Do all due work: items first (so interactions find their vectors), then users.
+    """Do all due work: items first (so interactions find their vectors), then users,
+    in rounds of a bounded amount of item text and one batch of interactions.
 
     First of all, if settings' half-lives changed since the last full rebuild,
     every user is rebuilt with them.  Without an encoder no item is embedded
@@ -64,10 +93,13 @@ def drain(
     report = DrainReport()
     t0 = time.perf_counter()
     report.half_lives_changed = rebuild_if_half_lives_changed(conn, encoder, context_weight, dim) is not None
+    budget = ItemBudget(encoder) if encoder is not None else None
     while not should_stop():
         progressed = False
-        if encoder is not None:
-            b = refresh_items(conn, encoder)
+        if encoder is not None and budget is not None:
+            began = time.perf_counter()
+            b = refresh_items(conn, encoder, chars=budget.chars)
+            budget.measured(b.chars, time.perf_counter() - began)
             report.items_embedded += b.embedded
             report.items_unchanged += b.unchanged
             report.items_failed += b.failed

@@ -8,7 +8,10 @@ model, so a re-queued item whose text and model did not change costs a hash,
 not an encoding.  A text that cannot be embedded is recorded with its error
 and retried with exponential backoff, without holding up the others; an
 empty or blank one is set aside for good (no retry, one warning) until its
-content changes.
+content changes.  Only the part of a text the encoder reads is fetched (its
+hash is the database's, of all of it), and a batch stops at a budget of
+characters, so that the drain's round of items is bounded whatever the
+texts' size.
 Its statements are in ``sql/queries/item_refresh.sql``.
 """
 
@@ -23,7 +26,7 @@ import numpy as np
 import psycopg
 
 from rerankdb import backoff
-from rerankdb.encoder import Encoder
+from rerankdb.encoder import Encoder, text_budget
 from rerankdb.sqlfiles import queries
 
 Q = queries("item_refresh")
@@ -38,6 +41,7 @@ class ItemBatch:
     embedded: int
     unchanged: int
     failed: int
+    chars: int = 0  # characters of the texts embedded (as far as the encoder reads them)
 
     @property
     def claimed(self) -> int:
@@ -53,9 +57,12 @@ def backoff_seconds(attempts: int) -> float:
     return backoff.exponential(max(attempts, 1), first=5.0, cap=MAX_BACKOFF_SECONDS)
 
 
-def _claim_items(conn: psycopg.Connection[Any], limit: int) -> list[tuple[Any, ...]]:
+def _claim_items(
+    conn: psycopg.Connection[Any], limit: int, max_chars: int, budget: int
+) -> list[tuple[Any, ...]]:
+    params = {"limit": limit, "lease": LEASE_SECONDS, "max_chars": max_chars, "budget": budget}
     with conn.transaction():
-        return conn.execute(Q["claim_items"], {"limit": limit, "lease": LEASE_SECONDS}).fetchall()
+        return conn.execute(Q["claim_items"], params).fetchall()
 
 
 def _encode_isolating_failures(encoder: Encoder, texts: list[str]) -> list[np.ndarray | str]:
@@ -72,16 +79,22 @@ def _encode_isolating_failures(encoder: Encoder, texts: list[str]) -> list[np.nd
         return out
 
 
-def refresh_items(conn: psycopg.Connection[Any], encoder: Encoder, limit: int = 256) -> ItemBatch:
-    """Embed one batch of queued items (new, or whose text changed)."""
-    claimed = _claim_items(conn, limit)
+def refresh_items(
+    conn: psycopg.Connection[Any], encoder: Encoder, limit: int = 256, *, chars: int | None = None
+) -> ItemBatch:
+    """Embed one batch of queued items (new, or whose text changed): at most ``limit``
+    items, and no more once their texts hold ``chars`` characters (each counted up to
+    what the encoder reads; the first item always; None: no such bound)."""
+    max_chars = text_budget(encoder)
+    budget = chars if chars is not None else limit * (max_chars + 1)
+    claimed = _claim_items(conn, limit, max_chars, budget)
     if not claimed:
         return ItemBatch(0, 0, 0)
     enqueued = {r[0]: (r[1], r[2]) for r in claimed}
-    rows = conn.execute(Q["item_texts"], {"items": list(enqueued)}).fetchall()
+    rows = conn.execute(Q["item_texts"], {"items": list(enqueued), "max_chars": max_chars}).fetchall()
     unchanged, to_embed, errors, blank = [], [], {}, []
-    for item_id, text, old_hash, old_model in rows:
-        digest = content_hash(text)
+    for item_id, text, digest, old_hash, old_model in rows:
+        digest = bytes(digest)
         if old_hash == digest and old_model == encoder.name:
             unchanged.append(item_id)
         elif not text.strip():
@@ -127,7 +140,7 @@ def refresh_items(conn: psycopg.Connection[Any], encoder: Encoder, limit: int = 
             conn.execute(Q["set_aside_item"], {"item": item_id, "enqueued": enqueued[item_id][0]})
             log.warning("item %s set aside: its content is empty, nothing to embed until it changes", item_id)
         conn.execute(Q["mark_item_refresh"], {"model": encoder.name})
-    return ItemBatch(len(done), len(unchanged), len(errors) + len(blank))
+    return ItemBatch(len(done), len(unchanged), len(errors) + len(blank), sum(len(t) for _, t, _ in to_embed))
 
 
 def requeue_all_items(conn: psycopg.Connection[Any]) -> int:

@@ -34,13 +34,18 @@ import numpy as np
 import psycopg
 
 from rerankdb import backoff, user_state
-from rerankdb.encoder import Encoder
+from rerankdb.encoder import Encoder, text_budget
 from rerankdb.fold import FoldParams, problems
 from rerankdb.sqlfiles import queries
 
 Q = queries("user_refresh")
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 3600
+# A fold batch encodes at most this many contexts' worth of the longest the
+# encoder reads (8 x 5,120 characters by default; about 800 contexts of 50
+# characters): a stream of long contexts delays the other users' rows of a
+# batch by a bounded encoding, not by 20,000 of them.
+CONTEXT_TEXTS = 8
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,12 @@ def refresh_users(
     """
     fold_args = (encoder, context_weight, dim, before_commit)
     claimed: dict[int, int] = {}
+    max_chars = text_budget(encoder)
+    # Contexts are encoded only with an encoder and a context weight.
+    context_chars = CONTEXT_TEXTS * max_chars if encoder is not None and context_weight > 0 else None
     try:
-        return _fold_claimed(conn, lambda: _claim_partitions(conn, limit), claimed, *fold_args)
+        claim = functools.partial(_claim_partitions, conn, limit, max_chars, context_chars)
+        return _fold_claimed(conn, claim, claimed, *fold_args)
     except psycopg.OperationalError:
         raise
     except Exception as exc:
@@ -104,27 +113,54 @@ def refresh_users(
         return total + UserBatch(0, 0, 0, len(failed))
 
 
-def _claim_partitions(conn: psycopg.Connection[Any], limit: int) -> list[tuple[Any, ...]]:
+def _claim_partitions(
+    conn: psycopg.Connection[Any], limit: int, max_chars: int, context_chars: int | None
+) -> list[tuple[Any, ...]]:
     """Up to ``limit`` due interactions, from partitions of users that no other fold
     holds, taken one after another (in a random order, so workers spread out) until
     the batch is full: one worker takes every partition, two share them out.  None
-    when every partition with work is taken."""
+    when every partition with work is taken.  Contexts come cut to ``max_chars``
+    characters; ``context_chars``: the batch is also full once its distinct contexts
+    hold that many characters (their encoding bounds how long the fold takes)."""
     parts = [r[0] for r in conn.execute(Q["due_partitions"]).fetchall()]
     random.shuffle(parts)
     rows: list[tuple[Any, ...]] = []
+    contexts: set[str] = set()
     for part in parts:
         got = conn.execute(Q["try_lock_partition"], {"part": part}).fetchone()
         if got is not None and got[0]:
-            params = {"part": part, "limit": limit - len(rows)}
-            rows += conn.execute(Q["claim_interactions"], params, binary=True).fetchall()
-            if len(rows) >= limit:
+            params = {"part": part, "limit": limit - len(rows), "max_chars": max_chars}
+            claimed = conn.execute(Q["claim_interactions"], params, binary=True).fetchall()
+            kept = within_context_budget(claimed, contexts, context_chars, first=not rows)
+            rows += kept
+            if len(rows) >= limit or len(kept) < len(claimed):
                 break
     return rows
 
 
-def _claim_by_id(conn: psycopg.Connection[Any], ids: list[int]) -> list[tuple[Any, ...]]:
+def within_context_budget(
+    rows: Sequence[tuple[Any, ...]], seen: set[str], budget: int | None, *, first: bool
+) -> list[tuple[Any, ...]]:
+    """The leading ``rows`` whose distinct contexts, with those in ``seen`` (updated),
+    hold at most ``budget`` characters; at least one row when ``first``.  The rows left
+    out stay queued (locked by this transaction only) for the next batch."""
+    if budget is None:
+        return list(rows)
+    used = sum(len(c) for c in seen)
+    for n, row in enumerate(rows):
+        ctx = row[3]
+        if ctx and ctx.strip() and ctx not in seen:
+            if used + len(ctx) > budget and (n > 0 or not first):
+                return list(rows[:n])
+            seen.add(ctx)
+            used += len(ctx)
+    return list(rows)
+
+
+def _claim_by_id(conn: psycopg.Connection[Any], ids: list[int], max_chars: int) -> list[tuple[Any, ...]]:
     """The due interactions among ``ids`` (a failed batch, folded again in parts)."""
-    return conn.execute(Q["claim_interactions_by_id"], {"ids": ids}, binary=True).fetchall()
+    params = {"ids": ids, "max_chars": max_chars}
+    return conn.execute(Q["claim_interactions_by_id"], params, binary=True).fetchall()
 
 
 def _fold_claimed(
@@ -188,7 +224,7 @@ def _isolate(
         try:
             total += _fold_claimed(
                 conn,
-                functools.partial(_claim_by_id, conn, part),
+                functools.partial(_claim_by_id, conn, part, text_budget(encoder)),
                 claimed,
                 encoder,
                 context_weight,
@@ -330,7 +366,8 @@ def _rebuild_in_transaction(
     ids = sorted(set(users))
     requests = conn.execute(Q["rebuild_requests"], {"users": ids}).fetchall()  # before the log
     conn.execute(Q["lock_queued_interactions_of_users"], {"users": ids})
-    rows = conn.execute(Q["interactions_of_users"], {"users": ids}, binary=True).fetchall()
+    params = {"users": ids, "max_chars": text_budget(encoder)}
+    rows = conn.execute(Q["interactions_of_users"], params, binary=True).fetchall()
     rows, bad = without_problems(rows, clock) if rows else ([], [])
     item_vecs = user_state.item_vectors(conn, {r[5] for r in rows})
     k = user_state.collab_dim(item_vecs)

@@ -12,6 +12,13 @@ queues are drained and it checks, against the log and a full rebuild: every
 acknowledged interaction is in the log, counted exactly once, every bad row
 is set aside, no read failed.  Read latency under all this is printed beside
 an idle baseline measured in the same run.
+
+Hostile rows (:mod:`rerankdb.bench.hostile`, unless ``--big-seconds 0``): the
+workers run with the encoder; after an idle phase, 10 MB item texts and
+interactions with 10 MB contexts arrive (``--big-per-second``) for
+``--big-seconds``, and go on arriving through the faulty part, where a pool of
+threads also makes Clients (``--clients``).  Other users' INSERT-to-rerank
+delay is printed for each phase beside the idle one.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import numpy as np
 import psycopg
 
 from rerankdb import Client, DatabaseUnavailableError, db, embedded, migrate, user_refresh
+from rerankdb.bench import hostile
 from rerankdb.bench.common import machine, p50_p99, table
 from rerankdb.drain import drain
 from rerankdb.train import train
@@ -135,11 +143,11 @@ def reader(url: str, stop: threading.Event, out: list[float], failures: list[str
             out.append((time.perf_counter() - t0) * 1000)
 
 
-def start_worker(url: str) -> subprocess.Popen[bytes]:
+def start_worker(url: str, encoder: bool = False) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKDB_")}
     env |= {"RERANKDB_DATABASE_URL": url, "RERANKDB_POLL_SECONDS": "0.5", "RERANKDB_TRAIN_CRON": "off"}
     return subprocess.Popen(
-        [sys.executable, "-m", "rerankdb.cli", "worker", "--no-encoder"],
+        [sys.executable, "-m", "rerankdb.cli", "worker", *([] if encoder else ["--no-encoder"])],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -181,8 +189,8 @@ def wait_drained(url: str, timeout: float) -> bool:
     return False
 
 
-def check(url: str, tally: Tally) -> dict[str, Any]:
-    """What the log, the states and a full rebuild say about the run."""
+def check(url: str, tally: Tally, encoder: Any = None) -> dict[str, Any]:
+    """What the log, the states and a full rebuild (with the workers' encoder) say about the run."""
     with db.connect(url, autocommit=True) as conn:
         logged = dict(
             conn.execute(
@@ -207,7 +215,7 @@ def check(url: str, tally: Tally) -> dict[str, Any]:
         before = dict(
             conn.execute("select user_id, embedding from rerankdb.user_vectors", binary=True).fetchall()
         )
-        user_refresh.rebuild_all(conn, None, CONTEXT_WEIGHT, DIM)
+        user_refresh.rebuild_all(conn, encoder, CONTEXT_WEIGHT, DIM)
         after = dict(
             conn.execute("select user_id, embedding from rerankdb.user_vectors", binary=True).fetchall()
         )
@@ -266,15 +274,65 @@ def soak(args: argparse.Namespace) -> None:
         for th in idle_threads:
             th.join()
 
+        big = args.big_seconds > 0
+        encoder = None
+        if big:  # the workers' encoder: a training or a check rebuilds users with their contexts too
+            from rerankdb.encoder import TransformerEncoder
+
+            encoder = TransformerEncoder()
+        workers = [start_worker(url, encoder=big) for _ in range(2)]
+        fresh: dict[str, list[float]] = {}
+        fresh_fail: list[str] = []
+        big_stop = threading.Event()
+        big_out = hostile.BigRows()
+        big_thread = threading.Thread(
+            target=hostile.big_rows, args=(url, big_stop, args.big_per_second, ITEMS, big_out)
+        )
+
+        def probing(name: str, seconds: float) -> None:
+            halt = threading.Event()
+            out = fresh.setdefault(name, [])
+            th = threading.Thread(target=hostile.probe, args=(url, halt, ITEMS, out, fresh_fail, args.seed))
+            th.start()
+            time.sleep(seconds)
+            halt.set()
+            th.join()
+
+        if big:
+            if not hostile.wait_ready(url, ITEMS, 300):
+                print("the workers did not fold within 300 s of starting")
+            probing("idle (baseline)", args.baseline)
+            big_thread.start()
+            probing("10 MB rows arriving", args.big_seconds)
+            for name, ms in fresh.items():  # now, in case the faulty part does not finish
+                if ms:
+                    p50, p99 = p50_p99(ms)
+                    print(f"INSERT-to-rerank, {name}: {len(ms)} events, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
         stop = threading.Event()
         tally = Tally()
-        workers = [start_worker(url) for _ in range(2)]
         writers = [
             threading.Thread(target=writer, args=(url, n, stop, tally, args.seed + 10 + n)) for n in range(4)
         ]
         for th in writers:
             th.start()
         load_ms, load_fail, load_threads = run_readers(args.seconds, stop)
+        made: list[int] = []
+        client_fail: list[str] = []
+        pool = threading.Thread(target=hostile.client_pool, args=(url, stop, args.clients, made, client_fail))
+        pool.start()
+        fault_probe = threading.Thread(
+            target=hostile.probe,
+            args=(
+                url,
+                stop,
+                ITEMS,
+                fresh.setdefault("faults" + (" + 10 MB rows" if big else ""), []),
+                fresh_fail,
+                1,
+            ),
+        )
+        fault_probe.start()
         events = []
         t0 = time.monotonic()
 
@@ -284,7 +342,7 @@ def soak(args: argparse.Namespace) -> None:
         at(0.25)
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait()
-        workers[0] = start_worker(url)
+        workers[0] = start_worker(url, encoder=big)
         events.append(f"{time.monotonic() - t0:5.1f} s  SIGKILL to a worker, a new one started")
         at(0.5)
         began = time.monotonic()
@@ -293,25 +351,48 @@ def soak(args: argparse.Namespace) -> None:
         at(0.75)
         began = time.monotonic()
         with db.connect(url, autocommit=True) as conn:
-            report = train(conn, None, CONTEXT_WEIGHT, DIM)
+            report = train(conn, encoder, CONTEXT_WEIGHT, DIM)
         events.append(f"{began - t0:5.1f} s  training, {report.dim}-d ({time.monotonic() - began:.1f} s)")
         at(1.0)
         stop.set()
-        for th in writers + load_threads:
+        big_stop.set()
+        for th in [*writers, *load_threads, pool, fault_probe, *([big_thread] if big else [])]:
             th.join()
-        drained = wait_drained(url, 120)
+        drained = wait_drained(url, 300)
         for w in workers:
             w.send_signal(signal.SIGTERM)
             w.wait(timeout=60)
         print("\n".join(events))
-        result = check(url, tally)
+        result = check(url, tally, encoder)
         result["queues drained"] = drained
         result["reranks (idle, under faults)"] = f"{len(idle_ms):,}, {len(load_ms):,}"
         result["reranks failed"] = len(idle_fail) + len(load_fail)
+        result["10 MB item texts, 10 MB contexts written"] = f"{big_out.items}, {big_out.contexts}"
+        result["10 MB rows refused"] = len(big_out.failures)
+        result["Clients made by the pool, failed"] = f"{len(made):,}, {len(client_fail)}"
+        result["freshness probes failed"] = len(fresh_fail)
         print()
         print(table(["check", "value"], [[k, v] for k, v in result.items()]))
         for failure in (idle_fail + load_fail)[:5]:
             print(f"  failed read: {failure}")
+        for what, failures in (
+            ("10 MB row", big_out.failures),
+            ("Client", client_fail),
+            ("freshness probe", fresh_fail),
+        ):
+            for failure in failures[:5]:
+                print(f"  failed {what}: {failure}")
+        print("\nOther users' INSERT-to-rerank delay (a new user each event), wall ms")
+        base = p50_p99(fresh.get("idle (baseline)", [])) if fresh.get("idle (baseline)") else None
+        frows = []
+        for name, ms in fresh.items():
+            if not ms:
+                frows.append([name, 0, "-", "-", "-"])
+                continue
+            p50, p99 = p50_p99(ms)
+            vs = f"{p99 / base[1]:.2f}x" if base else "-"
+            frows.append([name, f"{len(ms):,}", f"{p50:.1f}", f"{p99:.1f}", vs])
+        print(table(["phase", "events", "p50", "p99", "p99 vs idle"], frows))
         rows = []
         for name, ms in (("idle (baseline)", idle_ms), ("writing, faults", load_ms)):
             p50, p99 = p50_p99(ms)
@@ -340,4 +421,13 @@ def add_arguments(sub: Any) -> None:
     s.add_argument("--seconds", type=float, default=120.0, help="duration of the faulty part")
     s.add_argument("--baseline", type=float, default=10.0, help="seconds of idle reads first")
     s.add_argument("--seed", type=int, default=13)
+    s.add_argument(
+        "--big-seconds",
+        type=float,
+        default=30.0,
+        help="seconds of 10 MB rows arriving before the faults (they go on through them); 0: none, "
+        "and the workers run without the encoder",
+    )
+    s.add_argument("--big-per-second", type=float, default=1.0, help="10 MB rows a second")
+    s.add_argument("--clients", type=int, default=4, help="threads making Clients during the faults")
     s.set_defaults(run=soak)

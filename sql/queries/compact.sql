@@ -19,7 +19,7 @@ select user_id from rerankdb.user_state where user_id = any(%(users)s::bigint[])
 -- What the users' states count from before the cutoff: rows that are not
 -- queued (so folded: not pending, deferred or set aside) and whose item has
 -- a vector (a rebuild defers the others).  As claim_interactions returns rows.
-select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
+select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, left(i.context, %(max_chars)s),
        extract(epoch from i.occurred_at)::float8, i.item_id, 0
 from rerankdb.interactions i
 join rerankdb.interaction_kinds k on k.kind = i.kind

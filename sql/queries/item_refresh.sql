@@ -7,23 +7,38 @@
 -- rerankdb.sqlfiles.queries("item_refresh"); each "-- name:" starts a statement.
 
 -- name: claim_items
--- Due items (never failed, or past their backoff) get a lease of %(lease)s seconds.
+-- Due items (never failed, or past their backoff) get a lease of %(lease)s
+-- seconds: at most %(limit)s, and no more once the texts claimed hold
+-- %(budget)s characters (each counted up to %(max_chars)s, what the encoder
+-- reads; octet_length reads no toasted text), so that one round of the drain
+-- embeds a bounded amount of text; the first item always.  The items left out
+-- are locked only until this transaction ends.
 with due as (
-    select item_id from rerankdb.item_queue
+    select item_id, not_before from rerankdb.item_queue
     where not_before <= clock_timestamp()
     order by not_before, item_id
     limit %(limit)s
     for update skip locked
+), costed as (
+    select d.item_id,
+           coalesce(sum(least(coalesce(octet_length(i.content), 0), %(max_chars)s) + 1)
+                    over (order by d.not_before, d.item_id
+                          rows between unbounded preceding and 1 preceding), 0) as before
+    from due d
+    left join rerankdb.items i on i.item_id = d.item_id
 )
 update rerankdb.item_queue q
    set not_before = clock_timestamp() + make_interval(secs => %(lease)s)
-  from due
- where q.item_id = due.item_id
+  from costed c
+ where q.item_id = c.item_id and c.before < %(budget)s
 returning q.item_id, q.enqueued_at, q.attempts
 
 -- name: item_texts
--- Each claimed item's text and what its current vector was made from.
-select i.item_id, i.content, v.content_sha256, v.model
+-- Each claimed item's text as far as the encoder reads it (its first
+-- %(max_chars)s characters: a 10 MB text is not sent), the SHA-256 of all of
+-- it, and what its current vector was made from.
+select i.item_id, left(i.content, %(max_chars)s), sha256(convert_to(i.content, 'UTF8')),
+       v.content_sha256, v.model
 from rerankdb.items i
 left join rerankdb.item_vectors v on v.item_id = i.item_id
 where i.item_id = any(%(items)s::bigint[])

@@ -23,9 +23,11 @@ select pg_try_advisory_xact_lock('rerankdb.interaction_queue'::regclass::oid::in
 
 -- name: claim_interactions
 -- Due interactions of a partition of users, oldest first, with the weight
--- they fold with (their own, else their kind's), their time in epoch seconds
--- and how often they failed before.  Set-aside rows wait for their not_before.
-select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
+-- they fold with (their own, else their kind's), their context as far as the
+-- encoder reads it (%(max_chars)s characters: a 10 MB context is not sent),
+-- their time in epoch seconds and how often they failed before.  Set-aside
+-- rows wait for their not_before.
+select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, left(i.context, %(max_chars)s),
        extract(epoch from i.occurred_at)::float8, q.item_id, q.attempts
 from rerankdb.interaction_queue q
 join rerankdb.interactions i on i.interaction_id = q.interaction_id
@@ -37,7 +39,7 @@ for update of q skip locked
 
 -- name: claim_interactions_by_id
 -- The same, for given interactions (a failed batch, folded again in parts).
-select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
+select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, left(i.context, %(max_chars)s),
        extract(epoch from i.occurred_at)::float8, q.item_id, q.attempts
 from rerankdb.interaction_queue q
 join rerankdb.interactions i on i.interaction_id = q.interaction_id
@@ -128,7 +130,7 @@ for update of q
 -- The whole log of some users, as claim_interactions returns it, but for the
 -- rows set aside (the incremental state does not count them either; they are
 -- counted when their retry folds them).
-select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, i.context,
+select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, left(i.context, %(max_chars)s),
        extract(epoch from i.occurred_at)::float8, i.item_id, 0
 from rerankdb.interactions i
 join rerankdb.interaction_kinds k on k.kind = i.kind
