@@ -29,12 +29,13 @@ from rerankdb import calls, client, db
 from rerankdb.calls import Interaction, Item, Ranked, Reason, Status
 from rerankdb.config import Settings
 from rerankdb.errors import DatabaseUnavailableError, RerankdbError, SchemaNotInstalledError
+from rerankdb.sqlfiles import queries
 
 if TYPE_CHECKING:
     from rerankdb.load import LoadReport
     from rerankdb.tune import TuneReport
 
-Q = calls.Q
+Q = queries("client")
 log = logging.getLogger(__name__)
 READ_RETRY_SECONDS = 5.0  # how long reads stay on the primary after the read server failed
 

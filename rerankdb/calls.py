@@ -29,7 +29,7 @@ from rerankdb.errors import (
 )
 from rerankdb.sqlfiles import queries
 
-Q = queries("client")
+Q = queries("calls")
 INT8_MIN, INT8_MAX = -(2**63), 2**63 - 1
 INT4_MAX = 2**31 - 1
 MAX_WEIGHT = 1e6  # as rerankdb.interactions checks: no sum of weights can overflow

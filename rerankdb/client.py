@@ -25,6 +25,7 @@ from rerankdb import calls, db
 from rerankdb.calls import Interaction, Item, Ranked, Reason, Status, WorkerRow
 from rerankdb.config import Settings
 from rerankdb.errors import DatabaseUnavailableError, PermissionDeniedError, SchemaNotInstalledError
+from rerankdb.sqlfiles import queries
 
 if TYPE_CHECKING:
     from rerankdb.load import LoadReport
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Client", "Interaction", "Item", "Ranked", "Reason", "Status", "WorkerRow"]
 
-Q = calls.Q
+Q = queries("client")
 log = logging.getLogger(__name__)
 READ_RETRY_SECONDS = 5.0  # how long reads stay on the primary after the read server failed
 

@@ -67,23 +67,6 @@ select rerankdb.set_user_vectors(%(ids)s, %(vectors)s::vector[])
 -- name: forget_user
 select rerankdb.forget_user(%(user)s)
 
--- name: rerank
-select * from rerankdb.rerank(%(user)s, %(candidates)s, %(k)s, %(diversity)s::float8,
-                              %(context)s::bigint[], %(exclude_seen)s)
-
--- name: rerank_scored
-select * from rerankdb.rerank_scored(%(user)s, %(candidates)s, %(scores)s::float8[], %(weight)s, %(k)s,
-                                     %(diversity)s::float8, %(context)s::bigint[], %(exclude_seen)s)
-
--- name: explain
-select * from rerankdb.explain(%(user)s, %(items)s, %(n)s)
-
--- name: recommend
-select * from rerankdb.recommend(%(user)s, %(k)s, %(exclude_seen)s)
-
--- name: similar_items
-select * from rerankdb.similar_items(%(item)s, %(k)s)
-
 -- name: primary_lsn
 -- Where the primary's WAL is now (Client.read_lag).
 select pg_current_wal_lsn()
