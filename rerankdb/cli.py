@@ -287,14 +287,22 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    report = _worker(args, settings).train()
+    sequence = settings.sequence and not args.no_sequence
+    with Progress("sequence model", " epochs", sys.stderr) as bar:
+        report = _worker(args, settings).train(sequence=sequence, progress=lambda epoch, _: bar.update(epoch))
     if report.dim == 0:
         print("not enough interactions to train collaborative vectors yet")
-    else:
+        return 0
+    print(
+        f"trained {report.dim}-d collaborative vectors for {report.items} items from "
+        f"{report.interactions} interactions of {report.users} users in {report.seconds:.1f} s"
+    )
+    if report.sequence_epochs:
         print(
-            f"trained {report.dim}-d collaborative vectors for {report.items} items from "
-            f"{report.interactions} interactions of {report.users} users in {report.seconds:.1f} s"
+            f"trained the sequence model in {report.sequence_epochs} epochs ({report.sequence_seconds:.1f} s)"
         )
+    elif sequence:
+        print("not enough users with two positive interactions to train the sequence model yet")
     return 0
 
 
@@ -385,6 +393,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
             max_users=args.max_users,
             seed=args.seed,
             progress=bar.update,
+            sequence=not args.no_sequence,
         )
     print(tune_report.table(report))
     print()
@@ -569,7 +578,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--no-listen", action="store_true", help="poll only ($RERANKDB_POLL_SECONDS), no LISTEN")
     _encoder_arguments(w)
 
-    tr = command("train", cmd_train, help="learn collaborative item vectors from the log, then rebuild users")
+    tr = command(
+        "train",
+        cmd_train,
+        help="learn collaborative item vectors and the sequence model from the log, then rebuild users",
+    )
+    tr.add_argument(
+        "--no-sequence",
+        action="store_true",
+        help="keep the stored sequence model (and the users' sequence vectors from it); default: train it",
+    )
     _encoder_arguments(tr)
 
     tu = command(
@@ -588,6 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-users", type=_positive_int, default=2000, help="held-out users sampled (default 2000)"
     )
     tu.add_argument("--seed", type=int, default=0, help="fixes the sample and the lists (default 0)")
+    tu.add_argument(
+        "--no-sequence",
+        action="store_true",
+        help="keep settings.sequence_weight (default: train a sequence model on the held-out log, "
+        "minutes on a large one, and choose it)",
+    )
     tu.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also plot what was tried")
     _encoder_arguments(tu)
 

@@ -177,6 +177,7 @@ class Settings:
     encoder_backend: str = "fp32"
     max_length: int = DEFAULT_MAX_LENGTH
     tune_after_train: bool = False
+    sequence: bool = True  # trainings train the sequence model too
     compact_cron: str | None = None
     retain_days: float = 365.0
     metrics_port: int | None = None
@@ -216,6 +217,7 @@ class Settings:
             if max_length
             else DEFAULT_MAX_LENGTH,
             tune_after_train=parse_switch(env.get("RERANKDB_TUNE_AFTER_TRAIN"), "RERANKDB_TUNE_AFTER_TRAIN"),
+            sequence=parse_switch(env.get("RERANKDB_SEQUENCE") or "on", "RERANKDB_SEQUENCE"),
             compact_cron=parse_cron(env["RERANKDB_COMPACT_CRON"], "RERANKDB_COMPACT_CRON")
             if env.get("RERANKDB_COMPACT_CRON")
             else None,

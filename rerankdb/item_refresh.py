@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from rerankdb import backoff
+from rerankdb import backoff, sequence_space
 from rerankdb.encoder import Encoder, text_budget
 from rerankdb.sqlfiles import queries
 
@@ -118,6 +118,8 @@ def refresh_items(
                 for row in done:
                     cp.write_row(row)
             conn.execute(Q["write_vectors"], {"model": encoder.name})
+            # New items' sequence vectors: their text part, by the newest model.
+            sequence_space.refresh_new_items(conn, [i for i, _, _ in done])
         finished = [i for i, _, _ in done] + unchanged
         if finished:
             conn.execute(

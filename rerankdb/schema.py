@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, INTERVAL, JSONB, REAL
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, INTERVAL, JSONB, REAL
 
 from rerankdb.config import DEFAULT_DIM
 
@@ -87,6 +87,13 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
     )
     Index("interactions_user_item_idx", interactions.c.user_id, interactions.c.item_id)
     Index("interactions_item_idx", interactions.c.item_id)
+    # Revision 0011: a user's newest interactions first (the sequence space's reads).
+    Index(
+        "interactions_user_time_idx",
+        interactions.c.user_id,
+        interactions.c.occurred_at.desc(),
+        interactions.c.interaction_id.desc(),
+    )
     item_vectors = Table(
         "item_vectors",
         md,
@@ -112,6 +119,10 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         # Revision 0006: short-term intent.
         Column("short_embedding", Vector(), nullable=True),
         Column("short_collab", Vector(), nullable=True),
+        # Revision 0011: the sequence space.
+        Column("seq", Vector(), nullable=True),
+        Column("seq_items", ARRAY(BigInteger), nullable=True),
+        Column("seq_attention", ARRAY(REAL), nullable=True),
         postgresql_with={"toast_tuple_target": "8160"},
     )
     _worker_tables(md, dim)
@@ -188,6 +199,7 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("embedding", Vector(dim), nullable=False),
         Column("collab", Vector(), nullable=True),
         Column("support", Integer, nullable=True),
+        Column("seq", Vector(), nullable=True),  # revision 0011
         postgresql_with={"toast_tuple_target": "4080"},
     )
     # Revision 0007: the collaborative vectors' HNSW index, on fixed-size keys,
@@ -228,6 +240,19 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("tune_report", JSONB, nullable=True),
         # Revision 0007: reranking features.
         Column("context_items_weight", REAL, nullable=False, server_default=text("0.5")),
+        # Revision 0011: the sequence space.
+        Column("sequence_weight", DOUBLE_PRECISION, nullable=False, server_default=text("0.3")),
+    )
+    Table(
+        "sequence_model",
+        md,
+        Column("version", BigInteger, primary_key=True, autoincrement=False),
+        Column("trained_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("items", ARRAY(BigInteger), nullable=False),
+        Column("dim", Integer, nullable=False),
+        Column("max_len", Integer, nullable=False),
+        Column("weights", LargeBinary, nullable=False),
+        Column("report", JSONB, nullable=True),
     )
     # Revision 0009: a bounded log, and the workers' figures.
     Table(

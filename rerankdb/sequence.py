@@ -48,7 +48,7 @@ class SequenceConfig:
     loss: str = (
         "softmax"  # "softmax" (full, over the catalog) or "bce" (SASRec's paper: one sampled negative)
     )
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
     batch_size: int = 128
     max_epochs: int = 200
@@ -104,10 +104,8 @@ class SequenceModel(nn.Module):
             out = out + self.project(self.text)
         return out
 
-    def hidden(self, seq: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) item indices, oldest first, right-padded with 0 -> (B, L, dim) outputs, each
-        position reading only itself and the positions before it."""
-        items = self.item_vectors() if items is None else items
+    def _inputs(self, seq: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first block's input (B, L, dim) and the attention mask (B * heads, L, L)."""
         length = seq.shape[1]
         x = items[seq] * math.sqrt(self.config.dim) + self.position.weight[:length]
         x = self.dropout(x) * (seq > 0).unsqueeze(-1)
@@ -116,9 +114,34 @@ class SequenceModel(nn.Module):
         causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).triu(1)
         mask = causal.unsqueeze(0) | (seq == 0).unsqueeze(1)
         mask = mask & ~torch.eye(length, dtype=torch.bool, device=seq.device).unsqueeze(0)
-        mask = mask.repeat_interleave(self.config.heads, dim=0)
+        return x, mask.repeat_interleave(self.config.heads, dim=0)
+
+    def hidden(self, seq: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) item indices, oldest first, right-padded with 0 -> (B, L, dim) outputs, each
+        position reading only itself and the positions before it."""
+        x, mask = self._inputs(seq, self.item_vectors() if items is None else items)
         out: torch.Tensor = self.norm(self.blocks(x, mask=mask))
         return out
+
+    def last_with_attention(
+        self, seq: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the output at each row's newest item (B, dim), the last block's attention at that
+        position over the row's items (B, L), averaged over heads).  Inference only: the same
+        outputs as :meth:`last`, the last block run by hand to get its attention."""
+        x, mask = self._inputs(seq, items)
+        layers = list(self.blocks.layers)
+        for layer in layers[:-1]:
+            x = layer(x, src_mask=mask)
+        block = layers[-1]
+        h = block.norm1(x)
+        attended, weights = block.self_attn(h, h, h, attn_mask=mask, need_weights=True)
+        x = x + attended
+        x = x + block.linear2(block.activation(block.linear1(block.norm2(x))))
+        out = self.norm(x)
+        rows = torch.arange(len(seq), device=seq.device)
+        newest = ((seq > 0).sum(dim=1) - 1).clamp(min=0)
+        return out[rows, newest], weights[rows, newest]
 
     def last(self, seq: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """The output at each row's newest item: (B, dim); a row of padding only gives row 0's."""
@@ -142,13 +165,18 @@ class SequenceModel(nn.Module):
     @classmethod
     def from_state(cls, data: bytes, text: np.ndarray | None = None) -> SequenceModel:
         saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        model = cls(int(saved["n_items"]), SequenceConfig(**saved["config"]), text)
+        n_items, text_dim = int(saved["n_items"]), int(saved["text_dim"])
+        if text_dim and (text is None or text.shape != (n_items, text_dim)):
+            # The items' text vectors changed dimension since (another encoder): their
+            # learned parts still hold; the text parts read zeros.
+            text = np.zeros((n_items, text_dim), dtype=np.float32)
+        model = cls(n_items, SequenceConfig(**saved["config"]), text if text_dim else None)
         model.load_state_dict(saved["weights"], strict=False)
         model.eval()
         return model
 
 
-def _windows(sequences: Sequence[Sequence[int]], max_len: int) -> np.ndarray:
+def windows(sequences: Sequence[Sequence[int]], max_len: int) -> np.ndarray:
     """Each sequence's newest ``max_len`` entries, oldest first, right-padded with 0: (n, max_len).
 
     Positions count from the oldest item read, so the output at position k has
@@ -209,11 +237,11 @@ def train(
     train_seqs = [s[:-1] for s in usable]  # the held-out newest item stays out of training
     L = config.max_len
     # Training windows of L+1 items give L (input, next) pairs each; every transition once.
-    windows = _windows([w for s in train_seqs for w in _chunks(s, L + 1)], L + 1)
+    train_windows = windows([w for s in train_seqs for w in _chunks(s, L + 1)], L + 1)
     held: list[int] = [
         int(i) for i in rng.choice(len(usable), min(config.eval_users, len(usable)), replace=False)
     ]
-    held_inputs = torch.from_numpy(_windows([train_seqs[i] for i in held], L)).to(device)
+    held_inputs = torch.from_numpy(windows([train_seqs[i] for i in held], L)).to(device)
     held_targets = torch.tensor([usable[i][-1] for i in held], dtype=torch.long, device=device)
 
     model = SequenceModel(n_items, config, text).to(device)
@@ -222,9 +250,9 @@ def train(
     epoch = 0
     for epoch in range(1, config.max_epochs + 1):
         model.train()
-        order = rng.permutation(len(windows))[: config.windows_per_epoch]
+        order = rng.permutation(len(train_windows))[: config.windows_per_epoch]
         for lo in range(0, len(order), config.batch_size):
-            batch = torch.from_numpy(windows[order[lo : lo + config.batch_size]]).to(device)
+            batch = torch.from_numpy(train_windows[order[lo : lo + config.batch_size]]).to(device)
             inputs, targets = batch[:, :-1], batch[:, 1:]
             valid = (inputs > 0) & (targets > 0)
             items = model.item_vectors()
@@ -294,22 +322,59 @@ def _held_out(model: SequenceModel, inputs: torch.Tensor, targets: torch.Tensor)
     return float(np.average(scores, weights=weights))
 
 
+def input_table(model: SequenceModel, extra_text: np.ndarray | None = None) -> torch.Tensor:
+    """The input embeddings a forward pass reads: the model's items (row 0 padding, rows
+    1..n_items), then one row per row of ``extra_text`` (index n_items + 1 onwards): items
+    the model never saw, which get the projection of their text vector alone."""
+    with torch.no_grad():
+        items = model.item_vectors()
+        if extra_text is None or len(extra_text) == 0:
+            return items
+        extra = torch.as_tensor(np.asarray(extra_text, dtype=np.float32))
+        if model.text_dim and extra.shape[1] == model.text_dim:
+            added = model.project(extra)
+        else:  # trained without text (or another text dimension): nothing to read for them
+            added = torch.zeros(len(extra), model.config.dim)
+        return torch.cat([items, added])
+
+
 @torch.no_grad()
 def user_vectors(
-    model: SequenceModel, sequences: Sequence[Sequence[int]], batch_size: int = 256
+    model: SequenceModel,
+    sequences: Sequence[Sequence[int]],
+    batch_size: int = 256,
+    *,
+    items: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Unit-length sequence vectors, one per sequence (item indices, oldest first; the newest
-    ``max_len`` are read).  An empty sequence gets a zero row."""
+    ``max_len`` are read).  An empty sequence gets a zero row.  ``items``: the input table
+    (:func:`input_table`; default the model's own items)."""
+    return user_vectors_with_attention(model, sequences, batch_size, items=items)[0]
+
+
+@torch.no_grad()
+def user_vectors_with_attention(
+    model: SequenceModel,
+    sequences: Sequence[Sequence[int]],
+    batch_size: int = 256,
+    *,
+    items: torch.Tensor | None = None,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`user_vectors`, and for each sequence the last block's attention at its newest
+    position over the items it read (oldest first; as long as the window read)."""
     model.eval()
-    items = model.item_vectors()
+    items = model.item_vectors() if items is None else items
     out = np.zeros((len(sequences), model.config.dim), dtype=np.float32)
+    attention: list[np.ndarray] = []
     for lo in range(0, len(sequences), batch_size):
         chunk = sequences[lo : lo + batch_size]
-        seq = torch.from_numpy(_windows(chunk, model.config.max_len))
-        h = F.normalize(model.last(seq, items), dim=-1)
-        h = h * (seq[:, :1] > 0)
+        seq = torch.from_numpy(windows(chunk, model.config.max_len))
+        h, weights = model.last_with_attention(seq, items)
+        h = F.normalize(h, dim=-1) * (seq[:, :1] > 0)
         out[lo : lo + len(chunk)] = h.numpy()
-    return out
+        lengths = (seq > 0).sum(dim=1).tolist()
+        attention += [weights[r, :n].numpy().astype(np.float32) for r, n in enumerate(lengths)]
+    return out, attention
 
 
 @torch.no_grad()
@@ -323,7 +388,7 @@ def item_vectors(model: SequenceModel) -> np.ndarray:
 def new_item_vectors(model: SequenceModel, text: np.ndarray) -> np.ndarray:
     """Unit-length sequence vectors of items the model was not trained with, from their text
     vectors alone (the projected text part of an input embedding).  Zero rows where the model
-    has no text projection (it was trained without text)."""
-    if not model.text_dim:
+    has no text projection (it was trained without text, or with another text dimension)."""
+    if not model.text_dim or text.shape[1] != model.text_dim:
         return np.zeros((len(text), model.config.dim), dtype=np.float32)
     return F.normalize(model.project(torch.as_tensor(text, dtype=torch.float32)), dim=-1).numpy()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,9 @@ import psycopg
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
+from rerankdb import sequence_space
 from rerankdb.encoder import Encoder
+from rerankdb.sequence import SequenceConfig
 from rerankdb.sqlfiles import queries
 from rerankdb.user_refresh import rebuild_all_in_transaction
 
@@ -42,6 +45,8 @@ class TrainReport:
     interactions: int
     dim: int  # 0: not enough data to train
     seconds: float
+    sequence_seconds: float = 0.0  # of which the sequence model's training
+    sequence_epochs: int = 0  # 0: no sequence model trained
 
 
 def binary_matrix(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
@@ -95,8 +100,19 @@ def train(
     dim: int,
     *,
     k: int | None = None,
+    sequence: bool = False,
+    sequence_config: SequenceConfig | None = None,
+    progress: Callable[[int, float], None] | None = None,
 ) -> TrainReport:
-    """Learn and store collaborative item vectors, then rebuild every user."""
+    """Learn and store collaborative item vectors and (``sequence``) the sequence model,
+    then rebuild every user, all in one switch.
+
+    The sequence model trains first, with no transaction open (minutes on a
+    large log; ``progress(epoch, held-out NDCG@10)`` after each epoch).
+    Without ``sequence`` (the default here; ``rerankdb train`` and the
+    worker's schedule follow RERANKDB_SEQUENCE, on by default) the stored
+    model stays, if any, and the users' sequence vectors are recomputed with it.
+    """
     t0 = time.perf_counter()
     row = conn.execute(Q["collab_dim"]).fetchone()
     assert row is not None
@@ -110,6 +126,12 @@ def train(
         n_users, n_items = len(np.unique(arr[:, 0])), len(np.unique(arr[:, 1]))
         return TrainReport(n_users, n_items, len(pairs), 0, time.perf_counter() - t0)
     items, factors, support = learned.items, learned.factors, learned.support
+    seq = sequence_space.train(conn, sequence_config, progress) if sequence else None
+    if sequence and seq is None:
+        log.info(
+            "sequence model not trained: fewer than %d users with two positive interactions",
+            sequence_space.MIN_USERS,
+        )
     # One transaction switches every item and every user to the new space (any
     # dimension): a reader sees the old space or the new one, never a mix and
     # never an error.  Folds wait meanwhile (the exclusive fold lock; their
@@ -125,6 +147,16 @@ def train(
         conn.execute(Q["set_collab"])
         conn.execute(Q["clear_untrained_collab"])
         conn.execute(Q["mark_trained"])
+        if seq is not None:
+            version = sequence_space.store(conn, seq)  # the users follow in the rebuild
+            log.info(
+                "trained sequence model %d for %d items in %.1f s (%d epochs, held-out NDCG@10 %.4f)",
+                version,
+                seq.report.items,
+                seq.report.seconds,
+                seq.report.epochs,
+                seq.report.held_out_ndcg,
+            )
         counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim, why="training")
         conn.execute(Q["refresh_centers"])  # the averages of the new space, in the same switch
     # The keys of recommend's collaborative index, after the commit: folds go on meanwhile.
@@ -142,4 +174,12 @@ def train(
         counted,
         seconds,
     )
-    return TrainReport(learned.users, len(items), len(pairs), int(factors.shape[1]), seconds)
+    return TrainReport(
+        learned.users,
+        len(items),
+        len(pairs),
+        int(factors.shape[1]),
+        seconds,
+        seq.report.seconds if seq else 0.0,
+        seq.report.epochs if seq else 0,
+    )

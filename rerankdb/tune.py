@@ -40,7 +40,7 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from rerankdb import metrics
+from rerankdb import metrics, tune_sequence
 from rerankdb.encoder import Encoder
 from rerankdb.errors import InvalidInputError, PermissionDeniedError
 from rerankdb.fold import FoldParams, fold
@@ -76,6 +76,7 @@ class TuneSettings:
     short_weight: float
     collab_short_weight: float
     collab_dim: int  # of the collaborative vectors scored (a new one means a new training)
+    sequence_weight: float = 0.0  # of the sequence cosine in the score
 
     @property
     def half_lives(self) -> tuple[float | None, float]:
@@ -88,7 +89,8 @@ class TuneSettings:
             f"half-life {hl} / short {duration(self.short_half_life)}, short weight text "
             f"{self.short_weight:g} / collab {self.collab_short_weight:g}, collab weight "
             f"{self.collab_weight:g} (shrink {self.collab_shrink:g}, {self.collab_dim}-d), centering text "
-            f"{self.text_centering:g} / collab {self.collab_centering:g}"
+            f"{self.text_centering:g} / collab {self.collab_centering:g}, sequence weight "
+            f"{self.sequence_weight:g}"
         )
 
 
@@ -161,6 +163,11 @@ class TuneReport:
     context_ndcg: dict[float, dict[str, float]] = field(default_factory=dict)
     current_context_weight: float = 0.5
     chosen_context_weight: float = 0.5
+    # settings.sequence_weight: NDCG@10 per list for each weight tried at the chosen other
+    # settings (empty: the installation has no sequence model, or tune ran without it), and
+    # the seconds its training on the held-out log took.
+    sequence_ndcg: dict[float, dict[str, float]] = field(default_factory=dict)
+    sequence_seconds: float = 0.0
 
     def best(self, objective: str) -> Trial:
         """The best trial for another objective (the grid does not depend on it)."""
@@ -181,6 +188,12 @@ class TuneReport:
                 "current": self.current_context_weight,
                 "chosen": self.chosen_context_weight,
                 "ndcg@10": {f"{w:g}": v for w, v in self.context_ndcg.items()},
+            },
+            "sequence_weight": {
+                "current": self.current.sequence_weight,
+                "chosen": self.chosen.sequence_weight,
+                "ndcg@10": {f"{w:g}": v for w, v in self.sequence_ndcg.items()},
+                "training_seconds": round(self.sequence_seconds, 1),
             },
         }
 
@@ -247,6 +260,23 @@ def _score_grid(
     base: TuneSettings,
 ) -> Iterator[tuple[TuneSettings, dict[str, np.ndarray]]]:
     """(settings, per-user NDCG@10 per list) for every blend of the grid at these half-lives."""
+    for settings, scores, cold in scores_grid(fitted, half_life, short_half_life, grid, trained, base):
+        yield (
+            settings,
+            {n: ndcg_from_scores(v, fitted.holdout.target_pos[n], cold) for n, v in scores.items()},
+        )
+
+
+def scores_grid(
+    fitted: Fitted,
+    half_life: float | None,
+    short_half_life: float,
+    grid: Grid,
+    trained: bool,
+    base: TuneSettings,
+) -> Iterator[tuple[TuneSettings, dict[str, np.ndarray], np.ndarray]]:
+    """(settings, rerank's scores of each list's candidates (U, 100) per list, which users are
+    cold) for every blend of the grid at these half-lives (the sequence weight 0)."""
     text, collab = fold_users(fitted, half_life, short_half_life)
     cold = ~text.has_long
     text_dots = {
@@ -282,13 +312,14 @@ def _score_grid(
                     scores = _hybrid(
                         fitted, name, collab, scores, collab_dots[name, s_collab, c_collab], w, shrink
                     )
-                out[name] = ndcg_from_scores(scores, fitted.holdout.target_pos[name], cold)
+                out[name] = scores
             k = fitted.collab_dim if collab_dots else base.collab_dim
             yield (
                 TuneSettings(
                     half_life, short_half_life, w, shrink, c_text, c_collab, s_text, s_collab, k or 0
                 ),
                 out,
+                cold,
             )
 
 
@@ -317,7 +348,9 @@ def current_settings(conn: psycopg.Connection[Any]) -> tuple[TuneSettings, bool,
     assert row is not None
     trained_dim = None if row[9] is None else int(row[9])
     w, shrink, tc, cc, sw, csw = (float(x) for x in row[2:8])
-    current = TuneSettings(row[0], row[1], w, shrink, tc, cc, sw, csw, trained_dim or int(row[8]))
+    current = TuneSettings(
+        row[0], row[1], w, shrink, tc, cc, sw, csw, trained_dim or int(row[8]), float(row[12])
+    )
     return current, trained_dim is not None, (float(row[10]), float(row[11]))
 
 
@@ -547,7 +580,9 @@ def _only(s: TuneSettings) -> Grid:
 
 def _as_scored(s: TuneSettings, trained: bool) -> TuneSettings:
     """The current settings as the search keyed them (the collaborative ones unchanged
-    without collaborative vectors; with them, a zero collab weight scores as text only)."""
+    without collaborative vectors; with them, a zero collab weight scores as text only),
+    without the sequence space (rerankdb.tune_sequence blends it in after)."""
+    s = replace(s, sequence_weight=0.0)
     if trained and s.collab_weight == 0:
         return replace(s, collab_shrink=0.0, collab_short_weight=0.0, collab_centering=0.0)
     return s
@@ -623,8 +658,13 @@ def tune(
     seed: int = 0,
     grid: Grid | None = None,
     progress: Callable[[int, int], None] | None = None,
+    sequence: bool = True,
 ) -> TuneReport:
     """Search the grid on the installation's own log; write the best settings unless ``dry_run``.
+
+    ``sequence``: with a sequence model installed, train one on the held-out
+    log and choose settings.sequence_weight too (:mod:`rerankdb.tune_sequence`);
+    without, the weight stays as it is.
 
     ``rebuild``: write what needs every user rebuilt (new half-lives) or a
     new training (a new collaborative dimension) and do it in the same
@@ -639,7 +679,18 @@ def tune(
         raise InvalidInputError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     try:
         return _tune(
-            conn, objective, dry_run, encoder, context_weight, dim, rebuild, max_users, seed, grid, progress
+            conn,
+            objective,
+            dry_run,
+            encoder,
+            context_weight,
+            dim,
+            rebuild,
+            max_users,
+            seed,
+            grid,
+            progress,
+            sequence,
         )
     except psycopg.errors.InsufficientPrivilege as exc:
         raise PermissionDeniedError(
@@ -660,6 +711,7 @@ def _tune(
     seed: int,
     grid: Grid | None,
     progress: Callable[[int, int], None] | None,
+    sequence: bool,
 ) -> TuneReport:
     t0 = time.perf_counter()
     grid = grid or Grid()
@@ -669,8 +721,40 @@ def _tune(
     if not can_rebuild:
         grid = replace(grid, collab_dims=(current.collab_dim,))  # a new dimension needs a training
     trials, per_user = search(fitted, current, trained, grid, objective, progress)
+    t_seq = time.perf_counter()
+    seq_fit = tune_sequence.fit(conn, fitted) if sequence else None
+    cur_key = _as_scored(current, trained)
+    sequence_ndcg: dict[float, dict[str, float]] = {}
+    if seq_fit is not None:
+        # The best settings of the search (and the current ones), each with every weight.
+        top = sorted(trials, key=lambda t: -t.objective(objective))[: tune_sequence.TOP_SETTINGS]
+        bases = list(dict.fromkeys([t.settings for t in top] + [cur_key]))
+        for settings, ndcg in tune_sequence.sweep(fitted, seq_fit, bases, trained).items():
+            if settings not in per_user:
+                trials.append(Trial(settings, {n: float(v.mean()) for n, v in ndcg.items()}))
+                per_user[settings] = ndcg
+        cur_key = replace(cur_key, sequence_weight=current.sequence_weight)
+        if cur_key not in per_user:  # a weight off the grid: scored alone
+            per_user.update(
+                tune_sequence.sweep(
+                    fitted, seq_fit, [_as_scored(current, trained)], trained, [current.sequence_weight]
+                )
+            )
+        log.info("tune: sequence space tried in %.1f s", time.perf_counter() - t_seq)
+    if seq_fit is None:  # the sequence weight was not measured: every trial keeps the current one
+        keep = current.sequence_weight
+        trials = [Trial(replace(t.settings, sequence_weight=keep), t.ndcg) for t in trials]
+        per_user = {replace(k, sequence_weight=keep): v for k, v in per_user.items()}
+        cur_key = replace(cur_key, sequence_weight=keep)
     chosen = max(trials, key=lambda t: t.objective(objective)).settings
-    cur = per_user[_as_scored(current, trained)]
+    if seq_fit is not None:
+        base = replace(chosen, sequence_weight=0.0)
+        sequence_ndcg = {
+            w: {n: float(v.mean()) for n, v in per_user[replace(base, sequence_weight=w)].items()}
+            for w in tune_sequence.WEIGHTS
+            if replace(base, sequence_weight=w) in per_user
+        }
+    cur = per_user[cur_key]
     sweep = {
         c: {n: float(v.mean()) for n, v in ndcg.items()}
         for c, ndcg in context_sweep(fitted, chosen, trained).items()
@@ -696,6 +780,8 @@ def _tune(
         context_ndcg=sweep,
         current_context_weight=current_context,
         chosen_context_weight=chosen_context,
+        sequence_ndcg=sequence_ndcg,
+        sequence_seconds=seq_fit.report.seconds if seq_fit is not None else 0.0,
     )
     if dry_run:
         return replace(report, seconds=time.perf_counter() - t0)

@@ -63,6 +63,19 @@ def comparison(report: TuneReport) -> str:
         for c, by_list in report.context_ndcg.items():
             mark = " (chosen)" if c == report.chosen_context_weight else ""
             lines.append(f"| {c:g}{mark} | " + " | ".join(f"{by_list[n]:.4f}" for n in LISTS) + " |")
+    if report.sequence_ndcg:
+        lines += [
+            "",
+            f"sequence_weight, at the chosen other settings (the sequence model trained on the held-out "
+            f"log in {report.sequence_seconds:.0f} s; current {report.current.sequence_weight:g}, chosen "
+            f"{report.chosen.sequence_weight:g}):",
+            "",
+            "| sequence_weight | NDCG@10 uniform | NDCG@10 popular |",
+            "|---|---|---|",
+        ]
+        for w, by_list in report.sequence_ndcg.items():
+            mark = " (chosen)" if w == report.chosen.sequence_weight else ""
+            lines.append(f"| {w:g}{mark} | " + " | ".join(f"{by_list[n]:.4f}" for n in LISTS) + " |")
     return "\n".join(lines)
 
 

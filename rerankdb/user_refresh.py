@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from rerankdb import backoff, user_state
+from rerankdb import backoff, sequence_space, user_state
 from rerankdb.encoder import Encoder, text_budget
 from rerankdb.fold import FoldParams, problems
 from rerankdb.sqlfiles import queries
@@ -195,6 +195,7 @@ def _fold_claimed(
             user_state.fold_rows(st, ready, item_vecs, encoder, clock.params)
             user_state.write_states(conn, st)
             conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready]})
+            sequence_space.refresh_users(conn, users.tolist())  # from the log, now without the batch's rows
             conn.execute(Q["mark_user_refresh"])
             n_users = len(users)
         if before_commit is not None:
@@ -385,6 +386,7 @@ def _rebuild_in_transaction(
         conn.execute(Q["requeue_deferred"], {"ids": [r[0] for r in waiting]})
     if bad:
         conn.execute(Q["set_aside_unqueued"], {"ids": [r[0] for r, _ in bad], "errors": [e for _, e in bad]})
+    sequence_space.refresh_users(conn, ids)  # from the same snapshot of the log
     if requests:
         conn.execute(
             Q["dequeue_rebuild_requests"],

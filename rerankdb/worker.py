@@ -196,12 +196,17 @@ class Worker:
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", str(exc).strip(), delay)
                 self.stop.wait(delay)
 
-    def train(self) -> Any:
-        """Learn collaborative item vectors from the log, then rebuild users (``rerankdb train``)."""
+    def train(
+        self, sequence: bool | None = None, progress: Callable[[int, float], None] | None = None
+    ) -> Any:
+        """Learn collaborative item vectors and the sequence model from the log, then rebuild
+        users (``rerankdb train``).  ``sequence``: train the sequence model (default: the
+        setting RERANKDB_SEQUENCE); ``progress(epoch, held-out NDCG@10)`` per epoch of it."""
         from rerankdb.train import train
 
+        seq = self.settings.sequence if sequence is None else sequence
         with db.connect(self.url, autocommit=True) as conn:
-            return train(conn, self.encoder, self.context_weight, self.dim)
+            return train(conn, self.encoder, self.context_weight, self.dim, sequence=seq, progress=progress)
 
     def tune(self, **kwargs: Any) -> Any:
         """Choose the settings on the log and write them (``rerankdb tune``); every user is

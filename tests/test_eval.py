@@ -188,7 +188,17 @@ def test_eval_runs_through_the_product(tmp_path: Path, server_url: str) -> None:
         "mean of history",
         f"EASE (L2 {saved['ease_l2']:g}, chosen on validation)",
         "item-to-next co-occurrence",
+        "rerankdb tuned, linear spaces only (sequence weight 0)",
+        "rerankdb tuned, sequence space alone (sequence weight 1)",
+        "SASRec, BCE with one sampled negative (its paper's loss; no text)",
     }
+    seeds = saved["results"]["test sequence seeds"]
+    assert set(seeds) == set(runner.SEQUENCE_ROWS)
+    for row, by_list in seeds.items():
+        assert all(len(v) == len(runner.SEQUENCE_SEEDS) for v in by_list.values())
+        # Seed 0's figure is the table's.
+        assert by_list["uni100"][0] == pytest.approx(test[row]["uni100"]["ndcg@10"]["mean"])
+    assert "sequence_weight" in saved["tuning"]["flat"]
     full = saved["results"]["test full catalog"]
     assert set(full) == {
         "rerankdb.recommend (tuned, hybrid)",

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_TABLES = {
     "config", "items", "interaction_kinds", "interactions", "item_vectors", "user_vectors",
     "item_queue", "interaction_queue", "user_state", "worker_state", "status", "settings", "item_rank",
-    "user_rebuild_queue", "collab_keys", "user_snapshot", "workers",
+    "user_rebuild_queue", "collab_keys", "user_snapshot", "workers", "sequence_model",
 }  # fmt: skip
 EXPECTED_FUNCTIONS = {
     "dimension", "normalize_embedding", "rerank", "nearest", "recommend", "similar_items",

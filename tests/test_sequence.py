@@ -93,3 +93,45 @@ def test_bce_and_sampled_softmax_train(monkeypatch: pytest.MonkeyPatch) -> None:
     assert report.epochs == 2 and np.isfinite(report.history).all()
     with pytest.raises(ValueError, match="loss must be one of softmax, bce"):
         sequence.train(cycles(5, 5), N_ITEMS, sequence.SequenceConfig(loss="mse"))
+
+
+def test_the_attention_pass_gives_the_same_vectors(
+    trained: tuple[sequence.SequenceModel, sequence.TrainReport],
+) -> None:
+    model, _ = trained
+    seqs = cycles(9, 5, seed=3) + cycles(3, 20, seed=4) + [[]]
+    vectors, attention = sequence.user_vectors_with_attention(model, seqs)
+    items = model.item_vectors()
+    with torch.no_grad():
+        plain = torch.nn.functional.normalize(
+            model.last(torch.from_numpy(sequence.windows(seqs, model.config.max_len)), items), dim=-1
+        )
+    np.testing.assert_allclose(vectors[:-1], plain[:-1].numpy(), atol=1e-6)
+    # One weight per item read (the newest max_len), summing to 1; none for an empty sequence.
+    for seq, att in zip(seqs, attention, strict=True):
+        assert len(att) == min(len(seq), model.config.max_len)
+        if seq:
+            assert att.sum() == pytest.approx(1.0, abs=1e-5) and (att >= 0).all()
+
+
+def test_items_outside_the_model_read_their_text_part() -> None:
+    rng = np.random.default_rng(1)
+    text = rng.standard_normal((N_ITEMS, 6)).astype(np.float32)
+    model, _ = sequence.train(
+        cycles(30, 6), N_ITEMS, sequence.SequenceConfig(dim=8, max_len=6, max_epochs=2), text=text
+    )
+    extra = rng.standard_normal((2, 6)).astype(np.float32)
+    table = sequence.input_table(model, extra)
+    assert table.shape == (N_ITEMS + 3, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            table[N_ITEMS + 1 :].numpy(), model.project(torch.from_numpy(extra)).numpy(), atol=1e-6
+        )
+    # The new item as the newest of a sequence changes the vector; its index is past the model's.
+    a = sequence.user_vectors(model, [[1, 2, N_ITEMS + 1]], items=table)[0]
+    b = sequence.user_vectors(model, [[1, 2, N_ITEMS + 2]], items=table)[0]
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5) and not np.allclose(a, b)
+    # Text of another dimension: no text part (zero input, zero vector for the item).
+    other = sequence.input_table(model, np.ones((1, 5), dtype=np.float32))
+    assert not other[N_ITEMS + 1].any()
+    assert not sequence.new_item_vectors(model, np.ones((1, 5), dtype=np.float32)).any()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rerankdb.bench import features, fleet, rerank, scale, short_term, soak, worker
+from rerankdb.bench import features, fleet, rerank, scale, sequence, short_term, soak, worker
 
 
 def main() -> None:
@@ -19,6 +19,7 @@ def main() -> None:
     features.add_arguments(sub)
     scale.add_arguments(sub)
     fleet.add_arguments(sub)
+    sequence.add_arguments(sub)
     args = parser.parse_args()
     args.run(args)
 

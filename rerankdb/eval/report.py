@@ -32,6 +32,26 @@ def markdown(summary: dict[str, Any]) -> str:
             m = by_list[name]
             cells = [_ci(m[k]) for k in ("ndcg@10", "recall@10", "mrr")]
             lines.append(f"| {method} | {name} | " + " | ".join(cells) + " |")
+    seeds = summary["results"].get("test sequence seeds")
+    if seeds:
+        lines += [
+            "",
+            "The sequence model trained with each seed (the rows above are seed 0's), NDCG@10: "
+            "mean over seeds [lowest, highest], then each seed:",
+            "",
+            "| method | uni100 | pop100 | uni100 per seed | pop100 per seed |",
+            "|---|---|---|---|---|",
+        ]
+        for method, by_list in seeds.items():
+            spread = [
+                f"{np.mean(by_list[n]):.4f} [{min(by_list[n]):.4f}, {max(by_list[n]):.4f}]" for n in LISTS
+            ]
+            each = [", ".join(f"{v:.4f}" for v in by_list[n]) for n in LISTS]
+            lines.append(f"| {method} | " + " | ".join(spread + each) + " |")
+    timings = summary.get("seconds")
+    if timings:
+        lines += ["", "Time (seconds, this machine):", ""]
+        lines += [f"- {k}: {v:.0f}" for k, v in timings.items()]
     cold = summary["results"].get("test cold-start")
     if cold:
         lines += [

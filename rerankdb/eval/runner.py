@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from rerankdb.config import Settings
 from rerankdb.drain import drain
 from rerankdb.eval import baselines, features, report
 from rerankdb.eval.movielens import LISTS, Protocol, Rating, build, write_lists
+from rerankdb.sequence import SequenceConfig
 from rerankdb.train import train
 from rerankdb.tune import DAY, TuneReport, TuneSettings, tune
 from rerankdb.tune import apply as tune_apply
@@ -137,10 +138,20 @@ def product_variants(report: TuneReport) -> dict[str, TuneSettings]:
         "rerankdb tuned, long-term only (short weights 0)": best(
             lambda s: s.short_weight == 0 and s.collab_short_weight == 0
         ),
-        "rerankdb tuned, text only": best(lambda s: s.collab_weight == 0),
-        "rerankdb tuned, collaborative only": best(lambda s: s.collab_weight == 1),
+        "rerankdb tuned, text only": best(lambda s: s.collab_weight == 0 and s.sequence_weight == 0),
+        "rerankdb tuned, collaborative only": best(lambda s: s.collab_weight == 1 and s.sequence_weight == 0),
         "rerankdb 0005 defaults (previous stop)": PREVIOUS,
     }
+
+
+# The rows of the sequence space, measured for every seed of its training: the tuned blend,
+# the linear spaces alone (the product without it) and the sequence space alone.
+SEQUENCE_ROWS = {
+    "rerankdb, tuned (objective mean)": None,
+    "rerankdb tuned, linear spaces only (sequence weight 0)": 0.0,
+    "rerankdb tuned, sequence space alone (sequence weight 1)": 1.0,
+}
+SEQUENCE_SEEDS = (0, 1, 2)
 
 
 def full_catalog(
@@ -165,6 +176,27 @@ def full_catalog(
         "text index only (0006's recommend)": summarize(evaluate(text_only, targets), seed),
         "popularity": summarize(evaluate(popular, targets), seed),
     }
+
+
+def sequence_rows(
+    conn: psycopg.Connection[Any],
+    proto: Protocol,
+    split_name: str,
+    chosen: TuneSettings,
+    dim: int,
+    targets: dict[int, int],
+) -> tuple[dict[str, dict[str, dict[int, list[int]]]], dict[str, dict[str, float]]]:
+    """SEQUENCE_ROWS with the stored sequence model: (row -> list -> ranked lists, row -> list
+    -> NDCG@10)."""
+    ranked: dict[str, dict[str, dict[int, list[int]]]] = {}
+    ndcg: dict[str, dict[str, float]] = {}
+    for row, weight in SEQUENCE_ROWS.items():
+        settings = chosen if weight is None else replace(chosen, sequence_weight=weight)
+        apply(conn, settings, dim)
+        ranked[row] = {name: rerank_lists(conn, proto.lists[split_name][name]) for name in LISTS}
+        ndcg[row] = {n: float(evaluate(ranked[row][n], targets)["ndcg@10"].mean()) for n in LISTS}
+    apply(conn, chosen, dim)
+    return ranked, ndcg
 
 
 def rerank_lists(conn: psycopg.Connection[Any], lists: dict[int, list[int]]) -> dict[int, list[int]]:
@@ -262,11 +294,13 @@ def run(
         t0 = time.perf_counter()
         insert_ratings(conn, [r for s in proto.splits["validation"] for r in s.history], WEIGHTINGS[0])
         drain(conn, encoder, 0.0, dim)
-        trained = train(conn, encoder, 0.0, dim)
-        timings["train collaborative vectors"] = trained.seconds
+        trained = train(conn, encoder, 0.0, dim, sequence=True)
+        timings["train collaborative vectors and the sequence model"] = trained.seconds
+        timings["of which the sequence model"] = trained.sequence_seconds
         _log(
-            f"trained {trained.dim}-d collaborative vectors for {trained.items:,} items "
-            f"in {trained.seconds:.1f} s (including the rebuild of every user)"
+            f"trained {trained.dim}-d collaborative vectors for {trained.items:,} items and the sequence "
+            f"model ({trained.sequence_epochs} epochs, {trained.sequence_seconds:.0f} s) in "
+            f"{trained.seconds:.1f} s (including the rebuild of every user)"
         )
         # Diversity on validation (the state before the validation targets, default
         # settings): where the documented "some diversity" value comes from.
@@ -300,8 +334,11 @@ def run(
         reweight(conn, weighting, dim)
         final = tune(conn, dim=dim, seed=seed)  # writes the settings, rebuilds every user if needed
         # The nightly training after the validation targets arrived: every row below
-        # scores with collaborative vectors learned from the test split's histories.
-        train(conn, None, 0.0, dim)
+        # scores with collaborative vectors and a sequence model learned from the test
+        # split's histories.
+        nightly = train(conn, None, 0.0, dim, sequence=True)
+        timings["nightly training (test histories)"] = nightly.seconds
+        timings["of which the sequence model (test histories)"] = nightly.sequence_seconds
         timings["tune on validation"] = time.perf_counter() - t0
         _log(f"chosen by rerankdb tune: {weighting} weights, {final.chosen.label} ({final.seconds:.0f} s)")
         ease_l2 = choose_ease_l2(proto, seed)
@@ -314,10 +351,19 @@ def run(
         variants = product_variants(final)
         methods: dict[str, dict[str, dict[int, list[int]]]] = {}
         for method, variant in variants.items():
+            if method in SEQUENCE_ROWS:
+                continue  # measured per seed below
             apply(conn, variant, dim)
             methods[method] = {name: rerank_lists(conn, proto.lists[split_name][name]) for name in LISTS}
+        ranked, first = sequence_rows(conn, proto, split_name, final.chosen, dim, targets)
+        methods.update(ranked)
+        by_seed = {row: {n: [v[n]] for n in LISTS} for row, v in first.items()}
         methods.update(baseline_lists(proto, split_name, vectors, ease_l2, seed))
-        results: dict[str, Any] = {"test": {}}
+        bce, timings["SASRec (BCE) training"] = baselines.sasrec_bce(
+            proto.lists[split_name], proto.splits[split_name], proto.items, seed=0
+        )
+        methods["SASRec, BCE with one sampled negative (its paper's loss; no text)"] = bce
+        results: dict[str, Any] = {"test": {}, "test sequence seeds": by_seed}
         for method, by_list in methods.items():
             results["test"][method] = {
                 name: summarize(evaluate(by_list[name], targets), seed) for name in LISTS
@@ -340,6 +386,15 @@ def run(
         results["validation diversity"] = validation_diversity
         results["test diversity"] = features.diversity_sweep(conn, proto, split_name, seed)
         results["test context"] = features.context_rows(conn, proto, split_name, seed)
+        # The sequence model trained again with other seeds (last: the rows above are seed 0's).
+        for k in SEQUENCE_SEEDS[1:]:
+            t0 = time.perf_counter()
+            train(conn, None, 0.0, dim, sequence=True, sequence_config=SequenceConfig(seed=k))
+            timings[f"nightly training, sequence seed {k}"] = time.perf_counter() - t0
+            for row, v in sequence_rows(conn, proto, split_name, final.chosen, dim, targets)[1].items():
+                for n in LISTS:
+                    by_seed[row][n].append(v[n])
+            _log(f"sequence seed {k}: " + "; ".join(f"{r}: {by_seed[r]['uni100'][-1]:.4f}" for r in by_seed))
     finally:
         conn.close()
     timings["total"] = time.perf_counter() - t_start

@@ -17,7 +17,17 @@
 -- j's interactions, weight * ((1 - s) * long decay / Z_long + s * short
 -- decay / Z_short): the decay 2^(-age / half-life) to the user's newest
 -- interaction (settings.half_life, short_half_life), Z the sum of |weight| *
--- decay over the user's interactions, s the space's short-term share.  The
+-- decay over the user's interactions, s the space's short-term share.
+-- With the sequence space (the user and x have sequence vectors and
+-- settings.sequence_weight q > 0), that contribution c becomes
+--     (1 - q) * c + q * attention(j) * sequence cosine(j, x)
+-- where attention(j) is the share of j in the transformer's last attention
+-- at the user's newest position (averaged over heads, summed over j's
+-- occurrences in the sequence read), stored by the worker with the user's
+-- vector.  Attention, not leave-one-out: it is what the model computed, it
+-- costs nothing at query time, and leave-one-out would mean one forward
+-- pass per history item at each call (the model runs in the worker, not in
+-- SQL).  The
 -- contributions rank the reasons; they do not sum to the score (the query
 -- vector is also normalized and centered).  Interactions set aside, with an
 -- item without a vector, and interaction context text are not counted.
@@ -49,6 +59,10 @@ declare
     w double precision;
     shrink double precision;
     has_collab boolean;
+    seq_share double precision;
+    user_seq vector;
+    seq_items bigint[];
+    seq_attention real[];
 begin
     if n is null or n < 0 then
         raise exception 'rerankdb.explain: n must be >= 0, got %', coalesce(n::text, 'NULL') using errcode = '22023';
@@ -61,10 +75,15 @@ begin
         return;
     end if;
     select extract(epoch from st.half_life), extract(epoch from st.short_half_life), st.short_weight,
-           st.collab_short_weight, st.collab_weight, st.collab_shrink
-    into hl, shl, text_short, collab_short, w, shrink
+           st.collab_short_weight, st.collab_weight, st.collab_shrink, st.sequence_weight
+    into hl, shl, text_short, collab_short, w, shrink, seq_share
     from rerankdb.settings st;
-    select u.collab is not null and w > 0 into has_collab from rerankdb.user_vectors u where u.user_id = explain.user_id;
+    select u.collab is not null and w > 0, u.seq, u.seq_items, u.seq_attention
+    into has_collab, user_seq, seq_items, seq_attention
+    from rerankdb.user_vectors u where u.user_id = explain.user_id;
+    if seq_share is null or seq_share <= 0 or seq_items is null or seq_attention is null then
+        user_seq := null;  -- no sequence part
+    end if;
 
     return query
         with events as (
@@ -90,6 +109,11 @@ begin
                    sum(d.weight * ((1 - collab_short) * coalesce(d.dl / z.zl, 0) + collab_short * coalesce(d.ds / z.zs, 0))) as a_collab
             from decayed d cross join z
             group by d.because
+        ), attention as (
+            select a.item_id as because, sum(a.share)::float8 as a_seq
+            from unnest(seq_items, seq_attention) as a(item_id, share)
+            where user_seq is not null
+            group by a.item_id
         ), targets as (
             select x.item_id, min(x.pos) as pos
             from unnest(item_ids) with ordinality as x(item_id, pos)
@@ -100,15 +124,25 @@ begin
         from targets t
         join rerankdb.item_rank v on v.item_id = t.item_id
         cross join lateral (
-            select p.because, p.occurred_at,
-                   case when has_collab and v.collab is not null and r.collab is not null
-                        then (1 - w * v.support / (v.support + shrink)) * p.a_text * -(r.embedding <#> v.embedding)
-                             + w * v.support / (v.support + shrink) * p.a_collab * -(r.collab <#> v.collab)
-                        else p.a_text * -(r.embedding <#> v.embedding)
+            select b.because, b.occurred_at,
+                   case when user_seq is not null and v.seq is not null and b.seq is not null
+                             and vector_dims(v.seq) = vector_dims(b.seq)
+                        then (1 - seq_share) * b.contribution
+                             + seq_share * coalesce(b.a_seq, 0) * -(b.seq <#> v.seq)
+                        else b.contribution
                    end as contribution
-            from reasons p
-            join rerankdb.item_rank r on r.item_id = p.because
-            order by 3 desc, p.occurred_at desc, p.because
+            from (
+                select p.because, p.occurred_at, r.seq, at.a_seq,
+                       case when has_collab and v.collab is not null and r.collab is not null
+                            then (1 - w * v.support / (v.support + shrink)) * p.a_text * -(r.embedding <#> v.embedding)
+                                 + w * v.support / (v.support + shrink) * p.a_collab * -(r.collab <#> v.collab)
+                            else p.a_text * -(r.embedding <#> v.embedding)
+                       end as contribution
+                from reasons p
+                join rerankdb.item_rank r on r.item_id = p.because
+                left join attention at on at.because = p.because
+            ) b
+            order by 3 desc, b.occurred_at desc, b.because
             limit n
         ) c
         order by t.pos, c.contribution desc, c.occurred_at desc, c.because;

@@ -27,7 +27,10 @@
 --         support = how many users the item's collaborative vector was
 --         learned from);
 --         otherwise the text cosine alone (an item nobody has interacted with
---         yet still ranks by its text).
+--         yet still ranks by its text).  Where the user and the item both
+--         have a sequence vector (rerankdb.sequence_model, revision 0011), that
+--         score is blended with the sequence cosine:
+--         (1 - s) * score + s * sequence cosine, s = settings.sequence_weight.
 --         Each cosine is taken with the user's query vector of that space,
 --         formed once per call by rerankdb.blend: the long-term and the
 --         short-term (newest interest) vectors, each centered (minus
@@ -85,6 +88,8 @@ declare
     collab_center vector;
     collab_share real;
     context_share real;
+    user_seq vector;
+    seq_share double precision;
     context_embedding vector;
     context_collab vector;
     scored bigint[];
@@ -111,15 +116,16 @@ begin
     -- 1.5x slower at 1000 candidates).
     -- (The short-term vectors are read once, by rerankdb.blend: no copy needed.)
     select subvector(u.embedding, 1, vector_dims(u.embedding)), subvector(u.collab, 1, vector_dims(u.collab)),
-           u.short_embedding, u.short_collab
-    into user_embedding, user_collab, short_embedding, short_collab
+           u.short_embedding, u.short_collab, u.seq
+    into user_embedding, user_collab, short_embedding, short_collab, user_seq
     from rerankdb.user_vectors u
     where u.user_id = rerank.user_id;
 
     select st.collab_weight, st.collab_shrink, st.text_center, st.text_centering,
            st.collab_center, st.collab_centering, st.short_weight, st.collab_short_weight,
-           st.context_items_weight
-    into w, shrink, text_center, text_share, collab_center, collab_share, text_short, collab_short, context_share
+           st.context_items_weight, st.sequence_weight
+    into w, shrink, text_center, text_share, collab_center, collab_share, text_short, collab_short, context_share,
+         seq_share
     from rerankdb.settings st;
 
     if context_items is not null and cardinality(context_items) > 0 and (user_embedding is null or context_share > 0) then
@@ -178,6 +184,9 @@ begin
     if user_collab is null or w = 0 then
         user_collab := null;  -- text only: skip the second product
     end if;
+    if seq_share is null or seq_share <= 0 then
+        user_seq := null;  -- no sequence space: skip its product
+    end if;
 
     if diversity > 0 then
         -- The plain order (this function with diversity 0), then MMR over the
@@ -203,13 +212,21 @@ begin
     return query
         select s.item_id, s.score, (row_number() over (order by s.score desc nulls last, s.pos))::integer
         from (
+            select b.item_id, b.pos,
+                   case when b.seq_cosine is not null then b.score + seq_share * (b.seq_cosine - b.score)
+                        else b.score
+                   end as score
+            from (
             select c.item_id, c.pos,
                    case when user_collab is not null and v.collab is not null
                         then -(v.embedding <#> user_embedding)
                              + w * v.support / (v.support + shrink)
                                * (-(v.collab <#> user_collab) + (v.embedding <#> user_embedding))
                         else -(v.embedding <#> user_embedding)
-                   end as score
+                   end as score,
+                   case when user_seq is not null and v.seq is not null and vector_dims(v.seq) = vector_dims(user_seq)
+                        then -(v.seq <#> user_seq)
+                   end as seq_cosine
             from (
                 select distinct on (x.item_id) x.item_id, x.pos
                 from unnest(candidates) with ordinality as x(item_id, pos)
@@ -222,6 +239,7 @@ begin
                 order by x.item_id, x.pos
             ) c
             left join rerankdb.item_rank v on v.item_id = c.item_id
+            ) b
         ) s
         order by s.score desc nulls last, s.pos
         limit k;

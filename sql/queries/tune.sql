@@ -10,7 +10,8 @@ select extract(epoch from s.half_life)::float8, extract(epoch from s.short_half_
        s.collab_weight, s.collab_shrink, s.text_centering, s.collab_centering,
        s.short_weight, s.collab_short_weight, s.collab_dim,
        (select vector_dims(r.collab) from rerankdb.item_rank r where r.collab is not null limit 1),
-       extract(epoch from now())::float8, extract(epoch from s.future_tolerance)::float8
+       extract(epoch from now())::float8, extract(epoch from s.future_tolerance)::float8,
+       s.sequence_weight
 from rerankdb.settings s
 
 -- name: exclusive_fold_lock
@@ -24,7 +25,7 @@ update rerankdb.settings
        collab_weight = %(collab_weight)s, collab_shrink = %(collab_shrink)s,
        text_centering = %(text_centering)s, collab_centering = %(collab_centering)s,
        short_weight = %(short_weight)s, collab_short_weight = %(collab_short_weight)s,
-       collab_dim = %(collab_dim)s,
+       collab_dim = %(collab_dim)s, sequence_weight = %(sequence_weight)s,
        tuned_at = now(), tune_report = %(report)s
 
 -- name: context_items_weight

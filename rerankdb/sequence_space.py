@@ -1,0 +1,283 @@
+"""The sequence space in the database: train its model on the log, store it, run it in the worker.
+
+The model is :mod:`rerankdb.sequence`'s (pure torch).  This module reads the
+log and the items' text vectors, writes the model to
+``rerankdb.sequence_model`` with every item's sequence vector in
+``rerankdb.item_rank.seq`` (one transaction: a reader or a worker sees the
+old model with the old item vectors or the new with the new), and
+recomputes users' sequence vectors in the caller's fold or rebuild
+transaction from their newest folded positive interactions (exact whatever
+the order interactions commit in: the vector is recomputed from the ordered
+log, never updated).
+
+What the sequence is: a user's positive interactions (effective weight > 0)
+with an item that has a vector, ordered by ``occurred_at``.  Negative kinds
+are not in it: the model predicts what a user takes next, and a dislike is
+not a step of that path (they still count, negatively, in the text and
+collaborative spaces).  An item the model never saw (added since the
+training) enters a sequence with its text part alone: the model's
+projection of its text vector, which is also its sequence vector.
+
+The worker keeps the newest model in memory, loaded once per version.
+Statements: ``sql/queries/sequence_space.sql``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+import torch
+from psycopg.types.json import Jsonb
+
+from rerankdb import sequence
+from rerankdb.db import BigintArray
+from rerankdb.sqlfiles import queries
+
+Q = queries("sequence_space")
+log = logging.getLogger(__name__)
+KEEP_MODELS = 3  # versions kept in rerankdb.sequence_model
+MIN_USERS = 3  # users with two positive interactions or more: fewer, no model is trained
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A stored model, ready to run."""
+
+    version: int
+    model: sequence.SequenceModel
+    index: dict[int, int]  # item id -> the model's item index (1-based)
+    items: torch.Tensor  # the model's input table (sequence.input_table)
+
+
+_cache: dict[tuple[Any, ...], Loaded] = {}
+_cache_lock = threading.Lock()
+
+
+def current(conn: psycopg.Connection[Any]) -> Loaded | None:
+    """The newest stored model (cached per database and version); None: never trained."""
+    row = conn.execute(Q["current_version"]).fetchone()
+    if row is None:
+        return None
+    key = tuple(row)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    got = conn.execute(Q["model"], {"version": row[2]}).fetchone()
+    assert got is not None
+    items, weights = got
+    text = _text_rows(conn, items)
+    model = sequence.SequenceModel.from_state(bytes(weights), text)
+    loaded = Loaded(
+        int(row[2]), model, {int(i): k + 1 for k, i in enumerate(items)}, model.item_vectors().detach()
+    )
+    with _cache_lock:
+        _cache.clear()  # one model per process at a time: the newest
+        _cache[key] = loaded
+    return loaded
+
+
+def _text_rows(conn: psycopg.Connection[Any], items: Sequence[int]) -> np.ndarray | None:
+    """The text vectors of the model's items, in its order (zero rows for items gone since)."""
+    rows = conn.execute(Q["text_of_items"], {"items": list(items)}, binary=True).fetchall()
+    if not rows:
+        return None
+    by_id = {i: v.to_numpy() for i, v in rows}
+    dim = len(next(iter(by_id.values())))
+    out = np.zeros((len(items), dim), dtype=np.float32)
+    for k, item in enumerate(items):
+        if item in by_id and len(by_id[item]) == dim:
+            out[k] = by_id[item]
+    return out
+
+
+@dataclass(frozen=True)
+class Trained:
+    model: sequence.SequenceModel
+    items: np.ndarray  # item ids, the model's order
+    report: sequence.TrainReport
+
+
+def read_sequences(conn: psycopg.Connection[Any]) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+    """(every user's positive items oldest first, as ids; the catalog's item ids; their text
+    vectors)."""
+    rows = conn.execute(Q["positive_sequences"], binary=True).fetchall()
+    return (group_sequences(rows), *read_catalog(conn))
+
+
+def read_catalog(conn: psycopg.Connection[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(every item rerank can score, sorted; their text vectors): a model's items."""
+    catalog = conn.execute(Q["catalog_text"], binary=True).fetchall()
+    items = np.array([r[0] for r in catalog], dtype=np.int64)
+    text = np.stack([r[1].to_numpy() for r in catalog]).astype(np.float32) if catalog else np.zeros((0, 1))
+    return items, text
+
+
+def group_sequences(rows: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """(user, item) rows sorted by user, then time -> each user's items."""
+    out: list[list[int]] = []
+    last = None
+    for user, item in rows:
+        if user != last:
+            out.append([])
+            last = user
+        out[-1].append(item)
+    return out
+
+
+def fit(
+    sequences: Sequence[Sequence[int]],
+    items: np.ndarray,
+    text: np.ndarray | None,
+    config: sequence.SequenceConfig,
+    progress: Callable[[int, float], None] | None = None,
+) -> Trained | None:
+    """Train on ``sequences`` of item ids (the catalog ``items``, sorted, with their ``text``
+    vectors); None when fewer than MIN_USERS users have two positive interactions."""
+    index = {int(i): k + 1 for k, i in enumerate(items.tolist())}
+    seqs = [[index[i] for i in s if i in index] for s in sequences]
+    if sum(len(s) >= 2 for s in seqs) < MIN_USERS:
+        return None
+    model, report = sequence.train(seqs, len(items), config, text=text, progress=progress)
+    return Trained(model, items, report)
+
+
+def train(
+    conn: psycopg.Connection[Any],
+    config: sequence.SequenceConfig | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> Trained | None:
+    """Train a model on the whole log (no transaction held meanwhile); store it with
+    :func:`store`, in the transaction that switches the spaces."""
+    sequences, items, text = read_sequences(conn)
+    return fit(sequences, items, text, config or sequence.SequenceConfig(), progress)
+
+
+def store(conn: psycopg.Connection[Any], trained: Trained) -> int:
+    """In the caller's transaction (which holds the exclusive fold lock): the model as the
+    newest version, every item's sequence vector; returns the version.  The users follow in
+    the same transaction, by their rebuild (:func:`refresh_users`)."""
+    config = trained.model.config
+    report = {**dataclasses.asdict(trained.report), "config": dataclasses.asdict(config)}
+    row = conn.execute(
+        Q["insert_model"],
+        {
+            "items": trained.items.tolist(),
+            "dim": config.dim,
+            "max_len": config.max_len,
+            "weights": trained.model.state(),
+            "report": Jsonb(report),
+        },
+    ).fetchone()
+    assert row is not None
+    vectors = sequence.item_vectors(trained.model)
+    conn.execute(Q["create_item_stage"])
+    with conn.cursor().copy(Q["copy_item_stage"]) as cp:
+        cp.set_types(["int8", "vector"])
+        for item, vec in zip(trained.items.tolist(), vectors, strict=True):
+            if np.isfinite(vec).all() and vec.any():
+                cp.write_row((item, vec))
+    conn.execute(Q["write_items"])
+    conn.execute(Q["clear_other_items"])
+    # Items embedded since the log was read: their text part.
+    rows = conn.execute(Q["items_without_seq"], {"items": None}, binary=True).fetchall()
+    if rows:
+        text = np.stack([v.to_numpy() for _, v in rows]).astype(np.float32)
+        _write_new_items(conn, trained.model, [int(i) for i, _ in rows], text)
+    conn.execute(Q["drop_old_models"], {"keep": KEEP_MODELS})
+    return int(row[0])
+
+
+def refresh_users(conn: psycopg.Connection[Any], users: Sequence[int]) -> int:
+    """Recompute the sequence vectors of ``users`` from their newest folded positive
+    interactions, in the caller's fold or rebuild transaction (after its rows left the
+    queue): one batched forward pass.  Returns the users written; 0 without a model.
+
+    A model that cannot run (damaged weights, say) must not stop the folds: the users'
+    sequence vectors are cleared instead (rerank scores them by the other spaces alone,
+    never by a stale vector) and the error is logged; the next training replaces it."""
+    if not users:
+        return 0
+    try:
+        with conn.transaction():
+            return _refresh_users(conn, users)
+    except psycopg.OperationalError:
+        raise
+    except Exception as exc:
+        log.error("sequence vectors of %d users cleared: the sequence model cannot run (%s)", len(users), exc)
+        conn.execute(Q["clear_users"], {"users": list(users)})
+        return 0
+
+
+def _refresh_users(conn: psycopg.Connection[Any], users: Sequence[int]) -> int:
+    loaded = current(conn)
+    if loaded is None:
+        return 0
+    max_len = loaded.model.config.max_len
+    rows = conn.execute(Q["histories"], {"users": list(users), "max_len": max_len}).fetchall()
+    unknown = sorted({i for _, h in rows if h for i in h if i not in loaded.index})
+    table = loaded.items
+    extra: dict[int, int] = {}
+    if unknown:
+        text_rows = conn.execute(Q["text_of_items"], {"items": unknown}, binary=True).fetchall()
+        text = np.stack([v.to_numpy() for _, v in text_rows]).astype(np.float32)
+        table = torch.cat([table, sequence.input_table(loaded.model, text)[loaded.model.n_items + 1 :]])
+        extra = {int(i): loaded.model.n_items + 1 + k for k, (i, _) in enumerate(text_rows)}
+        _write_new_items(conn, loaded.model, [int(i) for i, _ in text_rows], text)
+    ids = [int(u) for u, _ in rows]
+    histories = [[i for i in (h or []) if i in loaded.index or i in extra] for _, h in rows]
+    seqs = [[loaded.index.get(i) or extra[i] for i in h] for h in histories]
+    vectors, attention = sequence.user_vectors_with_attention(loaded.model, seqs, items=table)
+    conn.execute(Q["create_user_stage"])
+    with conn.cursor().copy(Q["copy_user_stage"]) as cp:
+        cp.set_types(["int8", "vector", "int8[]", "float4[]"])
+        for user, hist, vec, att in zip(ids, histories, vectors, attention, strict=True):
+            if hist and np.isfinite(vec).all() and vec.any():
+                # The window read is the newest max_len, as the attention's.
+                cp.write_row(
+                    (user, vec, BigintArray(np.array(hist[-len(att) :], dtype=np.int64)), att.tolist())
+                )
+            else:
+                cp.write_row((user, None, None, None))
+    return int(conn.execute(Q["write_users"]).rowcount)
+
+
+def refresh_new_items(conn: psycopg.Connection[Any], item_ids: Sequence[int]) -> int:
+    """Give items just embedded that have no sequence vector the projection of their text
+    vector by the newest model (in the caller's transaction, under the shared fold lock so a
+    training's switch is never half seen).  Returns the items written; 0 without a model."""
+    if not item_ids:
+        return 0
+    conn.execute(Q["shared_fold_lock"])
+    loaded = current(conn)
+    if loaded is None:
+        return 0
+    rows = conn.execute(Q["items_without_seq"], {"items": list(item_ids)}, binary=True).fetchall()
+    rows = [r for r in rows if int(r[0]) not in loaded.index]
+    if not rows:
+        return 0
+    text = np.stack([v.to_numpy() for _, v in rows]).astype(np.float32)
+    return _write_new_items(conn, loaded.model, [int(i) for i, _ in rows], text)
+
+
+def _write_new_items(
+    conn: psycopg.Connection[Any], model: sequence.SequenceModel, items: list[int], text: np.ndarray
+) -> int:
+    """Write the projection of ``text`` as the sequence vector of ``items``."""
+    vectors = sequence.new_item_vectors(model, text)
+    conn.execute(Q["create_item_stage"])
+    with conn.cursor().copy(Q["copy_item_stage"]) as cp:
+        cp.set_types(["int8", "vector"])
+        written = 0
+        for item, vec in zip(items, vectors, strict=True):
+            if np.isfinite(vec).all() and vec.any():
+                cp.write_row((item, vec))
+                written += 1
+    conn.execute(Q["write_items"])
+    return written
