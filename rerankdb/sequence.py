@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 LOSSES = ("softmax", "bce")
+Items = Sequence[int] | np.ndarray  # one user's item indices, oldest first
 # Above this many items the softmax runs over a shared sample of negatives, not the catalog.
 FULL_SOFTMAX_ITEMS = 50_000
 SAMPLED_NEGATIVES = 8_192
@@ -176,7 +177,7 @@ class SequenceModel(nn.Module):
         return model
 
 
-def windows(sequences: Sequence[Sequence[int]], max_len: int) -> np.ndarray:
+def windows(sequences: Sequence[Items], max_len: int) -> np.ndarray:
     """Each sequence's newest ``max_len`` entries, oldest first, right-padded with 0: (n, max_len).
 
     Positions count from the oldest item read, so the output at position k has
@@ -188,7 +189,7 @@ def windows(sequences: Sequence[Sequence[int]], max_len: int) -> np.ndarray:
     return out
 
 
-def _chunks(seq: Sequence[int], size: int) -> list[Sequence[int]]:
+def _chunks(seq: Items, size: int) -> list[Items]:
     """Windows of ``size`` items from the newest backwards, overlapping by one, so that every
     transition of a long history trains once (the oldest window may be shorter)."""
     out = []
@@ -210,7 +211,7 @@ def _ndcg_at_10(scores: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 def train(
-    sequences: Sequence[Sequence[int]],
+    sequences: Sequence[Items],
     n_items: int,
     config: SequenceConfig = SequenceConfig(),
     *,
@@ -233,7 +234,7 @@ def train(
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    usable = [list(s) for s in sequences if len(s) >= 2]
+    usable = [s for s in sequences if len(s) >= 2]  # lists or int arrays
     train_seqs = [s[:-1] for s in usable]  # the held-out newest item stays out of training
     L = config.max_len
     # Training windows of L+1 items give L (input, next) pairs each; every transition once.
@@ -311,11 +312,14 @@ def _held_out(model: SequenceModel, inputs: torch.Tensor, targets: torch.Tensor)
     if len(targets) == 0:
         return 0.0
     model.eval()
-    items = F.normalize(model.item_vectors(), dim=-1)
+    table = model.item_vectors()
+    # Ranked as the loss trains: cosines for the softmax, dot products for BCE (its paper's).
+    cosine = model.config.loss != "bce"
+    items = F.normalize(table, dim=-1) if cosine else table
     scores = []
     for lo in range(0, len(targets), 512):
-        h = F.normalize(model.last(inputs[lo : lo + 512], items), dim=-1)
-        s = h @ items.T
+        h = model.last(inputs[lo : lo + 512], table)
+        s = (F.normalize(h, dim=-1) if cosine else h) @ items.T
         s[:, 0] = float("-inf")
         scores.append(_ndcg_at_10(s, targets[lo : lo + 512]))
     weights = [min(512, len(targets) - lo) for lo in range(0, len(targets), 512)]

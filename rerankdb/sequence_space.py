@@ -104,11 +104,30 @@ class Trained:
     report: sequence.TrainReport
 
 
-def read_sequences(conn: psycopg.Connection[Any]) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+READ_ROWS = 100_000  # rows of the log per fetch: memory O(interactions) as int64 pairs
+
+
+def read_sequences(conn: psycopg.Connection[Any]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """(every user's positive items oldest first, as ids; the catalog's item ids; their text
-    vectors)."""
-    rows = conn.execute(Q["positive_sequences"], binary=True).fetchall()
-    return (group_sequences(rows), *read_catalog(conn))
+    vectors).  The log is read with a server-side cursor into int64 arrays, not Python rows."""
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    with conn.transaction(), conn.cursor(name="rerankdb_sequences", binary=True) as cur:
+        cur.execute(Q["positive_sequences"])
+        while rows := cur.fetchmany(READ_ROWS):
+            pairs = np.array(rows, dtype=np.int64)
+            users.append(pairs[:, 0])
+            items.append(pairs[:, 1])
+    if not users:
+        return [], *read_catalog(conn)
+    return split_by_user(np.concatenate(users), np.concatenate(items)), *read_catalog(conn)
+
+
+def split_by_user(users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
+    """Rows sorted by user (then time) -> each user's items, in order."""
+    if len(users) == 0:
+        return []
+    return np.split(items, np.flatnonzero(np.diff(users)) + 1)
 
 
 def read_catalog(conn: psycopg.Connection[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -119,29 +138,17 @@ def read_catalog(conn: psycopg.Connection[Any]) -> tuple[np.ndarray, np.ndarray]
     return items, text
 
 
-def group_sequences(rows: Sequence[tuple[int, int]]) -> list[list[int]]:
-    """(user, item) rows sorted by user, then time -> each user's items."""
-    out: list[list[int]] = []
-    last = None
-    for user, item in rows:
-        if user != last:
-            out.append([])
-            last = user
-        out[-1].append(item)
-    return out
-
-
 def fit(
-    sequences: Sequence[Sequence[int]],
+    sequences: Sequence[np.ndarray],
     items: np.ndarray,
     text: np.ndarray | None,
     config: sequence.SequenceConfig,
     progress: Callable[[int, float], None] | None = None,
 ) -> Trained | None:
     """Train on ``sequences`` of item ids (the catalog ``items``, sorted, with their ``text``
-    vectors); None when fewer than MIN_USERS users have two positive interactions."""
-    index = {int(i): k + 1 for k, i in enumerate(items.tolist())}
-    seqs = [[index[i] for i in s if i in index] for s in sequences]
+    vectors); None when fewer than MIN_USERS users have two positive interactions.  Items
+    outside the catalog are left out of the sequences."""
+    seqs = [model_indices(items, s) for s in sequences]
     if sum(len(s) >= 2 for s in seqs) < MIN_USERS:
         return None
     model, report = sequence.train(seqs, len(items), config, text=text, progress=progress)
@@ -157,6 +164,16 @@ def train(
     :func:`store`, in the transaction that switches the spaces."""
     sequences, items, text = read_sequences(conn)
     return fit(sequences, items, text, config or sequence.SequenceConfig(), progress)
+
+
+def model_indices(items: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The model's indices (1-based) of ``ids`` in the sorted ``items``; ids not there dropped."""
+    if len(items) == 0:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.searchsorted(items, ids)
+    found = (pos < len(items)) & (items[np.minimum(pos, len(items) - 1)] == ids)
+    out: np.ndarray = (pos[found] + 1).astype(np.int64)
+    return out
 
 
 def store(conn: psycopg.Connection[Any], trained: Trained) -> int:

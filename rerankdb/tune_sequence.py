@@ -73,12 +73,12 @@ def fit(conn: psycopg.Connection[Any], fitted: Fitted) -> SequenceFit | None:
     return _cache[key]
 
 
-def _by_user(users: np.ndarray, items: np.ndarray) -> list[list[int]]:
+def _by_user(users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
     """Rows sorted by user, then time (the tuner's log) -> each user's items."""
-    return sequence_space.group_sequences(list(zip(users.tolist(), items.tolist(), strict=True)))
+    return sequence_space.split_by_user(users, items)
 
 
-def _key(sequences: Sequence[Sequence[int]], items: np.ndarray, config: sequence.SequenceConfig) -> str:
+def _key(sequences: Sequence[np.ndarray], items: np.ndarray, config: sequence.SequenceConfig) -> str:
     h = hashlib.sha256(repr(config).encode())
     h.update(items.tobytes())
     for s in sequences:
