@@ -222,20 +222,22 @@ def refresh_users(conn: psycopg.Connection[Any], users: Sequence[int]) -> int:
     if not users:
         return 0
     try:
-        with conn.transaction():
-            return _refresh_users(conn, users)
-    except psycopg.OperationalError:
-        raise
+        params = _computed(conn, users)
+    except psycopg.Error:
+        raise  # the database's failure, not the model's: the fold's own handling
     except Exception as exc:
+        # No savepoint needed: what failed ran in Python, after reads only.
         log.error("sequence vectors of %d users cleared: the sequence model cannot run (%s)", len(users), exc)
         conn.execute(Q["clear_users"], {"users": list(users)})
         return 0
+    return 0 if params is None else int(conn.execute(Q["write_users"], params).rowcount)
 
 
-def _refresh_users(conn: psycopg.Connection[Any], users: Sequence[int]) -> int:
+def _computed(conn: psycopg.Connection[Any], users: Sequence[int]) -> dict[str, Any] | None:
+    """The parameters of write_users for ``users``: their histories read, the model run."""
     loaded = current(conn)
     if loaded is None:
-        return 0
+        return None
     max_len = loaded.model.config.max_len
     rows = conn.execute(Q["histories"], {"users": list(users), "max_len": max_len}).fetchall()
     unknown = sorted({i for _, h in rows if h for i in h if i not in loaded.index})
@@ -251,18 +253,25 @@ def _refresh_users(conn: psycopg.Connection[Any], users: Sequence[int]) -> int:
     histories = [[i for i in (h or []) if i in loaded.index or i in extra] for _, h in rows]
     seqs = [[loaded.index.get(i) or extra[i] for i in h] for h in histories]
     vectors, attention = sequence.user_vectors_with_attention(loaded.model, seqs, items=table)
-    conn.execute(Q["create_user_stage"])
-    with conn.cursor().copy(Q["copy_user_stage"]) as cp:
-        cp.set_types(["int8", "vector", "int8[]", "float4[]"])
-        for user, hist, vec, att in zip(ids, histories, vectors, attention, strict=True):
-            if hist and np.isfinite(vec).all() and vec.any():
-                # The window read is the newest max_len, as the attention's.
-                cp.write_row(
-                    (user, vec, BigintArray(np.array(hist[-len(att) :], dtype=np.int64)), att.tolist())
-                )
-            else:
-                cp.write_row((user, None, None, None))
-    return int(conn.execute(Q["write_users"]).rowcount)
+    vecs: list[np.ndarray | None] = []
+    items: list[str | None] = []
+    shares: list[str | None] = []
+    for hist, vec, att in zip(histories, vectors, attention, strict=True):
+        ok = bool(hist) and bool(np.isfinite(vec).all()) and bool(vec.any())
+        vecs.append(vec if ok else None)
+        # The window read is the newest max_len, as the attention's.
+        items.append(_array_literal(hist[-len(att) :]) if ok else None)
+        shares.append(_array_literal(att.tolist()) if ok else None)
+    return {
+        "users": BigintArray(np.array(ids, dtype=np.int64)),
+        "vectors": vecs,
+        "items": items,
+        "attention": shares,
+    }
+
+
+def _array_literal(values: Sequence[int] | Sequence[float]) -> str:
+    return "{" + ",".join(repr(v) for v in values) + "}"
 
 
 def refresh_new_items(conn: psycopg.Connection[Any], item_ids: Sequence[int]) -> int:

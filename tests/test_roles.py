@@ -38,6 +38,9 @@ SECRETS = [
     "select * from rerankdb.item_vectors",
     "select * from rerankdb.item_rank",
     "select * from rerankdb.user_state",
+    "select * from rerankdb.sequence_model",
+    "select seq from rerankdb.item_rank",
+    "update rerankdb.settings set sequence_weight = 0",
     "select * from rerankdb.interaction_queue",
     "insert into rerankdb.interaction_queue (interaction_id, item_id, user_id)"
     " select interaction_id, item_id, user_id from rerankdb.interactions",
@@ -101,7 +104,10 @@ def test_worker_role_runs_the_worker(
     # The new item is embedded (the world's five brought their vectors: not queued).
     assert (report.items_embedded, report.interactions_folded) == (1, 6), "every statement was allowed"
     assert worker.rebuild() == 7
-    assert worker.train().dim == 2, "trained (a small space: 3 users), centers and all"
+    trained = worker.train()
+    assert trained.dim == 2, "trained (a small space: 3 users), centers and all"
+    assert trained.sequence_epochs > 0, "the sequence model too, stored by the worker role"
+    assert conn.execute("select count(*) from rerankdb.user_vectors where seq is not null").fetchone() == (3,)
     conn.execute("delete from rerankdb.interactions where user_id = 3 and item_id = 3")
     assert worker.drain_once().users_rebuilt == 1
     with Client(url) as c:

@@ -21,6 +21,7 @@ The training itself is timed by ``rerankdb eval`` on MovieLens (docs/evaluation.
 from __future__ import annotations
 
 import argparse
+import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -122,7 +123,7 @@ def install_baseline(conn: psycopg.Connection[Any]) -> None:
     text = sqlfiles.read_sql("revisions/0010/functions/rerank.sql").replace(
         "rerankdb.rerank(", "public.rerank_0010("
     )
-    conn.execute(text)
+    conn.execute(re.sub(r"\brerank\.", "rerank_0010.", text))  # its own name qualifies its arguments
 
 
 def rerank_ms(

@@ -47,7 +47,7 @@
 --   * run as the owner of the rerankdb schema and its objects:
 --       psql -v ON_ERROR_STOP=1 -v code_ready=yes [-v shard_count=64] -f sql/citus/layout.sql
 --
--- NOT READY at revision 0010: rerankdb's code must change first.  The
+-- NOT READY at revision 0011: rerankdb's code must change first.  The
 -- script stops unless -v code_ready=yes says these are done:
 --   a. The worker's interaction claim (sql/queries/user_refresh.sql,
 --      claim_interactions) spans every shard; Citus refuses multi-shard
@@ -127,6 +127,10 @@
 --     similar_items (now PL/pgSQL; recommend stays distributed by user_id)
 --     and for the checks of interactions, and one more column of
 --     rerankdb.status (from item_queue, a reference table).
+--     Revision 0011 adds rerankdb.sequence_model (a reference table here),
+--     a column to item_rank (reference) and three to user_vectors
+--     (distributed by user_id), an index on interactions (user_id, ...):
+--     the worker's per-user history read stays on the user's shard.
 
 \set ON_ERROR_STOP on
 \if :{?shard_count}
@@ -152,9 +156,9 @@ begin
         raise exception 'rerankdb citus layout: no schema rerankdb; run rerankdb migrate (alembic upgrade head) first';
     end if;
     select version_num into head from public.rerankdb_alembic_version;
-    if head is distinct from '0010' then
-        raise exception 'rerankdb citus layout: written for revision 0010, this database is at %', head
-            using hint = 'review the revisions since 0010 against Citus and update sql/citus/layout.sql';
+    if head is distinct from '0011' then
+        raise exception 'rerankdb citus layout: written for revision 0011, this database is at %', head
+            using hint = 'review the revisions since 0011 against Citus and update sql/citus/layout.sql';
     end if;
     if exists (select 1 from pg_catalog.run_command_on_workers(
                    $q$select extversion from pg_extension where extname = 'vector'$q$) w
@@ -174,7 +178,7 @@ $$;
 \endif
 \if :code_ready
 \else
-\echo 'rerankdb citus layout: rerankdb revision 0010 is not ready for Citus; see "NOT READY" in this file.'
+\echo 'rerankdb citus layout: rerankdb revision 0011 is not ready for Citus; see "NOT READY" in this file.'
 \echo 'Run again with -v code_ready=yes once the worker and the functions listed there are changed.'
 select 1 / 0 as code_not_ready;
 \endif
@@ -286,6 +290,9 @@ select create_reference_table('rerankdb.workers')
 where not exists (select 1 from pg_dist_partition where logicalrelid = 'rerankdb.workers'::regclass);
 select create_reference_table('rerankdb.interaction_kinds')
 where not exists (select 1 from pg_dist_partition where logicalrelid = 'rerankdb.interaction_kinds'::regclass);
+-- The sequence models (revision 0011): a few rows of weights, read by every worker.
+select create_reference_table('rerankdb.sequence_model')
+where not exists (select 1 from pg_dist_partition where logicalrelid = 'rerankdb.sequence_model'::regclass);
 -- Item-keyed: every user's ranking reads any item.
 select create_reference_table('rerankdb.items')
 where not exists (select 1 from pg_dist_partition where logicalrelid = 'rerankdb.items'::regclass);

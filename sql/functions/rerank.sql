@@ -224,9 +224,9 @@ begin
                                * (-(v.collab <#> user_collab) + (v.embedding <#> user_embedding))
                         else -(v.embedding <#> user_embedding)
                    end as score,
-                   case when user_seq is not null and v.seq is not null and vector_dims(v.seq) = vector_dims(user_seq)
-                        then -(v.seq <#> user_seq)
-                   end as seq_cosine
+                   -- (No dimension check per row: every item's and user's sequence
+                   -- vector comes from the newest model, switched in one transaction.)
+                   case when user_seq is not null and v.seq is not null then -(v.seq <#> user_seq) end as seq_cosine
             from (
                 select distinct on (x.item_id) x.item_id, x.pos
                 from unnest(candidates) with ordinality as x(item_id, pos)

@@ -55,21 +55,16 @@ cross join lateral (
     ) t
 ) h
 
--- name: create_user_stage
-create temp table if not exists _user_seq (
-    user_id bigint, seq vector, seq_items bigint[], seq_attention real[]
-) on commit delete rows
-
--- name: copy_user_stage
-copy _user_seq from stdin with (format binary)
-
 -- name: write_users
--- Users without a vector row (no text vector) get none: their score has no base to blend.
+-- One statement, no stage: a fold of one user pays one round trip.  The
+-- items and the attention come as array literals (their lengths differ by
+-- user).  Users without a vector row (no text vector) get none: their score
+-- has no base to blend.
 update rerankdb.user_vectors v
-   set seq = s.seq, seq_items = s.seq_items, seq_attention = s.seq_attention
-  from _user_seq s
+   set seq = s.seq, seq_items = s.seq_items::bigint[], seq_attention = s.seq_attention::real[]
+  from unnest(%(users)s::bigint[], %(vectors)s::vector[], %(items)s::text[], %(attention)s::text[])
+       as s(user_id, seq, seq_items, seq_attention)
  where v.user_id = s.user_id
-   and v.seq is distinct from s.seq
 
 -- name: clear_users
 update rerankdb.user_vectors
