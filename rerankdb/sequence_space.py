@@ -211,30 +211,32 @@ def store(conn: psycopg.Connection[Any], trained: Trained) -> int:
     return int(row[0])
 
 
-def refresh_users(conn: psycopg.Connection[Any], users: Sequence[int]) -> int:
-    """Recompute the sequence vectors of ``users`` from their newest folded positive
-    interactions, in the caller's fold or rebuild transaction (after its rows left the
-    queue): one batched forward pass.  Returns the users written; 0 without a model.
+NO_ROWS: dict[str, Any] = {"seq_users": [], "seq_vectors": [], "seq_items": [], "seq_attention": []}
 
-    A model that cannot run (damaged weights, say) must not stop the folds: the users'
-    sequence vectors are cleared instead (rerank scores them by the other spaces alone,
-    never by a stale vector) and the error is logged; the next training replaces it."""
-    if not users:
-        return 0
+
+def user_rows(conn: psycopg.Connection[Any], users: Sequence[int]) -> dict[str, Any]:
+    """The sequence vectors of ``users`` from their newest folded positive interactions, as
+    the parameters the fold's upsert of user_vectors writes (sql/queries/user_state.sql):
+    one read and one batched forward pass, in the caller's fold or rebuild transaction,
+    after its rows left the queue.  No model: none (the upsert writes NULL).
+
+    A model that cannot run (damaged weights, say) must not stop the folds: the users get
+    no sequence vector (rerank scores them by the other spaces alone, never by a stale
+    vector) and the error is logged; the next training replaces the model."""
+    if not len(users):
+        return NO_ROWS
     try:
-        params = _computed(conn, users)
+        return _computed(conn, users) or NO_ROWS
     except psycopg.Error:
         raise  # the database's failure, not the model's: the fold's own handling
     except Exception as exc:
-        # No savepoint needed: what failed ran in Python, after reads only.
+        # Nothing to undo: what failed ran in Python, after reads only.
         log.error("sequence vectors of %d users cleared: the sequence model cannot run (%s)", len(users), exc)
-        conn.execute(Q["clear_users"], {"users": list(users)})
-        return 0
-    return 0 if params is None else int(conn.execute(Q["write_users"], params).rowcount)
+        return NO_ROWS
 
 
 def _computed(conn: psycopg.Connection[Any], users: Sequence[int]) -> dict[str, Any] | None:
-    """The parameters of write_users for ``users``: their histories read, the model run."""
+    """The parameters of :func:`user_rows` for ``users``: their histories read, the model run."""
     loaded = current(conn)
     if loaded is None:
         return None
@@ -263,10 +265,10 @@ def _computed(conn: psycopg.Connection[Any], users: Sequence[int]) -> dict[str, 
         items.append(_array_literal(hist[-len(att) :]) if ok else None)
         shares.append(_array_literal(att.tolist()) if ok else None)
     return {
-        "users": BigintArray(np.array(ids, dtype=np.int64)),
-        "vectors": vecs,
-        "items": items,
-        "attention": shares,
+        "seq_users": BigintArray(np.array(ids, dtype=np.int64)),
+        "seq_vectors": vecs,
+        "seq_items": items,
+        "seq_attention": shares,
     }
 
 

@@ -193,9 +193,10 @@ def _fold_claimed(
             users = np.unique(np.array([r[1] for r in ready], dtype=np.int64))
             st = user_state.lock_states(conn, users, dim, user_state.collab_dim(item_vecs))
             user_state.fold_rows(st, ready, item_vecs, encoder, clock.params)
-            user_state.write_states(conn, st)
             conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready]})
-            sequence_space.refresh_users(conn, users.tolist())  # from the log, now without the batch's rows
+            # The sequence vectors from the log, the batch's rows now folded (out of the
+            # queue), written with the states.
+            user_state.write_states(conn, st, sequence_space.user_rows(conn, users.tolist()))
             conn.execute(Q["mark_user_refresh"])
             n_users = len(users)
         if before_commit is not None:
@@ -379,14 +380,14 @@ def _rebuild_in_transaction(
     st = user_state.snapshot_states(conn, arr, dim, k)  # empty but for compacted history
     if ready:
         user_state.fold_rows(st, ready, item_vecs, encoder, clock.params)
-    user_state.write_states(conn, st)
     if ready:
         conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready]})
     if waiting:
         conn.execute(Q["requeue_deferred"], {"ids": [r[0] for r in waiting]})
     if bad:
         conn.execute(Q["set_aside_unqueued"], {"ids": [r[0] for r, _ in bad], "errors": [e for _, e in bad]})
-    sequence_space.refresh_users(conn, ids)  # from the same snapshot of the log
+    # The sequence vectors from the same snapshot of the log, written with the states.
+    user_state.write_states(conn, st, sequence_space.user_rows(conn, ids))
     if requests:
         conn.execute(
             Q["dequeue_rebuild_requests"],

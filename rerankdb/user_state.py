@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from rerankdb import sequence_space
 from rerankdb.encoder import Encoder
 from rerankdb.fold import EPS, FoldParams, fold, interaction_vectors
 from rerankdb.sqlfiles import queries
@@ -155,13 +156,14 @@ def _has_collab(vec: np.ndarray | None, k: int) -> bool:
     return vec is not None and len(vec) == k
 
 
-def write_states(conn: psycopg.Connection[Any], st: States) -> None:
-    """Store states and user vectors (no vector for a sum without direction)."""
+def write_states(conn: psycopg.Connection[Any], st: States, seq: dict[str, Any] | None = None) -> None:
+    """Store states and user vectors (no vector for a sum without direction); ``seq``: the
+    users' sequence vectors (:func:`rerankdb.sequence_space.user_rows`; None: none)."""
     conn.execute(Q["create_state_stage"])
     _copy_states(conn, Q["copy_state_stage"], st)
     with conn.pipeline():
         conn.execute(Q["write_states"])
-        conn.execute(Q["write_user_vectors"], {"eps": EPS})
+        conn.execute(Q["write_user_vectors"], {"eps": EPS, **(seq or sequence_space.NO_ROWS)})
         conn.execute(Q["delete_directionless_user_vectors"], {"eps": EPS})
 
 

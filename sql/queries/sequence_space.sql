@@ -55,22 +55,6 @@ cross join lateral (
     ) t
 ) h
 
--- name: write_users
--- One statement, no stage: a fold of one user pays one round trip.  The
--- items and the attention come as array literals (their lengths differ by
--- user).  Users without a vector row (no text vector) get none: their score
--- has no base to blend.
-update rerankdb.user_vectors v
-   set seq = s.seq, seq_items = s.seq_items::bigint[], seq_attention = s.seq_attention::real[]
-  from unnest(%(users)s::bigint[], %(vectors)s::vector[], %(items)s::text[], %(attention)s::text[])
-       as s(user_id, seq, seq_items, seq_attention)
- where v.user_id = s.user_id
-
--- name: clear_users
-update rerankdb.user_vectors
-   set seq = null, seq_items = null, seq_attention = null
- where user_id = any(%(users)s::bigint[]) and seq is not null
-
 -- name: create_item_stage
 create temp table if not exists _item_seq (item_id bigint, seq vector) on commit delete rows
 

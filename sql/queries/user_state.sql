@@ -50,17 +50,28 @@ update rerankdb.user_state u
 -- name: write_user_vectors
 -- The vector table's trigger normalizes the text vector; the others are
 -- normalized here.  A sum without direction (norm <= eps) gives no vector.
-insert into rerankdb.user_vectors (user_id, embedding, collab, short_embedding, short_collab)
-select user_id, weighted_sum,
-       case when vector_norm(collab_sum) > %(eps)s then l2_normalize(collab_sum) end,
-       case when vector_norm(short_sum) > %(eps)s then l2_normalize(short_sum) end,
-       case when vector_norm(short_collab_sum) > %(eps)s then l2_normalize(short_collab_sum) end
-from _user_state
-where vector_norm(weighted_sum) > %(eps)s
-order by user_id
+-- The sequence vectors come as parameters (rerankdb/sequence_space.py,
+-- user_rows: the items and the attention as array literals, their lengths
+-- differ by user), written in the same statement: one new version of the
+-- row per fold.  A user without one (no model) gets NULL.
+insert into rerankdb.user_vectors (
+    user_id, embedding, collab, short_embedding, short_collab, seq, seq_items, seq_attention)
+select s.user_id, s.weighted_sum,
+       case when vector_norm(s.collab_sum) > %(eps)s then l2_normalize(s.collab_sum) end,
+       case when vector_norm(s.short_sum) > %(eps)s then l2_normalize(s.short_sum) end,
+       case when vector_norm(s.short_collab_sum) > %(eps)s then l2_normalize(s.short_collab_sum) end,
+       q.seq, q.seq_items::bigint[], q.seq_attention::real[]
+from _user_state s
+left join unnest(%(seq_users)s::bigint[], %(seq_vectors)s::vector[], %(seq_items)s::text[],
+                 %(seq_attention)s::text[]) as q(user_id, seq, seq_items, seq_attention)
+       on q.user_id = s.user_id
+where vector_norm(s.weighted_sum) > %(eps)s
+order by s.user_id
 on conflict (user_id) do update
    set embedding = excluded.embedding, collab = excluded.collab,
-       short_embedding = excluded.short_embedding, short_collab = excluded.short_collab, updated_at = now()
+       short_embedding = excluded.short_embedding, short_collab = excluded.short_collab,
+       seq = excluded.seq, seq_items = excluded.seq_items, seq_attention = excluded.seq_attention,
+       updated_at = now()
 
 -- name: delete_directionless_user_vectors
 delete from rerankdb.user_vectors v
