@@ -23,7 +23,7 @@ import alembic.util
 import psycopg
 import sqlalchemy.exc
 
-from rerankdb import db, embedded, migrate
+from rerankdb import db, embedded, migrate, sequence_space
 from rerankdb.client import Client, Ranked, WorkerRow
 from rerankdb.config import BACKENDS, DEFAULT_DIM, MAX_RETAIN_DAYS, STORAGES, Settings, parse_dim
 from rerankdb.errors import RerankdbError
@@ -302,7 +302,10 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
             f"trained the sequence model in {report.sequence_epochs} epochs ({report.sequence_seconds:.1f} s)"
         )
     elif sequence:
-        print("not enough users with two positive interactions to train the sequence model yet")
+        print(
+            f"the sequence model is trained from {sequence_space.MIN_USERS} users with two positive "
+            "interactions or more: not enough yet"
+        )
     return 0
 
 

@@ -44,7 +44,9 @@ from rerankdb.sqlfiles import queries
 Q = queries("sequence_space")
 log = logging.getLogger(__name__)
 KEEP_MODELS = 3  # versions kept in rerankdb.sequence_model
-MIN_USERS = 3  # users with two positive interactions or more: fewer, no model is trained
+# Users with two positive interactions or more that a training needs: from fewer, a model
+# would be noise that the blend adds to every score (the demo's 3 users, say).
+MIN_USERS = 50
 
 
 @dataclass(frozen=True)

@@ -89,10 +89,17 @@ def test_app_writes_items_and_interactions_but_not_the_queue(
 
 
 def test_worker_role_runs_the_worker(
-    world: None, login: Callable[[str], str], conn: psycopg.Connection[Any], encoder: Any
+    world: None,
+    login: Callable[[str], str],
+    conn: psycopg.Connection[Any],
+    encoder: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from rerankdb import sequence_space
     from rerankdb.config import Settings
     from rerankdb.worker import Worker
+
+    monkeypatch.setattr(sequence_space, "MIN_USERS", 3)  # a sequence model from this small world
 
     url = login("rerankdb_worker")
     conn.execute("insert into rerankdb.items (item_id, content) values (9, 'a documentary about whales')")

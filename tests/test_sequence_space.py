@@ -29,6 +29,12 @@ def insert(conn: Any, rows: list[tuple[int, int, str, datetime]]) -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def few_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These worlds have 30 to 40 users: below the shipped minimum, on purpose (fast)."""
+    monkeypatch.setattr(sequence_space, "MIN_USERS", 3)
+
+
 @pytest.fixture
 def world(client: Client, conn: Any, rng: np.random.Generator) -> dict[str, Any]:
     """40 items; 40 users each walk a chain (item i, then i + 1, ...) from a random start."""
@@ -298,3 +304,17 @@ def test_recommend_reorders_its_pool_by_the_blend(client: Client, conn: Any, wor
     reranked = {r.item_id: r.score for r in client.rerank(8, [r[0] for r in got])}
     for item, score, _ in got:
         assert reranked[item] == pytest.approx(score, abs=1e-5)
+
+
+def test_too_few_users_train_no_model(conn: Any, client: Client, rng: np.random.Generator) -> None:
+    sequence_space.MIN_USERS = 50  # the shipped minimum (the fixture lowered it)
+    load_items(client, rng.standard_normal((N_ITEMS, DIM)))
+    insert(
+        conn,
+        [(u, 1 + (u + k) % N_ITEMS, "like", T0 + timedelta(hours=k)) for u in range(1, 50) for k in range(3)],
+    )
+    drain(conn, None, 0.0, DIM)
+    report = train(conn, None, 0.0, DIM, k=4, sequence=True, sequence_config=CONFIG)
+    assert report.dim == 4 and report.sequence_epochs == 0
+    assert conn.execute("select count(*) from rerankdb.sequence_model").fetchone() == (0,)
+    assert conn.execute("select count(*) from rerankdb.user_vectors where seq is not null").fetchone() == (0,)
