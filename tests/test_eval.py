@@ -163,8 +163,13 @@ def test_bootstrap_interval() -> None:
 # --- end to end ------------------------------------------------------------------
 
 
-def test_eval_runs_through_the_product(tmp_path: Path, server_url: str) -> None:
+def test_eval_runs_through_the_product(
+    tmp_path: Path, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rerankdb import sequence_space
     from rerankdb.eval import runner
+
+    monkeypatch.setattr(sequence_space, "MIN_USERS", 3)  # 40 users: a sequence model all the same
 
     data = write_movielens(tmp_path / "ml", users=40, movies=200)
     out = tmp_path / "out"

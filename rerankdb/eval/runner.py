@@ -130,6 +130,10 @@ def product_variants(report: TuneReport) -> dict[str, TuneSettings]:
             (t for t in report.trials if keep(t.settings)), key=lambda t: t.objective(objective)
         ).settings
 
+    def linear_only(s: TuneSettings) -> bool:
+        # Without a sequence model (too few users) the tuner kept the weight: it does nothing.
+        return s.sequence_weight == 0 or not report.sequence_ndcg
+
     chosen = report.chosen
     return {
         "rerankdb, tuned (objective mean)": chosen,
@@ -138,8 +142,8 @@ def product_variants(report: TuneReport) -> dict[str, TuneSettings]:
         "rerankdb tuned, long-term only (short weights 0)": best(
             lambda s: s.short_weight == 0 and s.collab_short_weight == 0
         ),
-        "rerankdb tuned, text only": best(lambda s: s.collab_weight == 0 and s.sequence_weight == 0),
-        "rerankdb tuned, collaborative only": best(lambda s: s.collab_weight == 1 and s.sequence_weight == 0),
+        "rerankdb tuned, text only": best(lambda s: s.collab_weight == 0 and linear_only(s)),
+        "rerankdb tuned, collaborative only": best(lambda s: s.collab_weight == 1 and linear_only(s)),
         "rerankdb 0005 defaults (previous stop)": PREVIOUS,
     }
 
