@@ -63,7 +63,7 @@ def fit(conn: psycopg.Connection[Any], fitted: Fitted) -> SequenceFit | None:
     config = stored.model.config
     items, text = sequence_space.read_catalog(conn)
     rows = fitted.train_rows[fitted.train_rows["weight"] > 0]
-    sequences = _by_user(rows["user"], rows["item"])
+    sequences = sequence_space.split_by_user(rows["user"], rows["item"])  # sorted by user, then time
     key = _key(sequences, items, config)
     if key not in _cache:
         log.info("tune: training a sequence model on the history without the held-out interactions")
@@ -71,11 +71,6 @@ def fit(conn: psycopg.Connection[Any], fitted: Fitted) -> SequenceFit | None:
         _cache.clear()
         _cache[key] = None if trained is None else _vectors(trained, fitted)
     return _cache[key]
-
-
-def _by_user(users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
-    """Rows sorted by user, then time (the tuner's log) -> each user's items."""
-    return sequence_space.split_by_user(users, items)
 
 
 def _key(sequences: Sequence[np.ndarray], items: np.ndarray, config: sequence.SequenceConfig) -> str:
