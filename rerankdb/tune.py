@@ -491,11 +491,16 @@ def score_settings(
 
 
 def context_sweep(
-    fitted: Fitted, chosen: TuneSettings, trained: bool, weights: Sequence[float] = CONTEXT_WEIGHTS
+    fitted: Fitted,
+    chosen: TuneSettings,
+    trained: bool,
+    weights: Sequence[float] = CONTEXT_WEIGHTS,
+    seq: tune_sequence.SequenceFit | None = None,
 ) -> dict[float, dict[str, np.ndarray]]:
     """Per-user NDCG@10 per list for each context_items_weight at the ``chosen`` settings,
     each user's CONTEXT_ITEMS newest history items as context_items (rerankdb.rerank's
-    formula: the context's average vector per space, centered, mixed into the query)."""
+    formula: the context's average vector per space, centered, mixed into the query; in the
+    sequence space, with ``seq``, the average of the items' sequence vectors, uncentered)."""
     if trained and fitted.collab_dim != chosen.collab_dim:
         fitted = with_collab(fitted, chosen.collab_dim)
     h = fitted.holdout
@@ -512,6 +517,10 @@ def context_sweep(
         q_collab = collab.query(chosen.collab_short_weight, chosen.collab_centering)
         c_collab, has_collab = _context_vectors(newest, h.items, fitted.collab_vecs, fitted.row_has_collab)
         c_collab = center(c_collab, collab.center, chosen.collab_centering)
+    use_seq = seq is not None and chosen.sequence_weight > 0
+    if use_seq:
+        assert seq is not None
+        c_seq, has_seq = _context_vectors(newest, h.items, seq.row_vecs, seq.row_has)
     cold = ~text.has_long
     out: dict[float, dict[str, np.ndarray]] = {}
     for c in weights:
@@ -525,6 +534,12 @@ def context_sweep(
                 scores = _hybrid(
                     fitted, name, collab, scores, collab_dots, chosen.collab_weight, chosen.collab_shrink
                 )
+            if use_seq:
+                assert seq is not None
+                # A user without a sequence vector keeps none (rerankdb.blend of NULL).
+                seq_dots = seq.cands[name].dots(_mix(seq.users, c_seq, has_seq, c))
+                both = seq.has_item[name] & seq.has_user[:, None]
+                scores = tune_sequence.blend(scores, seq_dots, both, chosen.sequence_weight)
             per_list[name] = ndcg_from_scores(scores, h.target_pos[name], cold)
         out[c] = per_list
     return out
@@ -757,7 +772,7 @@ def _tune(
     cur = per_user[cur_key]
     sweep = {
         c: {n: float(v.mean()) for n, v in ndcg.items()}
-        for c, ndcg in context_sweep(fitted, chosen, trained).items()
+        for c, ndcg in context_sweep(fitted, chosen, trained, seq=seq_fit).items()
     }
     chosen_context = max(sweep, key=lambda c: (_objective(sweep[c], objective), -c))
     current_context = current_context_weight(conn)

@@ -48,6 +48,8 @@ class SequenceFit:
     has_user: np.ndarray  # (U,)
     cands: dict[str, Candidates]  # list -> the candidates' sequence vectors (zero: none)
     has_item: dict[str, np.ndarray]  # list -> (U, 100)
+    row_vecs: np.ndarray  # (rows of the held-out users' history, d): each row's item's vector
+    row_has: np.ndarray  # (rows,): whether the row's item has one
     report: sequence.TrainReport
 
 
@@ -99,11 +101,14 @@ def _vectors(trained: sequence_space.Trained, fitted: Fitted) -> SequenceFit:
         if item in index:
             rows[j], has[j] = item_vecs[index[item] - 1], True
     pos = {name: np.searchsorted(fitted.needed, lst) for name, lst in h.lists.items()}
+    at = np.array([index.get(int(i), 0) for i in h.items.tolist()], dtype=np.int64)
     return SequenceFit(
         users,
         has_user,
         {n: Candidates(rows, p) for n, p in pos.items()},
         {n: has[p] for n, p in pos.items()},
+        np.where((at > 0)[:, None], item_vecs[np.maximum(at - 1, 0)], 0.0),
+        at > 0,
         trained.report,
     )
 

@@ -167,7 +167,7 @@ def test_eval_runs_through_the_product(
     tmp_path: Path, server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from rerankdb import sequence_space
-    from rerankdb.eval import runner
+    from rerankdb.eval import features, runner
 
     monkeypatch.setattr(sequence_space, "MIN_USERS", 3)  # 40 users: a sequence model all the same
 
@@ -198,11 +198,14 @@ def test_eval_runs_through_the_product(
         "SASRec, BCE with one sampled negative (its paper's loss; no text)",
     }
     seeds = saved["results"]["test sequence seeds"]
-    assert set(seeds) == set(runner.SEQUENCE_ROWS)
-    for row, by_list in seeds.items():
+    rows = set(runner.SEQUENCE_ROWS)
+    assert set(seeds) == rows | {f"{r}, {runner.COLD_SLICE}" for r in rows} | {runner.VISITOR_ROW}
+    for by_list in seeds.values():
         assert all(len(v) == len(runner.SEQUENCE_SEEDS) for v in by_list.values())
-        # Seed 0's figure is the table's.
-        assert by_list["uni100"][0] == pytest.approx(test[row]["uni100"]["ndcg@10"]["mean"])
+    for row in rows:  # Seed 0's figure is the tables'.
+        assert seeds[row]["uni100"][0] == pytest.approx(test[row]["uni100"]["ndcg@10"]["mean"])
+        cold = saved["results"]["test cold-start"][row]["uni100"]["ndcg@10"]["mean"]
+        assert seeds[f"{row}, {runner.COLD_SLICE}"]["uni100"][0] == pytest.approx(cold)
     assert "sequence_weight" in saved["tuning"]["flat"]
     full = saved["results"]["test full catalog"]
     assert set(full) == {
@@ -217,6 +220,8 @@ def test_eval_runs_through_the_product(
             assert all(-1 <= row[n]["ils@10"] <= 1 for n in ("uni100", "pop100"))
     context = saved["results"]["test context"]
     assert len(context) == 4 and all(0 <= m["uni100"]["mean"] <= 1 for m in context.values())
+    visitor = context[f"first-time visitor: context alone (newest {features.CONTEXT_ITEMS} items)"]
+    assert seeds[runner.VISITOR_ROW]["uni100"][0] == pytest.approx(visitor["uni100"]["mean"])
     assert "Diversity (test split)" in (out / "results.md").read_text()
     cold = saved["results"]["test cold-start"]
     assert (

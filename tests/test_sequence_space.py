@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,7 +13,8 @@ import torch
 from rerankdb import Client, sequence, sequence_space, tune_report, tune_sequence
 from rerankdb.drain import drain
 from rerankdb.train import train
-from rerankdb.tune import Grid, tune
+from rerankdb.tune import CONTEXT_ITEMS, Grid, context_sweep, tune
+from rerankdb.tune import fit as tune_fit
 from tests.helpers import load_items
 
 DIM = 384
@@ -141,6 +143,42 @@ def test_rerank_blends_the_sequence_cosine(client: Client, conn: Any, world: Any
     assert order == sorted(cands, key=lambda i: -float(items[i] @ user))
 
 
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def test_a_first_time_visitors_context_is_scored_in_the_sequence_space(
+    client: Client, conn: Any, world: Any
+) -> None:
+    # A user with no vector is ranked by the context alone: in the sequence space by the
+    # average of the context items' sequence vectors, blended as a user's cosine is.
+    visitor, context, cands = 10**9, [3, 5], list(range(1, N_ITEMS + 1))
+    items = seq_vectors(conn, "item_rank", "item_id")
+    query = unit(items[3] + items[5])
+    conn.execute("update rerankdb.settings set sequence_weight = 0")
+    base = {r.item_id: r.score for r in client.rerank(visitor, cands, context_items=context)}
+    conn.execute("update rerankdb.settings set sequence_weight = 0.4")
+    with_seq = {r.item_id: r.score for r in client.rerank(visitor, cands, context_items=context)}
+    for item in cands:
+        want = 0.6 * base[item] + 0.4 * float(items[item] @ query)
+        assert with_seq[item] == pytest.approx(want, abs=1e-5)
+
+
+def test_a_users_context_moves_the_sequence_query_by_the_context_weight(
+    client: Client, conn: Any, world: Any
+) -> None:
+    cands, context = list(range(1, N_ITEMS + 1)), [3, 5]
+    user = seq_vectors(conn, "user_vectors", "user_id")[7]
+    items = seq_vectors(conn, "item_rank", "item_id")
+    conn.execute("update rerankdb.settings set sequence_weight = 1, context_items_weight = 0.25")
+    order = [r.item_id for r in client.rerank(7, cands, context_items=context)]
+    query = unit(0.75 * user + 0.25 * unit(items[3] + items[5]))
+    assert order == sorted(cands, key=lambda i: -float(items[i] @ query))
+    conn.execute("update rerankdb.settings set context_items_weight = 0")
+    order = [r.item_id for r in client.rerank(7, cands, context_items=context)]
+    assert order == sorted(cands, key=lambda i: -float(items[i] @ user))
+
+
 def test_the_sequence_space_learns_what_follows(client: Client, conn: Any, world: Any) -> None:
     # Every user walked a chain: for a user whose newest item is i, item i + 1 ranks high
     # by the sequence cosine alone, far above a random item's average rank.
@@ -234,6 +272,31 @@ def test_tune_chooses_the_sequence_weight_on_held_out_users(conn: Any, world: An
     written = tune(conn, dim=DIM, grid=SMALL_GRID)
     got = conn.execute("select sequence_weight from rerankdb.settings").fetchone()[0]
     assert got == written.chosen.sequence_weight > 0
+
+
+def test_the_tuners_context_sweep_scores_the_contexts_sequence_vector(conn: Any, world: Any) -> None:
+    # At context weight 1 and sequence weight 1, a held-out user is ranked by the average of
+    # their newest history items' sequence vectors alone (rerank's formula).
+    fitted, current, trained, _ = tune_fit(conn, max_users=1000, seed=3)
+    seq = tune_sequence.fit(conn, fitted)
+    assert seq is not None
+    only_seq = replace(current, sequence_weight=1.0)
+    sweep = context_sweep(fitted, only_seq, trained, weights=(0.0, 1.0), seq=seq)
+    h = fitted.holdout
+    for name in ("uniform", "popular"):
+        want = []
+        for u in range(len(h.users)):
+            rows = np.flatnonzero(h.user_idx == u)
+            newest = rows[np.lexsort((-rows, -h.times[rows]))][:CONTEXT_ITEMS]
+            _, first = np.unique(h.items[newest], return_index=True)
+            query = unit(seq.row_vecs[newest[first]].mean(axis=0))
+            cands = seq.cands[name]
+            scores = cands.vectors[cands.positions[u]] @ query
+            assert seq.has_item[name][u].all()  # every item has a vector in this world
+            rank = int((scores > scores[h.target_pos[name][u]]).sum())
+            want.append(1 / np.log2(rank + 2) if rank < 10 else 0.0)
+        np.testing.assert_allclose(sweep[1.0][name], want, atol=1e-9)
+        assert not np.allclose(sweep[0.0][name], sweep[1.0][name])
 
 
 def test_tune_without_the_sequence_keeps_its_weight(conn: Any, world: Any) -> None:

@@ -64,7 +64,7 @@ def test_freezing_the_released_version_first_is_the_recipe(sql_copy: Path) -> No
     """Copy the owner's rerank under revisions/<owner>/ first: it keeps what it shipped, the live file is free."""
     owner = last_owner("rerank")
     live = sql_copy / "functions" / "rerank.sql"
-    (sql_copy / "revisions" / owner / "functions").mkdir(exist_ok=True)
+    (sql_copy / "revisions" / owner / "functions").mkdir(parents=True, exist_ok=True)
     shutil.copy(live, sql_copy / "revisions" / owner / "functions" / "rerank.sql")
     append(live, "-- the next revision's rerank\n")
     assert sqllock.problems() == []

@@ -111,6 +111,17 @@ def diversity_sweep(
     return out
 
 
+def visitor_context_ndcg(
+    conn: psycopg.Connection[Any], proto: Protocol, split_name: str, name: str
+) -> np.ndarray:
+    """Per-user NDCG@10 of list ``name`` for first-time visitors ranked by their newest
+    CONTEXT_ITEMS history items alone."""
+    splits = proto.splits[split_name]
+    context = {s.user_id: [r.item_id for r in s.history[-CONTEXT_ITEMS:]] for s in splits}
+    ranked = _ranked(conn, proto.lists[split_name][name], context=context, visitor=True)
+    return _ndcg(ranked, {s.user_id: s.target for s in splits})
+
+
 def context_rows(
     conn: psycopg.Connection[Any], proto: Protocol, split_name: str, seed: int
 ) -> dict[str, Any]:

@@ -156,6 +156,10 @@ SEQUENCE_ROWS = {
     "rerankdb tuned, sequence space alone (sequence weight 1)": 1.0,
 }
 SEQUENCE_SEEDS = (0, 1, 2)
+# Per seed too, where the sequence space's part is small and noisy: the cold-start slice of
+# each row, and the first-time visitor ranked by three context items alone.
+COLD_SLICE = "cold-start slice"
+VISITOR_ROW = "first-time visitor: context alone (tuned)"
 
 
 def full_catalog(
@@ -189,9 +193,10 @@ def sequence_rows(
     chosen: TuneSettings,
     dim: int,
     targets: dict[int, int],
+    cold: dict[int, int],
 ) -> tuple[dict[str, dict[str, dict[int, list[int]]]], dict[str, dict[str, float]]]:
     """SEQUENCE_ROWS with the stored sequence model: (row -> list -> ranked lists, row -> list
-    -> NDCG@10)."""
+    -> NDCG@10, with each row's cold-start slice (the ``cold`` targets) and VISITOR_ROW)."""
     ranked: dict[str, dict[str, dict[int, list[int]]]] = {}
     ndcg: dict[str, dict[str, float]] = {}
     for row, weight in SEQUENCE_ROWS.items():
@@ -199,7 +204,13 @@ def sequence_rows(
         apply(conn, settings, dim)
         ranked[row] = {name: rerank_lists(conn, proto.lists[split_name][name]) for name in LISTS}
         ndcg[row] = {n: float(evaluate(ranked[row][n], targets)["ndcg@10"].mean()) for n in LISTS}
+        ndcg[f"{row}, {COLD_SLICE}"] = {
+            n: float(evaluate({u: ranked[row][n][u] for u in cold}, cold)["ndcg@10"].mean()) for n in LISTS
+        }
     apply(conn, chosen, dim)
+    ndcg[VISITOR_ROW] = {
+        n: float(features.visitor_context_ndcg(conn, proto, split_name, n).mean()) for n in LISTS
+    }
     return ranked, ndcg
 
 
@@ -359,7 +370,9 @@ def run(
                 continue  # measured per seed below
             apply(conn, variant, dim)
             methods[method] = {name: rerank_lists(conn, proto.lists[split_name][name]) for name in LISTS}
-        ranked, first = sequence_rows(conn, proto, split_name, final.chosen, dim, targets)
+        pop = proto.popularity[split_name]
+        cold = {u: t for u, t in targets.items() if pop.get(t, 0) <= COLD_TARGET_MAX}
+        ranked, first = sequence_rows(conn, proto, split_name, final.chosen, dim, targets, cold)
         methods.update(ranked)
         by_seed = {row: {n: [v[n]] for n in LISTS} for row, v in first.items()}
         methods.update(baseline_lists(proto, split_name, vectors, ease_l2, seed))
@@ -373,8 +386,6 @@ def run(
                 name: summarize(evaluate(by_list[name], targets), seed) for name in LISTS
             }
         # Cold-start slice: targets with few training interactions.
-        pop = proto.popularity[split_name]
-        cold = {u: t for u, t in targets.items() if pop.get(t, 0) <= COLD_TARGET_MAX}
         results["test cold-start"] = {
             "users": len(cold),
             **{
@@ -395,7 +406,7 @@ def run(
             t0 = time.perf_counter()
             train(conn, None, 0.0, dim, sequence=True, sequence_config=SequenceConfig(seed=k))
             timings[f"nightly training, sequence seed {k}"] = time.perf_counter() - t0
-            for row, v in sequence_rows(conn, proto, split_name, final.chosen, dim, targets)[1].items():
+            for row, v in sequence_rows(conn, proto, split_name, final.chosen, dim, targets, cold)[1].items():
                 for n in LISTS:
                     by_seed[row][n].append(v[n])
             _log(f"sequence seed {k}: " + "; ".join(f"{r}: {by_seed[r]['uni100'][-1]:.4f}" for r in by_seed))

@@ -47,7 +47,7 @@
 --   * run as the owner of the rerankdb schema and its objects:
 --       psql -v ON_ERROR_STOP=1 -v code_ready=yes [-v shard_count=64] -f sql/citus/layout.sql
 --
--- NOT READY at revision 0011: rerankdb's code must change first.  The
+-- NOT READY at revision 0012: rerankdb's code must change first.  The
 -- script stops unless -v code_ready=yes says these are done:
 --   a. The worker's interaction claim (sql/queries/user_refresh.sql,
 --      claim_interactions) spans every shard; Citus refuses multi-shard
@@ -131,6 +131,8 @@
 --     a column to item_rank (reference) and three to user_vectors
 --     (distributed by user_id), an index on interactions (user_id, ...):
 --     the worker's per-user history read stays on the user's shard.
+--     Revision 0012 changes no table: a new body for rerank (the context
+--     items' sequence vectors, read from item_rank, a reference table).
 
 \set ON_ERROR_STOP on
 \if :{?shard_count}
@@ -156,9 +158,9 @@ begin
         raise exception 'rerankdb citus layout: no schema rerankdb; run rerankdb migrate (alembic upgrade head) first';
     end if;
     select version_num into head from public.rerankdb_alembic_version;
-    if head is distinct from '0011' then
-        raise exception 'rerankdb citus layout: written for revision 0011, this database is at %', head
-            using hint = 'review the revisions since 0011 against Citus and update sql/citus/layout.sql';
+    if head is distinct from '0012' then
+        raise exception 'rerankdb citus layout: written for revision 0012, this database is at %', head
+            using hint = 'review the revisions since 0012 against Citus and update sql/citus/layout.sql';
     end if;
     if exists (select 1 from pg_catalog.run_command_on_workers(
                    $q$select extversion from pg_extension where extname = 'vector'$q$) w
@@ -178,7 +180,7 @@ $$;
 \endif
 \if :code_ready
 \else
-\echo 'rerankdb citus layout: rerankdb revision 0011 is not ready for Citus; see "NOT READY" in this file.'
+\echo 'rerankdb citus layout: rerankdb revision 0012 is not ready for Citus; see "NOT READY" in this file.'
 \echo 'Run again with -v code_ready=yes once the worker and the functions listed there are changed.'
 select 1 / 0 as code_not_ready;
 \endif

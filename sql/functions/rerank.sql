@@ -13,9 +13,11 @@
 --                     0.3 gives "some diversity" (README, "Diversity").
 --         context_items  what the user is looking at (a product page, a cart,
 --                     the session's items), or NULL.  Their average vector
---                     (per space, centered as the user's) is mixed into the
---                     query vector with settings.context_items_weight; a user
---                     without a vector is ranked by the context alone.
+--                     (per space, centered as the user's; in the sequence
+--                     space the average of their sequence vectors, revision
+--                     0012) is mixed into the query vector with
+--                     settings.context_items_weight; a user without a vector
+--                     is ranked by the context alone, in every space.
 --                     Items without a vector are ignored.
 --         exclude_seen  false (default): keep every candidate.  true: drop the
 --                     candidates the user has a positive interaction with
@@ -30,7 +32,8 @@
 --         yet still ranks by its text).  Where the user and the item both
 --         have a sequence vector (rerankdb.sequence_model, revision 0011), that
 --         score is blended with the sequence cosine:
---         (1 - s) * score + s * sequence cosine, s = settings.sequence_weight.
+--         (1 - s) * score + s * sequence cosine, s = settings.sequence_weight
+--         (a first-time visitor's sequence vector: the context's, above).
 --         Each cosine is taken with the user's query vector of that space,
 --         formed once per call by rerankdb.blend: the long-term and the
 --         short-term (newest interest) vectors, each centered (minus
@@ -92,6 +95,7 @@ declare
     seq_share double precision;
     context_embedding vector;
     context_collab vector;
+    context_seq vector;
     scored bigint[];
     relevance double precision[];
     unscored bigint[];
@@ -129,12 +133,16 @@ begin
     from rerankdb.settings st;
 
     if context_items is not null and cardinality(context_items) > 0 and (user_embedding is null or context_share > 0) then
-        -- The context's average vector per space (the collaborative one from
-        -- the context items that have one), centered as a user's would be.
+        -- The context's average vector per space (the collaborative and the
+        -- sequence one from the context items that have one), centered as a
+        -- user's would be.  The sequence space's: the items' own sequence
+        -- vectors, which the model learned to be near the items that follow
+        -- them (a first-time visitor has no sequence to run the model on).
         -- (::vector: item text vectors are halfvec where installed so, revision 0008.)
         select rerankdb.center(l2_normalize(avg(r.embedding::vector)), text_center, text_share),
-               rerankdb.center(l2_normalize(avg(r.collab)), collab_center, collab_share)
-        into context_embedding, context_collab
+               rerankdb.center(l2_normalize(avg(r.collab)), collab_center, collab_share),
+               l2_normalize(avg(r.seq))
+        into context_embedding, context_collab, context_seq
         from rerankdb.item_rank r
         where r.item_id = any(context_items);
     end if;
@@ -176,9 +184,11 @@ begin
         if user_embedding is null then
             user_embedding := context_embedding;
             user_collab := context_collab;
+            user_seq := context_seq;
         else
             user_embedding := rerankdb.blend(user_embedding, context_embedding, context_share, null, 0);
             user_collab := rerankdb.blend(user_collab, context_collab, context_share, null, 0);
+            user_seq := rerankdb.blend(user_seq, context_seq, context_share, null, 0);
         end if;
     end if;
     if user_collab is null or w = 0 then
