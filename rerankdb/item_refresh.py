@@ -113,6 +113,7 @@ def refresh_items(
     with conn.transaction():
         if done:
             conn.execute(Q["create_vector_stage"])
+            conn.execute(Q["clear_vector_stage"])
             with conn.cursor().copy(Q["copy_vector_stage"]) as cp:
                 cp.set_types(["int8", "vector", "bytea"])
                 for row in done:

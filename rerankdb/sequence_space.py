@@ -198,6 +198,7 @@ def store(conn: psycopg.Connection[Any], trained: Trained) -> int:
     assert row is not None
     vectors = sequence.item_vectors(trained.model)
     conn.execute(Q["create_item_stage"])
+    conn.execute(Q["clear_item_stage"])
     with conn.cursor().copy(Q["copy_item_stage"]) as cp:
         cp.set_types(["int8", "vector"])
         for item, vec in zip(trained.items.tolist(), vectors, strict=True):
@@ -323,6 +324,7 @@ def _write_new_items(
     """Write the projection of ``text`` as the sequence vector of ``items``."""
     vectors = sequence.new_item_vectors(model, text)
     conn.execute(Q["create_item_stage"])
+    conn.execute(Q["clear_item_stage"])
     with conn.cursor().copy(Q["copy_item_stage"]) as cp:
         cp.set_types(["int8", "vector"])
         written = 0

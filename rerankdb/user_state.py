@@ -87,6 +87,7 @@ def snapshot_states(conn: psycopg.Connection[Any], users: np.ndarray, dim: int, 
 def write_snapshots(conn: psycopg.Connection[Any], st: States, before: Any) -> None:
     """Store ``st`` as the users' snapshots, compacted up to ``before`` (a timestamptz)."""
     conn.execute(Q["create_snapshot_stage"])
+    conn.execute(Q["clear_snapshot_stage"])
     _copy_states(conn, Q["copy_snapshot_stage"], st)
     conn.execute(Q["write_snapshots"], {"before": before})
 
@@ -160,6 +161,7 @@ def write_states(conn: psycopg.Connection[Any], st: States, seq: dict[str, Any] 
     """Store states and user vectors (no vector for a sum without direction); ``seq``: the
     users' sequence vectors (:func:`rerankdb.sequence_space.user_rows`; None: none)."""
     conn.execute(Q["create_state_stage"])
+    conn.execute(Q["clear_state_stage"])  # earlier batches of this transaction are written
     _copy_states(conn, Q["copy_state_stage"], st)
     with conn.pipeline():
         conn.execute(Q["write_states"])

@@ -15,6 +15,7 @@ from rerankdb.drain import drain
 from rerankdb.train import train
 from rerankdb.tune import CONTEXT_ITEMS, Grid, context_sweep, tune
 from rerankdb.tune import fit as tune_fit
+from rerankdb.user_refresh import rebuild_all_in_transaction
 from tests.helpers import load_items
 
 DIM = 384
@@ -86,6 +87,28 @@ def test_training_stores_the_model_and_every_item_and_user_vector(conn: Any, wor
     assert set(users) == set(range(1, 41))
     for u in (1, 17, 40):
         np.testing.assert_allclose(users[u], expected_user_vector(conn, u), atol=1e-5)
+
+
+def test_a_rebuild_in_many_batches_in_one_transaction_keeps_every_users_vectors(
+    conn: Any, world: Any
+) -> None:
+    # A training's switch rebuilds every user in batches, all in one transaction: each batch
+    # must write its own users alone (the state stage empties only at the commit).
+    before = {
+        r[0]: r[1:]
+        for r in conn.execute("select user_id, embedding, collab, seq from rerankdb.user_vectors").fetchall()
+    }
+    with conn.transaction():
+        rebuild_all_in_transaction(conn, None, 0.0, DIM, batch_users=7)
+    users = seq_vectors(conn, "user_vectors", "user_id")
+    assert set(users) == set(range(1, 41))
+    for u in range(1, 41):
+        np.testing.assert_allclose(users[u], expected_user_vector(conn, u), atol=1e-5)
+    after = conn.execute("select user_id, embedding, collab from rerankdb.user_vectors").fetchall()
+    assert {r[0] for r in after} == set(before)
+    for user, embedding, collab in after:
+        np.testing.assert_allclose(embedding.to_numpy(), before[user][0].to_numpy(), atol=1e-6)
+        np.testing.assert_allclose(collab.to_numpy(), before[user][1].to_numpy(), atol=1e-6)
 
 
 def test_a_fold_recomputes_from_the_ordered_log_whatever_the_commit_order(conn: Any, world: Any) -> None:

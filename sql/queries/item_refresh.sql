@@ -48,6 +48,10 @@ create temp table if not exists _item_vectors (
     item_id bigint, embedding vector, content_sha256 bytea
 ) on commit delete rows
 
+-- name: clear_vector_stage
+-- (The stage empties at the commit; a transaction may fill it more than once.)
+delete from _item_vectors
+
 -- name: copy_vector_stage
 copy _item_vectors from stdin with (format binary)
 

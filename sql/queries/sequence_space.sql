@@ -58,6 +58,10 @@ cross join lateral (
 -- name: create_item_stage
 create temp table if not exists _item_seq (item_id bigint, seq vector) on commit delete rows
 
+-- name: clear_item_stage
+-- (The stage empties at the commit; a transaction may fill it more than once.)
+delete from _item_seq
+
 -- name: copy_item_stage
 copy _item_seq from stdin with (format binary)
 

@@ -32,6 +32,11 @@ create temp table if not exists _user_state (
     short_sum vector, short_collab_sum vector
 ) on commit delete rows
 
+-- name: clear_state_stage
+-- A transaction that writes several batches (a training's rebuild of every
+-- user) must write each batch alone: the stage empties only at the commit.
+delete from _user_state
+
 -- name: copy_state_stage
 copy _user_state from stdin with (format binary)
 
@@ -96,6 +101,9 @@ create temp table if not exists _user_snapshot (
     user_id bigint, weighted_sum vector, ref float8, interactions bigint, collab_sum vector,
     short_sum vector, short_collab_sum vector
 ) on commit delete rows
+
+-- name: clear_snapshot_stage
+delete from _user_snapshot
 
 -- name: copy_snapshot_stage
 copy _user_snapshot from stdin with (format binary)
