@@ -47,6 +47,28 @@ def test_the_door_refuses_what_cannot_be_folded(
     assert state_counts(conn) == {2: 1}, "the good row is folded"
 
 
+def test_the_door_refuses_a_kind_weight_that_cannot_be_folded(conn: Any, encoder: Any, catalog: Any) -> None:
+    """A kind from before the check on kinds (its weight never validated): a row of that kind
+    without a weight of its own is refused by the statement's check, the whole statement."""
+    conn.execute("alter table rerankdb.interaction_kinds drop constraint interaction_kinds_weight_within_1e6")
+    conn.execute("insert into rerankdb.interaction_kinds (kind, weight) values ('legacy', 1e7)")
+    conn.execute(
+        "alter table rerankdb.interaction_kinds add constraint interaction_kinds_weight_within_1e6"
+        " check (weight between -1e6 and 1e6) not valid"
+    )
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange, match="weight must be between -1e6 and 1e6"):
+        conn.execute(
+            "insert into rerankdb.interactions (user_id, item_id, kind)"
+            " values (1, 1, 'like'), (1, 2, 'legacy'), (1, 3, 'like')"
+        )
+    assert conn.execute("select count(*) from rerankdb.interactions").fetchone() == (0,), "nothing written"
+    conn.execute(
+        "insert into rerankdb.interactions (user_id, item_id, kind, weight) values (1, 2, 'legacy', 1)"
+    )
+    drain(conn, encoder)
+    assert state_counts(conn) == {1: 1}, "its own weight is fine: folded"
+
+
 def test_the_hint_names_the_usual_mistake(conn: Any, catalog: Any) -> None:
     with pytest.raises(psycopg.errors.DatetimeFieldOverflow) as caught:
         conn.execute(

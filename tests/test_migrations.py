@@ -28,12 +28,13 @@ EXPECTED_TABLES = {
 }  # fmt: skip
 EXPECTED_FUNCTIONS = {
     "dimension", "normalize_embedding", "rerank", "nearest", "recommend", "similar_items",
-    "enqueue_item", "enqueue_interaction", "release_deferred", "notify_worker", "sync_item_rank", "rerank_scored",
+    "enqueue_item", "release_deferred", "notify_worker", "sync_item_rank", "rerank_scored",
     "refresh_centers", "center",
     "interaction_problem", "check_interaction", "enqueue_user_rebuild", "forget_user", "counts",
     "_check_vector_arguments", "set_item_vectors", "set_user_vectors",
     "blend", "notice_half_life_changed",
-    "collab_key", "diversify", "explain", "refresh_collab_keys",
+    "collab_key", "diversify", "explain", "refresh_collab_keys", "mmr",
+    "enqueue_interactions", "enqueue_user_rebuilds", "check_interactions", "refuse_interaction",
 }  # fmt: skip
 
 

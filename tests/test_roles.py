@@ -144,7 +144,13 @@ def test_triggers_fire_without_execute_on_their_functions(
 ) -> None:
     """PostgreSQL checks EXECUTE on a trigger function when the trigger is created, not when
     it fires: the app inserts and the worker writes vectors with no grant on them."""
-    triggers = ["check_interaction()", "enqueue_interaction()", "enqueue_item()", "normalize_embedding()"]
+    triggers = [
+        "check_interaction()",
+        "enqueue_interactions()",
+        "enqueue_user_rebuilds()",
+        "enqueue_item()",
+        "normalize_embedding()",
+    ]
     for role in ("rerankdb_app", "rerankdb_worker"):
         for fn in triggers:
             row = conn.execute("select has_function_privilege(%s, %s, 'execute')", [role, f"rerankdb.{fn}"])
@@ -152,6 +158,8 @@ def test_triggers_fire_without_execute_on_their_functions(
     with psycopg.connect(db.libpq_url(login("rerankdb_app")), autocommit=True) as app:
         app.execute("insert into rerankdb.items (item_id, content) values (7, 'a new item')")
         app.execute("insert into rerankdb.interactions (user_id, item_id) values (1, 3)")
+        app.execute("insert into rerankdb.interactions (user_id, item_id) values (2, 3)")
+        app.execute("delete from rerankdb.interactions where user_id = 2")
     with psycopg.connect(db.libpq_url(login("rerankdb_worker")), autocommit=True) as worker:
         worker.execute(
             "insert into rerankdb.item_vectors (item_id, embedding) values (7, array_fill(2, array[384])::vector)"
@@ -161,6 +169,8 @@ def test_triggers_fire_without_execute_on_their_functions(
         " (select round(vector_norm(embedding)::numeric, 6) from rerankdb.item_vectors where item_id = 7)"
     ).fetchone()
     assert queued == (1, 1, 1), "queued by their triggers; the vector normalized by its trigger"
+    rebuilds = conn.execute("select user_id from rerankdb.user_rebuild_queue").fetchall()
+    assert rebuilds == [(2,)], "the delete queued its user's rebuild"
 
 
 # --- the README's table is the grants -----------------------------------------------------

@@ -5,7 +5,8 @@ collaborative vector for every item and user and both spaces centered (what a
 training leaves), server execution time (EXPLAIN ANALYZE, TIMING OFF):
 
 * rerank with k = 20 and 100 / 1000 candidates: plain, with diversity 0.3
-  (MMR), with five context items, and with exclude_seen (every user has 20
+  (MMR; and as revision 0011 did it, reading every candidate twice, installed
+  from its frozen files as ``rerankdb._bench_rerank_0011``), with five context items, and with exclude_seen (every user has 20
   positive interactions, some among the candidates), in alternating rounds on
   the same candidate lists;
 * recommend (k = 10) through both HNSW indexes (the hybrid), beside revision
@@ -36,6 +37,8 @@ from rerankdb.config import Settings
 ROUNDS = 3
 OLD_NEAREST = "rerankdb._bench_nearest_0001"
 OLD_RECOMMEND = "rerankdb._bench_recommend_0006"
+OLD_RERANK = "rerankdb._bench_rerank_0011"  # diversity as 0011 did it: two reads of each candidate
+OLD_DIVERSIFY = "rerankdb._bench_diversify_0008"
 RECOMMEND = "select * from rerankdb.recommend(%s, 10)"
 SEEN_PER_USER = 20
 
@@ -52,6 +55,35 @@ def install_old_recommend(conn: psycopg.Connection[Any]) -> None:
     )
     assert renamed.count(OLD_RECOMMEND) == 1 and renamed.count(OLD_NEAREST) == 1
     conn.execute(renamed)
+
+
+def install_old_diversity(conn: psycopg.Connection[Any]) -> None:
+    """0011's rerank (diversity: rerank again, then 0008's diversify reads the vectors again),
+    under other names."""
+    diversify = sqlfiles.read_sql("revisions/0008/functions/diversify.sql")
+    conn.execute(diversify.replace("function rerankdb.diversify(", f"function {OLD_DIVERSIFY}("))
+    rerank = sqlfiles.read_sql("revisions/0011/functions/rerank.sql")
+    renamed = (
+        rerank.replace("function rerankdb.rerank(", f"function {OLD_RERANK}(")
+        .replace("from rerankdb.rerank(rerank.user_id", f"from {OLD_RERANK}(rerank.user_id")
+        .replace("from rerankdb.diversify(", f"from {OLD_DIVERSIFY}(")
+        .replace("rerank.user_id", "_bench_rerank_0011.user_id")
+    )
+    assert renamed.count(OLD_RERANK) == 2 and renamed.count(OLD_DIVERSIFY) == 1
+    conn.execute(renamed)
+
+
+def drop_old_diversity(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        pgsql.SQL("drop function {}(bigint, bigint[], integer, double precision, bigint[], boolean)").format(
+            _name(OLD_RERANK)
+        )
+    )
+    conn.execute(
+        pgsql.SQL(
+            "drop function {}(bigint[], double precision[], double precision, integer, boolean)"
+        ).format(_name(OLD_DIVERSIFY))
+    )
 
 
 def drop_old_recommend(conn: psycopg.Connection[Any]) -> None:
@@ -80,6 +112,10 @@ def rerank_rows(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list
     variants = [
         ("plain", "select * from rerankdb.rerank(%s, %s::bigint[], 20)"),
         ("diversity 0.3", "select * from rerankdb.rerank(%s, %s::bigint[], 20, diversity => 0.3)"),
+        (
+            "diversity 0.3, as 0011 (two reads)",
+            f"select * from {OLD_RERANK}(%s, %s::bigint[], 20, diversity => 0.3)",
+        ),
         (
             "5 context items",
             "select * from rerankdb.rerank(%s, %s::bigint[], 20, context_items => array[1, 2, 3, 4, 5]::bigint[])",
@@ -140,6 +176,7 @@ def run(args: argparse.Namespace) -> None:
     with db.connect(url, autocommit=True) as conn:
         print(machine(conn))
         install_old_recommend(conn)
+        install_old_diversity(conn)
         t0 = time.perf_counter()
         fill(conn, [("item_rank", "collab")], range(1, args.items + 1), k, 2)
         t1 = time.perf_counter()
@@ -170,6 +207,7 @@ def run(args: argparse.Namespace) -> None:
             recommends = recommend_rows(conn, args)
         finally:
             drop_old_recommend(conn)
+            drop_old_diversity(conn)
             conn.execute("truncate rerankdb.interactions cascade")
             conn.execute("update rerankdb.user_vectors set collab = null")
             conn.execute("update rerankdb.item_rank set collab = null, support = null")

@@ -77,6 +77,12 @@
 --   d. rerankdb.explain reads interaction_queue by interaction_id alone:
 --      add `and q.user_id = i.user_id`, or the delegated call cannot be
 --      planned on one shard.
+--   e. Revision 0012 queues the log's inserts and deletes with statement
+--      triggers over transition tables; Citus allows only row triggers on a
+--      distributed table.  P3 must replace interactions_enqueue and
+--      interactions_rebuild_deleted with row triggers (a row version of
+--      enqueue_interactions and enqueue_user_rebuilds), or the writers
+--      queue in the same statement.
 --
 -- Operational consequences
 --   * Reference tables are copied to every node: items, their vectors and
@@ -131,8 +137,14 @@
 --     a column to item_rank (reference) and three to user_vectors
 --     (distributed by user_id), an index on interactions (user_id, ...):
 --     the worker's per-user history read stays on the user's shard.
---     Revision 0012 changes no table: a new body for rerank (the context
---     items' sequence vectors, read from item_rank, a reference table).
+--     Revision 0012 changes no table: new bodies for rerank (the context
+--     items' sequence vectors, read from item_rank, a reference table; its
+--     diversity through rerankdb.mmr, which reads no table) and diversify.
+--     Its log triggers are per statement with transition tables
+--     (interactions_enqueue, interactions_rebuild_deleted): Citus refuses
+--     statement-level triggers on a distributed table, so on Citus the
+--     queue rows must be written per row again (row triggers on the shards)
+--     or by the writers; see "NOT READY" e.
 
 \set ON_ERROR_STOP on
 \if :{?shard_count}

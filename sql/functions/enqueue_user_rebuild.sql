@@ -1,7 +1,8 @@
--- rerankdb.enqueue_user_rebuild(): AFTER UPDATE / DELETE trigger on
--- rerankdb.interactions.  A user's vector is a sum over their log: when an
--- interaction is deleted or changed, the user (old and new, if user_id
--- changed) is queued for the worker to rebuild from the log as it is now.
+-- rerankdb.enqueue_user_rebuild(): AFTER UPDATE row trigger on
+-- rerankdb.interactions (a delete queues per statement:
+-- rerankdb.enqueue_user_rebuilds, revision 0012).  A user's vector is a sum
+-- over their log: when an interaction is changed, the user (old and new, if
+-- user_id changed) is queued for the worker to rebuild from the log as it is now.
 -- A user already queued is queued anew (enqueued_at, attempts reset), so that
 -- a rebuild that read the log before this change does not dequeue it.
 create or replace function rerankdb.enqueue_user_rebuild() returns trigger

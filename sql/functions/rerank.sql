@@ -8,7 +8,8 @@
 --                     first 100 when k is NULL) are chosen by MMR from all
 --                     the scored candidates, each maximizing
 --                     (1 - diversity) * score - diversity * max similarity to
---                     the rows above it (rerankdb.diversify); the rest follow
+--                     the rows above it (rerankdb.mmr, on the vectors the
+--                     scoring read: one read per candidate); the rest follow
 --                     by score.  score stays the relevance; rank is the order.
 --                     0.3 gives "some diversity" (README, "Diversity").
 --         context_items  what the user is looking at (a product page, a cart,
@@ -99,6 +100,9 @@ declare
     scored bigint[];
     relevance double precision[];
     unscored bigint[];
+    te vector[];            -- with diversity: the scored candidates' vectors, plain order
+    ce vector[];
+    cw double precision[];
 begin
     if k < 0 then
         raise exception 'rerankdb.rerank: k must be NULL or >= 0, got %', k using errcode = '22023';
@@ -199,16 +203,51 @@ begin
     end if;
 
     if diversity > 0 then
-        -- The plain order (this function with diversity 0), then MMR over the
-        -- scored candidates (rerankdb.diversify); those without a vector follow.
-        select array_agg(r.item_id order by r.rank) filter (where r.score is not null),
-               array_agg(r.score order by r.rank) filter (where r.score is not null),
-               array_agg(r.item_id order by r.rank) filter (where r.score is null)
-        into scored, relevance, unscored
-        from rerankdb.rerank(rerank.user_id, candidates, null, 0, context_items, exclude_seen) r;
+        -- One read: every candidate scored as below (the same expressions),
+        -- its vectors kept for MMR (rerankdb.mmr), in the plain order; those
+        -- without a vector follow in input order.
+        select array_agg(s.item_id order by s.score desc, s.pos) filter (where s.score is not null),
+               array_agg(s.score order by s.score desc, s.pos) filter (where s.score is not null),
+               array_agg(s.t order by s.score desc, s.pos) filter (where s.score is not null),
+               array_agg(s.c order by s.score desc, s.pos) filter (where s.score is not null),
+               array_agg(s.cw order by s.score desc, s.pos) filter (where s.score is not null),
+               array_agg(s.item_id order by s.pos) filter (where s.score is null)
+        into scored, relevance, te, ce, cw, unscored
+        from (
+            select b.item_id, b.pos, b.t, b.c, b.cw,
+                   case when b.seq_cosine is not null then b.score + seq_share * (b.seq_cosine - b.score)
+                        else b.score
+                   end as score
+            from (
+            select c.item_id, c.pos,
+                   v.embedding::vector as t,  -- (halfvec where installed so)
+                   case when user_collab is not null then v.collab end as c,
+                   case when user_collab is not null and v.collab is not null
+                        then w * v.support / (v.support + shrink) else 0 end as cw,
+                   case when user_collab is not null and v.collab is not null
+                        then -(v.embedding <#> user_embedding)
+                             + w * v.support / (v.support + shrink)
+                               * (-(v.collab <#> user_collab) + (v.embedding <#> user_embedding))
+                        else -(v.embedding <#> user_embedding)
+                   end as score,
+                   case when user_seq is not null and v.seq is not null then -(v.seq <#> user_seq) end as seq_cosine
+            from (
+                select distinct on (x.item_id) x.item_id, x.pos
+                from unnest(candidates) with ordinality as x(item_id, pos)
+                where x.item_id is not null
+                  and not (exclude_seen and exists (  -- a positive interaction (inline: a function call per row cost 2x)
+                      select 1 from rerankdb.interactions i
+                      join rerankdb.interaction_kinds kd on kd.kind = i.kind
+                      where i.user_id = rerank.user_id and i.item_id = x.item_id
+                        and coalesce(i.weight, kd.weight) > 0))
+                order by x.item_id, x.pos
+            ) c
+            left join rerankdb.item_rank v on v.item_id = c.item_id
+            ) b
+        ) s;
         return query
             select d.item_id, d.score, d.rank
-            from rerankdb.diversify(scored, relevance, diversity, coalesce(k, 100), user_collab is not null) d
+            from rerankdb.mmr(scored, relevance, te, ce, cw, diversity, coalesce(k, 100)) d
             union all
             select x.item_id, null::double precision, (coalesce(cardinality(scored), 0) + x.ord)::integer
             from unnest(unscored) with ordinality as x(item_id, ord)

@@ -83,8 +83,11 @@ create temp table _load_interactions (
 copy _load_interactions from stdin with (format binary)
 
 -- name: interactions_stage_problems
--- What the log's own door (rerankdb.check_interaction) would refuse, by line:
--- a time in the future or infinite, a weight beyond +-1e6 (its own or its kind's).
+-- What the log's own door (rerankdb.check_interactions) would refuse, by line:
+-- a time in the future or infinite, a weight beyond +-1e6 (its own or its
+-- kind's).  The cheap comparisons first (any time after now(), whatever the
+-- tolerance): rerankdb.interaction_problem (a function call) only for the
+-- rows they flag.
 select s.line,
        case when p.problem like 'weight%%' then 'weight' else 'occurred_at' end,
        p.problem
@@ -93,7 +96,9 @@ join rerankdb.interaction_kinds k on k.kind = s.kind
 cross join lateral (
     select rerankdb.interaction_problem(coalesce(s.occurred_at, now()), coalesce(s.weight, k.weight)) as problem
 ) p
-where p.problem is not null
+where not (coalesce(isfinite(s.occurred_at) and s.occurred_at <= now(), true)
+           and coalesce(abs(coalesce(s.weight, k.weight)) <= 1e6, true))
+  and p.problem is not null
 order by s.line
 
 -- name: unstage_interactions
