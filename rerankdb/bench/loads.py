@@ -61,7 +61,7 @@ def fold_all(url: str) -> int:
 def timed_compact(url: str) -> tuple[int, float]:
     with db.connect(url, autocommit=True) as conn:
         report = compact(conn, None, 0.0, DIM, datetime.now(timezone.utc))
-        return report.moved, report.seconds
+        return report.interactions, report.seconds
 
 
 def run(args: argparse.Namespace) -> None:
