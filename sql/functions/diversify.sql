@@ -1,7 +1,7 @@
 -- rerankdb.diversify(item_ids, relevance, diversity, depth, use_collab): the
--- MMR (maximal marginal relevance) order of rerankdb.mmr, with the items'
--- vectors read here: what rerankdb.rerank_scored returns when diversity > 0
--- (rerankdb.rerank passes the vectors its scoring read to rerankdb.mmr).
+-- MMR (maximal marginal relevance) order of rerankdb.mmr, its bounds from the
+-- items' vectors read here: what rerankdb.rerank_scored returns when
+-- diversity > 0 (rerankdb.rerank computes the bounds in its own read).
 --
 -- Input   item_ids    distinct items, in their plain order (relevance
 --                     descending, ties already broken)
@@ -28,25 +28,37 @@ set search_path = pg_catalog, public
 as $fn$
 #variable_conflict use_column
 declare
-    te vector[];            -- text vectors, plain order
-    ce vector[];            -- collaborative vectors (NULL: none, or not used)
-    cw double precision[];  -- each item's collaborative weight
+    bounds double precision[];
     cweight double precision;
     shrink double precision;
+    lam double precision := diversity;
 begin
     if coalesce(cardinality(item_ids), 0) = 0 then
         return;
     end if;
     if depth > 1 and diversity > 0 then
+        -- Each item's bound for rerankdb.mmr: its MMR score once the first
+        -- item is chosen (the similarity written out, as in rerankdb.mmr).
         select st.collab_weight, st.collab_shrink into cweight, shrink from rerankdb.settings st;
-        select array_agg(r.embedding::vector order by x.ord),  -- (halfvec where installed so)
-               array_agg(case when use_collab and cweight > 0 then r.collab end order by x.ord),
-               array_agg(case when use_collab and cweight > 0 and r.collab is not null
-                              then cweight * r.support / (r.support + shrink) else 0 end order by x.ord)
-        into te, ce, cw
-        from unnest(item_ids) with ordinality as x(id, ord)
-        left join rerankdb.item_rank r on r.item_id = x.id;
+        with v as materialized (
+            select x.ord, x.rel, r.embedding::vector as t,  -- (halfvec where installed so)
+                   case when use_collab and cweight > 0 then r.collab end as c,
+                   case when use_collab and cweight > 0 and r.collab is not null
+                        then cweight * r.support / (r.support + shrink) else 0 end as w
+            from unnest(item_ids, relevance) with ordinality as x(id, rel, ord)
+            left join rerankdb.item_rank r on r.item_id = x.id
+        ), f as (
+            select v.t, v.c from v where v.ord = 1
+        )
+        select array_agg((1 - lam) * v.rel - lam * (case when v.c is not null and f.c is not null
+                                                          then (1 - v.w) * coalesce(-(v.t <#> f.t), 0) - v.w * (v.c <#> f.c)
+                                                          else coalesce(-(v.t <#> f.t), 0) end)
+                         order by v.ord)
+        into bounds
+        from v cross join f;
     end if;
-    return query select m.item_id, m.score, m.rank from rerankdb.mmr(item_ids, relevance, te, ce, cw, diversity, depth) m;
+    return query
+        select m.item_id, m.score, m.rank
+        from rerankdb.mmr(item_ids, relevance, bounds, use_collab, diversity, depth) m;
 end
 $fn$;

@@ -1,21 +1,19 @@
--- rerankdb.mmr(item_ids, relevance, text_vectors, collab_vectors,
--- collab_weights, diversity, depth): the MMR (maximal marginal relevance)
--- order of items whose vectors the caller has already read: rerankdb.rerank
--- passes those of its scoring (one read of each candidate), rerankdb.diversify
--- those it reads.
+-- rerankdb.mmr(item_ids, relevance, bounds, use_collab, diversity, depth):
+-- the MMR (maximal marginal relevance) order of scored items, for
+-- rerankdb.rerank (whose one read of the candidates gives the bounds) and
+-- rerankdb.diversify.
 --
--- Input   item_ids        distinct items, in their plain order (relevance
---                         descending, ties already broken)
---         relevance       one finite score per item (the score to keep)
---         text_vectors    per item, its unit text vector (NULL: none)
---         collab_vectors  per item, its unit collaborative vector, or NULL
---                         (none, or the similarity is text only)
---         collab_weights  per item, w = collab_weight * support / (support +
---                         collab_shrink) where it has a collaborative vector
---         diversity       the trade-off d in (0, 1]
---         depth           how many leading positions MMR chooses
---         The arrays have one element per item (the caller's contract: not
---         checked here, the callers build them from one query).
+-- Input   item_ids    distinct items, in their plain order (relevance
+--                     descending, ties already broken)
+--         relevance   one finite score per item (the score to keep)
+--         bounds      per item, (1 - d) * relevance - d * its similarity to
+--                     the first item (the first item's own: any), below
+--         use_collab  whether the similarity may use collaborative vectors
+--                     (false where the score was text only)
+--         diversity   the trade-off d in (0, 1]
+--         depth       how many leading positions MMR chooses
+--         The arrays have one element per item (the callers' contract: not
+--         checked here, they build them in one query).
 -- Output  (item_id, score, rank): every input once.  Ranks 1..depth are
 --         chosen greedily: each next item maximizes
 --             (1 - d) * relevance - d * max similarity to the items chosen,
@@ -25,49 +23,58 @@
 -- Similarity of a candidate c to a chosen item s: the score's own formula
 -- with s's vectors in place of the user's: the text cosine, or
 -- (1 - w_c) * text cosine + w_c * collaborative cosine where both have a
--- collaborative vector.  An item without a vector is similar to nothing (0).
--- Cost: one pass over every item (its similarity to the first pick), then
--- greedy steps over a window of the items whose bound can still win, grown
--- until the items outside it provably cannot: the order is exact, not an
--- approximation.  The bound: an item's MMR score only falls as items are
--- chosen, so (1 - d) * relevance - d * similarity to the first pick bounds
--- it at every step, and the chosen scores never rise from step to step; an
--- item outside the window whose bound is below the last chosen score can
--- never have been chosen.  Each greedy step is one statement over the
--- window's own arrays (a chosen slot's similarity set to +Infinity takes it
--- out of the running).
+-- collaborative vector (w_c = collab_weight * support / (support + shrink),
+-- as in rerankdb.rerank).  An item without a vector is similar to nothing (0).
+-- Cost: lazy greedy, exact (not an approximation).  An item's MMR score only
+-- falls as items are chosen, so the last score computed for it bounds it
+-- from above (before any: its bound, its score once the first item is
+-- chosen).  Each step takes the item with the highest bound, brings its
+-- score up to date with the items chosen since (its similarity to each), and
+-- chooses it if that still beats every other bound; else it tries the next.
+-- Items are touched in order of their bounds, so most are never scored and
+-- their vectors never read: only the touched items' vectors are read
+-- (rerankdb.item_rank, a few dozen at a time).
 create or replace function rerankdb.mmr(
     item_ids bigint[],
     relevance double precision[],
-    text_vectors vector[],
-    collab_vectors vector[],
-    collab_weights double precision[],
+    bounds double precision[],
+    use_collab boolean,
     diversity double precision,
     depth integer
 ) returns table (item_id bigint, score double precision, rank integer)
-language plpgsql immutable parallel safe
+language plpgsql stable parallel safe
 set search_path = pg_catalog, public
 as $fn$
 #variable_conflict use_column
 declare
     n integer := coalesce(cardinality(item_ids), 0);
     lam double precision := diversity;
-    bound double precision[];
-    outside double precision;  -- the best bound outside the window
-    win integer[];             -- the window: plain positions, by bound
-    wt vector[];               -- the window's vectors, weights and relevance, by slot
-    wc vector[];
-    ww double precision[];
-    wrel double precision[];
-    ms double precision[];     -- per slot: max similarity to the chosen (+Infinity: chosen)
-    picks integer[];
-    wsize integer;
-    best integer;
-    best_score double precision;
-    last_score double precision;
-    tq vector;                 -- the last pick's vectors
-    cq vector;
-    t integer;
+    by_bound integer[];        -- plain positions, by bound (highest first, ties to the plain order)
+    head integer := 2;         -- by_bound[head]: the best item never touched (1 is the first pick)
+    fetched integer := 0;      -- by_bound[1..fetched] have their vectors in te, ce, cw
+    te vector[];               -- by plain position (halfvec where installed so)
+    ce vector[];
+    cw double precision[];
+    cur double precision[];    -- a touched item's last score (an upper bound of its score now)
+    mx double precision[];     -- its max similarity to the picks counted
+    counted integer[];         -- how many picks its cur counts
+    touched integer[] := '{}'; -- touched, not chosen
+    picks integer[] := array[1];
+    c integer;
+    b integer;
+    j integer;
+    p integer;
+    best double precision;
+    other double precision;
+    other_pos integer;
+    sim double precision;
+    chunk integer;
+    got_pos integer[];
+    got_t vector[];
+    got_c vector[];
+    got_w double precision[];
+    cweight double precision;
+    shrink double precision;
 begin
     depth := least(depth, n);
     if n = 0 then
@@ -80,70 +87,87 @@ begin
             order by x.ord;
         return;
     end if;
+    select st.collab_weight, st.collab_shrink into cweight, shrink from rerankdb.settings st;
+    use_collab := use_collab and cweight > 0;
+    select array_agg(x.ord::integer order by case when x.ord = 1 then 'Infinity' else x.b end desc, x.ord)
+    into by_bound
+    from unnest(bounds) with ordinality as x(b, ord);
+    te := array_fill(null::vector, array[n]);
+    ce := te;
+    cw := array_fill(0::double precision, array[n]);
+    cur := array_fill(null::double precision, array[n]);
+    mx := array_fill('-Infinity'::double precision, array[n]);
+    counted := array_fill(0, array[n]);
+    chunk := greatest(2 * depth, 16);
 
-    -- Every item's bound: its MMR score once the first item is chosen.
-    -- (The similarity is written out here and in the step below, not called:
-    -- a function call per item costs more than the product.)
-    tq := text_vectors[1];
-    cq := collab_vectors[1];
-    select array_agg((1 - lam) * x.rel - lam * (case when x.c is not null and cq is not null
-                                                     then (1 - x.w) * coalesce(-(x.t <#> tq), 0) - x.w * (x.c <#> cq)
-                                                     else coalesce(-(x.t <#> tq), 0) end)
-                     order by x.ord)
-    into bound
-    from unnest(text_vectors, collab_vectors, collab_weights, relevance) with ordinality as x(t, c, w, rel, ord);
-    bound[1] := 'Infinity';  -- chosen first
-
-    wsize := least(n, greatest(2 * depth, 30));
-    loop
-        select array_agg(y.ord order by y.b desc, y.ord) into win
-        from (select x.ord::integer as ord, x.b from unnest(bound) with ordinality as x(b, ord)
-              order by x.b desc, x.ord limit wsize) y;
-        select max(x.b) into outside
-        from (select x.b from unnest(bound) with ordinality as x(b, ord)
-              order by x.b desc, x.ord offset wsize) x;
-        select array_agg(text_vectors[w.o] order by w.slot), array_agg(collab_vectors[w.o] order by w.slot),
-               array_agg(collab_weights[w.o] order by w.slot), array_agg(relevance[w.o] order by w.slot)
-        into wt, wc, ww, wrel
-        from unnest(win) with ordinality as w(o, slot);
-        -- Greedy steps within the window (slot 1 is the first pick).
-        ms := array_fill('-Infinity'::double precision, array[wsize]);
-        ms[1] := 'Infinity';
-        picks := array[1];
-        tq := wt[1];
-        cq := wc[1];
-        for t in 2..depth loop
-            -- Each slot's similarity to the last pick joins its max; the next
-            -- pick is the best MMR score, ties to the plain order.
-            select array_agg(z.m order by z.slot),
-                   (array_agg(z.slot order by (1 - lam) * z.rel - lam * z.m desc, z.o))[1],
-                   max((1 - lam) * z.rel - lam * z.m)
-            into ms, best, best_score
-            from (
-                select x.slot, x.o, x.rel,
-                       greatest(x.m, case when x.c is not null and cq is not null
-                                          then (1 - x.w) * coalesce(-(x.t <#> tq), 0) - x.w * (x.c <#> cq)
-                                          else coalesce(-(x.t <#> tq), 0) end) as m
-                from unnest(wt, wc, ww, wrel, ms, win) with ordinality as x(t, c, w, rel, m, o, slot)
-            ) z;
-            ms[best] := 'Infinity';
-            picks := picks || best;
-            tq := wt[best];
-            cq := wc[best];
-            last_score := best_score;
+    for t in 2..depth loop
+        loop
+            -- The two best bounds among the touched (one scan), and the head's
+            -- (never touched): the best is scored, the next is what it must beat.
+            c := null;
+            other_pos := null;
+            foreach j in array touched loop
+                if c is null or cur[j] > cur[c] or (cur[j] = cur[c] and j < c) then
+                    other_pos := c;
+                    c := j;
+                elsif other_pos is null or cur[j] > cur[other_pos] or (cur[j] = cur[other_pos] and j < other_pos) then
+                    other_pos := j;
+                end if;
+            end loop;
+            if head <= n and (c is null or bounds[by_bound[head]] > cur[c]
+                              or (bounds[by_bound[head]] = cur[c] and by_bound[head] < c)) then
+                other_pos := c;
+                c := by_bound[head];
+                head := head + 1;
+                touched := touched || c;
+            end if;
+            -- Its vectors, and those of the next few by bound, if not read yet.
+            while fetched < n and fetched < head - 1 loop
+                select array_agg(x.pos order by x.k), array_agg(r.embedding::vector order by x.k),
+                       array_agg(case when use_collab then r.collab end order by x.k),
+                       array_agg(case when use_collab and r.collab is not null
+                                      then cweight * r.support / (r.support + shrink) else 0 end order by x.k)
+                into got_pos, got_t, got_c, got_w
+                from (select by_bound[k] as pos, k from generate_series(fetched + 1, least(n, fetched + chunk)) k) x
+                left join rerankdb.item_rank r on r.item_id = item_ids[x.pos];
+                for j in 1 .. cardinality(got_pos) loop
+                    te[got_pos[j]] := got_t[j];
+                    ce[got_pos[j]] := got_c[j];
+                    cw[got_pos[j]] := got_w[j];
+                end loop;
+                fetched := least(n, fetched + chunk);
+            end loop;
+            -- Its score with the picks made since it was last scored.
+            for j in counted[c] + 1 .. cardinality(picks) loop
+                p := picks[j];
+                sim := case when ce[c] is not null and ce[p] is not null
+                            then (1 - cw[c]) * coalesce(-(te[c] <#> te[p]), 0) - cw[c] * (ce[c] <#> ce[p])
+                            else coalesce(-(te[c] <#> te[p]), 0) end;
+                if sim > mx[c] then
+                    mx[c] := sim;
+                end if;
+            end loop;
+            counted[c] := cardinality(picks);
+            cur[c] := (1 - lam) * relevance[c] - lam * mx[c];
+            -- Chosen if it still beats every other bound (ties to the plain order).
+            other := case when other_pos is not null then cur[other_pos] end;
+            if (other_pos is null or cur[c] > other or (cur[c] = other and c < other_pos))
+               and (head > n or cur[c] > bounds[by_bound[head]]
+                    or (cur[c] = bounds[by_bound[head]] and c < by_bound[head])) then
+                picks := picks || c;
+                touched := array_remove(touched, c);
+                exit;
+            end if;
         end loop;
-        exit when outside is null or outside < last_score;
-        wsize := least(n, wsize * 2);
     end loop;
 
     return query
         with chosen as (
-            select win[c.slot] as ord, c.r::integer as rank
-            from unnest(picks) with ordinality as c(slot, r)
+            select ch.pos, ch.r::integer as rank from unnest(picks) with ordinality as ch(pos, r)
         )
         select x.id, x.rel, coalesce(ch.rank, depth + (row_number() over (partition by ch.rank is null order by x.ord))::integer)
         from unnest(item_ids, relevance) with ordinality as x(id, rel, ord)
-        left join chosen ch on ch.ord = x.ord
+        left join chosen ch on ch.pos = x.ord
         order by 3;
 end
 $fn$;

@@ -8,8 +8,8 @@
 --                     first 100 when k is NULL) are chosen by MMR from all
 --                     the scored candidates, each maximizing
 --                     (1 - diversity) * score - diversity * max similarity to
---                     the rows above it (rerankdb.mmr, on the vectors the
---                     scoring read: one read per candidate); the rest follow
+--                     the rows above it (rerankdb.mmr, its bounds from the
+--                     scoring's own read of each candidate); the rest follow
 --                     by score.  score stays the relevance; rank is the order.
 --                     0.3 gives "some diversity" (README, "Diversity").
 --         context_items  what the user is looking at (a product page, a cart,
@@ -100,9 +100,7 @@ declare
     scored bigint[];
     relevance double precision[];
     unscored bigint[];
-    te vector[];            -- with diversity: the scored candidates' vectors, plain order
-    ce vector[];
-    cw double precision[];
+    bounds double precision[];  -- with diversity: each scored candidate's MMR bound
 begin
     if k < 0 then
         raise exception 'rerankdb.rerank: k must be NULL or >= 0, got %', k using errcode = '22023';
@@ -204,16 +202,10 @@ begin
 
     if diversity > 0 then
         -- One read: every candidate scored as below (the same expressions),
-        -- its vectors kept for MMR (rerankdb.mmr), in the plain order; those
-        -- without a vector follow in input order.
-        select array_agg(s.item_id order by s.score desc, s.pos) filter (where s.score is not null),
-               array_agg(s.score order by s.score desc, s.pos) filter (where s.score is not null),
-               array_agg(s.t order by s.score desc, s.pos) filter (where s.score is not null),
-               array_agg(s.c order by s.score desc, s.pos) filter (where s.score is not null),
-               array_agg(s.cw order by s.score desc, s.pos) filter (where s.score is not null),
-               array_agg(s.item_id order by s.pos) filter (where s.score is null)
-        into scored, relevance, te, ce, cw, unscored
-        from (
+        -- with its vectors' similarity to the best one, MMR's bound
+        -- (rerankdb.mmr reads the vectors of the few it considers); the
+        -- scored in the plain order, those without a vector in input order.
+        with s as materialized (
             select b.item_id, b.pos, b.t, b.c, b.cw,
                    case when b.seq_cosine is not null then b.score + seq_share * (b.seq_cosine - b.score)
                         else b.score
@@ -244,10 +236,27 @@ begin
             ) c
             left join rerankdb.item_rank v on v.item_id = c.item_id
             ) b
-        ) s;
+        ), f as (
+            select s.t, s.c from s where s.score is not null order by s.score desc, s.pos limit 1
+        )
+        -- (One sort of the rows, which the aggregates take in that order.)
+        select array_agg(o.item_id) filter (where o.score is not null),
+               array_agg(o.score) filter (where o.score is not null),
+               array_agg(o.bound) filter (where o.score is not null),
+               array_agg(o.item_id) filter (where o.score is null)
+        into scored, relevance, bounds, unscored
+        from (
+            select s.item_id, s.pos, s.score,
+                   (1 - diversity) * s.score
+                   - diversity * (case when s.c is not null and f.c is not null
+                                       then (1 - s.cw) * coalesce(-(s.t <#> f.t), 0) - s.cw * (s.c <#> f.c)
+                                       else coalesce(-(s.t <#> f.t), 0) end) as bound
+            from s left join f on true
+            order by s.score desc nulls last, s.pos
+        ) o;
         return query
             select d.item_id, d.score, d.rank
-            from rerankdb.mmr(scored, relevance, te, ce, cw, diversity, coalesce(k, 100)) d
+            from rerankdb.mmr(scored, relevance, bounds, user_collab is not null, diversity, coalesce(k, 100)) d
             union all
             select x.item_id, null::double precision, (coalesce(cardinality(scored), 0) + x.ord)::integer
             from unnest(unscored) with ordinality as x(item_id, ord)

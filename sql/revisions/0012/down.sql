@@ -25,4 +25,4 @@ create trigger interactions_rebuild_user
     for each row execute function rerankdb.enqueue_user_rebuild();
 drop function rerankdb.enqueue_user_rebuilds();
 
-drop function rerankdb.mmr(bigint[], double precision[], vector[], vector[], double precision[], double precision, integer);
+drop function rerankdb.mmr(bigint[], double precision[], double precision[], boolean, double precision, integer);

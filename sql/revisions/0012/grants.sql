@@ -3,7 +3,7 @@
 -- PostgreSQL checks EXECUTE on a trigger function when the trigger is
 -- created, not when it fires).  Frozen once released.
 revoke execute on function
-    rerankdb.mmr(bigint[], double precision[], vector[], vector[], double precision[], double precision, integer),
+    rerankdb.mmr(bigint[], double precision[], double precision[], boolean, double precision, integer),
     rerankdb.enqueue_interactions(),
     rerankdb.enqueue_user_rebuilds(),
     rerankdb.check_interactions(),
