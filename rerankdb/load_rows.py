@@ -29,6 +29,14 @@ class BadField(Exception):
 
 
 def _int8(raw: Any, name: str) -> int:
+    if type(raw) is str:  # the usual case (CSV), first: int() takes the surrounding spaces
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadField(name, f"expected an integer, got {raw!r}") from None
+        if not INT8_MIN <= value <= INT8_MAX:
+            raise BadField(name, f"{value} does not fit a bigint")
+        return value
     if isinstance(raw, str):
         try:
             raw = int(raw.strip())
@@ -133,6 +141,9 @@ def _time(raw: Any) -> datetime:
 
 def _fields(record: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
     """The record without its nulls (a null is a missing value), once its fields are known."""
+    usual = record.keys() <= set(allowed) and all(n in record for n in required)
+    if usual and not any(v is None for v in record.values()):
+        return record  # nothing to drop, nothing unknown or missing
     record = {k: v for k, v in record.items() if v is not None}
     unknown = sorted(set(record) - set(allowed))
     if unknown:
