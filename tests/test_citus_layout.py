@@ -159,7 +159,8 @@ def regprocedure(conn: psycopg.Connection[Any], signature: str) -> int | None:
 
 
 def touched_tables(src: str, tables: set[str]) -> set[str]:
-    return {t for t in tables if re.search(rf"\b{re.escape(t)}\b", src)}
+    code = re.sub(r"'(?:[^']|'')*'", "''", src)  # a table named in a message is not read
+    return {t for t in tables if re.search(rf"\b{re.escape(t)}\b", code)}
 
 
 # --- (a), (b): tables --------------------------------------------------------
