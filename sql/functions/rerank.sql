@@ -235,6 +235,7 @@ begin
                 order by x.item_id, x.pos
             ) c
             left join rerankdb.item_rank v on v.item_id = c.item_id
+            offset 0  -- computed once per row: the blend below names b.score twice
             ) b
         ), f as (
             select s.t, s.c from s where s.score is not null order by s.score desc, s.pos limit 1
@@ -297,6 +298,7 @@ begin
                 order by x.item_id, x.pos
             ) c
             left join rerankdb.item_rank v on v.item_id = c.item_id
+            offset 0  -- computed once per row: the blend below names b.score twice
             ) b
         ) s
         order by s.score desc nulls last, s.pos
