@@ -161,12 +161,14 @@ def write_states(conn: psycopg.Connection[Any], st: States, seq: dict[str, Any] 
     """Store states and user vectors (no vector for a sum without direction); ``seq``: the
     users' sequence vectors (:func:`rerankdb.sequence_space.user_rows`; None: none)."""
     conn.execute(Q["create_state_stage"])
-    conn.execute(Q["clear_state_stage"])  # earlier batches of this transaction are written
     _copy_states(conn, Q["copy_state_stage"], st)
     with conn.pipeline():
         conn.execute(Q["write_states"])
         conn.execute(Q["write_user_vectors"], {"eps": EPS, **(seq or sequence_space.NO_ROWS)})
         conn.execute(Q["delete_directionless_user_vectors"], {"eps": EPS})
+        # Emptied once written, in the same round trip: the next batch of this
+        # transaction (a training's rebuild) must write its own users alone.
+        conn.execute(Q["clear_state_stage"])
 
 
 def _copy_states(conn: psycopg.Connection[Any], copy: str, st: States) -> None:
