@@ -23,10 +23,10 @@ import alembic.util
 import psycopg
 import sqlalchemy.exc
 
-from rerankdb import db, embedded, migrate, sequence_space
+from rerankdb import citus, db, embedded, migrate, sequence_space
 from rerankdb.client import Client, Ranked, WorkerRow
 from rerankdb.config import BACKENDS, DEFAULT_DIM, MAX_RETAIN_DAYS, STORAGES, Settings, parse_dim
-from rerankdb.errors import RerankdbError
+from rerankdb.errors import ConfigError, RerankdbError
 from rerankdb.progress import Progress
 
 if TYPE_CHECKING:
@@ -55,12 +55,40 @@ def _id_list(raw: str) -> list[int]:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.citus and args.to != "head":
+        raise ConfigError(
+            "--citus installs or upgrades to head only (the layout is written for it); drop --to"
+        )
     if args.sql:
         print(migrate.upgrade_sql(revision=args.to, dim=args.dim, storage=args.storage), end="")
+        if args.citus:
+            print("\n-- Then, with psql on the coordinator, the distributed layout:\n")
+            print(citus.LAYOUT.read_text(), end="")
         return 0
-    url = embedded.resolve_url(settings)
+    if args.citus and not settings.database_url:
+        url = citus.up(settings.home).url()  # the local cluster (rerankdb citus up)
+    else:
+        url = embedded.resolve_url(settings)
     migrate.upgrade(url, revision=args.to, dim=args.dim, storage=args.storage)
     print(f"rerankdb schema at revision {migrate.current_revision(url)}")
+    if args.citus:
+        print(citus.apply_layout(url, shard_count=args.shard_count))
+    return 0
+
+
+def cmd_citus(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "up":
+        cluster = citus.up(settings.home, workers=args.workers)
+        print(f"Citus running: a coordinator and {len(cluster.ports) - 1} workers, data in {cluster.root}")
+        print(cluster.url())
+    elif args.action == "down":
+        print("stopped" if citus.down(settings.home, delete=args.delete) else "no local cluster")
+    else:
+        running = citus.running_cluster(settings.home)
+        if running is None:
+            print("rerankdb: the local Citus cluster is not running (rerankdb citus up)", file=sys.stderr)
+            return 1
+        print(running.url())
     return 0
 
 
@@ -463,6 +491,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--to", default="head", metavar="REVISION", help="target revision (default head)")
     m.add_argument("--sql", action="store_true", help="print the SQL script instead of running it")
+    m.add_argument(
+        "--citus",
+        action="store_true",
+        help="then distribute it over Citus (sql/citus/layout.sql; re-runnable): on $RERANKDB_DATABASE_URL, "
+        "a Citus coordinator, else on the local cluster (rerankdb citus up)",
+    )
+    m.add_argument(
+        "--shard-count",
+        type=int,
+        default=32,
+        metavar="N",
+        help="with --citus, at the first distribution: shards of the user tables (default 32)",
+    )
+
+    ci = command("citus", cmd_citus, help="a local Citus cluster for development and tests")
+    ci.add_argument(
+        "action",
+        choices=["up", "down", "url"],
+        help="up: build Citus once (from $RERANKDB_CITUS_SOURCE) and start a coordinator and workers; "
+        "down: shut them down; url: print the coordinator's URL",
+    )
+    ci.add_argument("--workers", type=int, default=2, help="with up, at creation: worker nodes (default 2)")
+    ci.add_argument("--delete", action="store_true", help="with down: delete the cluster's data too")
 
     d = command("db", cmd_db, help="the embedded PostgreSQL server")
     d.add_argument("action", choices=["start", "stop", "url"], help="start it, stop it, or print its URL")

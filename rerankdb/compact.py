@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from rerankdb import user_state
+from rerankdb import partitions, user_state
 from rerankdb.config import MAX_RETAIN_DAYS
 from rerankdb.encoder import Encoder, text_budget
 from rerankdb.errors import InvalidInputError, PermissionDeniedError
@@ -153,10 +153,11 @@ def _compact(
         ]
         if not batch:
             break
-        n_users, n_moved, n_kept = _retrying(
-            _compact_users, conn, encoder, context_weight, dim, batch, before
-        )
-        touched, moved, kept = touched + n_users, moved + n_moved, kept + n_kept
+        for group in partitions.by_partition(conn, batch):  # on Citus, a transaction per shard
+            n_users, n_moved, n_kept = _retrying(
+                _compact_users, conn, encoder, context_weight, dim, group, before
+            )
+            touched, moved, kept = touched + n_users, moved + n_moved, kept + n_kept
         users_done += len(batch)
         after = batch[-1]
         if progress is not None:
@@ -216,7 +217,7 @@ def _compact_users(
         user_state.fold_rows(st, rows, item_vecs, encoder, clock.params)
         user_state.write_snapshots(conn, st, before)
         waiting = [r[0] for r in conn.execute(Q["rebuild_requests"], {"users": arr.tolist()})]
-        conn.execute(Q["delete_rows"], {"ids": [r[0] for r in rows]})
+        conn.execute(Q["delete_rows"], {"ids": [r[0] for r in rows], "users": arr.tolist()})
         conn.execute(Q["drop_own_rebuild_requests"], {"users": arr.tolist(), "waiting": waiting})
         return len(arr), len(rows), older - len(rows)
 

@@ -170,6 +170,23 @@ async def register_types_async(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.commit()
 
 
+# What Citus says when a worker node it was using went away mid-transaction (at the
+# commit, SQLSTATE XX000): a lost connection, as OperationalError is on one node.
+_LOST_REMOTE = (
+    "server closed the connection unexpectedly",
+    "connection not open",
+    "connection to the remote node",
+)
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lost or refused connection, to this server or, on Citus, from
+    the coordinator to a worker node: nothing the rows did; the caller retries later."""
+    if isinstance(exc, psycopg.OperationalError):
+        return True
+    return isinstance(exc, psycopg.errors.InternalError) and any(m in str(exc) for m in _LOST_REMOTE)
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     conn = psycopg.connect(libpq_url(url), autocommit=autocommit)
     try:

@@ -29,8 +29,9 @@ from typing import Any
 import psycopg
 
 from rerankdb.encoder import Encoder, text_budget
-from rerankdb.item_refresh import refresh_items
+from rerankdb.item_refresh import enqueue_unembedded, refresh_items
 from rerankdb.user_refresh import (
+    mark_refreshed,
     rebuild_changed_users,
     rebuild_if_half_lives_changed,
     refresh_users,
@@ -94,6 +95,8 @@ def drain(
     t0 = time.perf_counter()
     report.half_lives_changed = rebuild_if_half_lives_changed(conn, encoder, context_weight, dim) is not None
     budget = ItemBudget(encoder) if encoder is not None else None
+    if encoder is not None:
+        enqueue_unembedded(conn)  # on Citus only: no trigger queues the items there
     while not should_stop():
         progressed = False
         if encoder is not None and budget is not None:
@@ -127,5 +130,7 @@ def drain(
         progressed = progressed or u.folded + u.deferred + u.set_aside + rebuilt > 0
         if not progressed:
             break
+    if report.interactions_folded:
+        mark_refreshed(conn)
     report.seconds = time.perf_counter() - t0
     return report

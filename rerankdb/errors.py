@@ -58,3 +58,7 @@ class EmbeddedServerError(RerankdbError):
 
 class PermissionDeniedError(RerankdbError):
     """The connected role may not do this (README, "Roles")."""
+
+
+class CitusError(RerankdbError):
+    """The local Citus cluster could not be built, started or stopped, or a Citus install is not as expected."""

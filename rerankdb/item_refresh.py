@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from rerankdb import backoff, sequence_space
+from rerankdb import backoff, partitions, sequence_space
 from rerankdb.encoder import Encoder, text_budget
 from rerankdb.sqlfiles import queries
 
@@ -87,6 +87,7 @@ def refresh_items(
     what the encoder reads; the first item always; None: no such bound)."""
     max_chars = text_budget(encoder)
     budget = chars if chars is not None else limit * (max_chars + 1)
+    citus = partitions.of(conn).citus
     claimed = _claim_items(conn, limit, max_chars, budget)
     if not claimed:
         return ItemBatch(0, 0, 0)
@@ -119,6 +120,10 @@ def refresh_items(
                 for row in done:
                     cp.write_row(row)
             conn.execute(Q["write_vectors"], {"model": encoder.name})
+            if citus:  # what the item_vectors triggers do on one node
+                written = {"items": [i for i, _, _ in done]}
+                conn.execute(Q["sync_rank_of_staged"], written)
+                conn.execute(Q["release_deferred_of_items"], written)
             # New items' sequence vectors: their text part, by the newest model.
             sequence_space.refresh_new_items(conn, [i for i, _, _ in done])
         finished = [i for i, _, _ in done] + unchanged
@@ -144,6 +149,16 @@ def refresh_items(
             log.warning("item %s set aside: its content is empty, nothing to embed until it changes", item_id)
         conn.execute(Q["mark_item_refresh"], {"model": encoder.name})
     return ItemBatch(len(done), len(unchanged), len(errors) + len(blank), sum(len(t) for _, t, _ in to_embed))
+
+
+def enqueue_unembedded(conn: psycopg.Connection[Any]) -> int:
+    """On Citus, queue the items to embed (no vector, or one made from another text):
+    there no trigger on the items (a reference table) may write the queue.  Reads every
+    item's text: once per drain.  On one node the triggers queue them; this does nothing."""
+    if not partitions.of(conn).citus:
+        return 0
+    with conn.transaction():
+        return int(conn.execute(Q["enqueue_unembedded"]).rowcount)
 
 
 def requeue_all_items(conn: psycopg.Connection[Any]) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -72,7 +73,8 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         "interactions",
         md,
         Column("interaction_id", BigInteger, primary_key=True),
-        Column("user_id", BigInteger, nullable=False),
+        # Revision 0013: in the key (Citus keys a distributed table by its distribution column).
+        Column("user_id", BigInteger, primary_key=True, autoincrement=False),
         Column("item_id", BigInteger, nullable=False),
         Column(
             "kind",
@@ -145,19 +147,27 @@ def _worker_tables(md: MetaData, dim: int) -> None:
     interaction_queue = Table(
         "interaction_queue",
         md,
-        _key_owned_by("interaction_id", "interactions.interaction_id"),
+        Column("interaction_id", BigInteger, primary_key=True, autoincrement=False),
         Column("item_id", BigInteger, nullable=False),
-        Column("user_id", BigInteger, nullable=False),  # revision 0009: claims by partition of users
+        # Revision 0009: claims by partition of users; 0013: in the key, as the log's.
+        Column("user_id", BigInteger, primary_key=True, autoincrement=False),
         Column("deferred", Boolean, nullable=False, server_default=text("false")),
         Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=clock),
         # Revision 0005: interactions set aside after a failed fold.
         Column("attempts", Integer, nullable=False, server_default=text("0")),
         Column("last_error", Text, nullable=True),
         Column("not_before", DateTime(timezone=True), nullable=False, server_default=text("'-infinity'")),
+        ForeignKeyConstraint(
+            ["interaction_id", "user_id"],
+            [f"{SCHEMA}.interactions.interaction_id", f"{SCHEMA}.interactions.user_id"],
+            name="interaction_queue_interaction_id_fkey",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
+        ),
     )
     Index(
         "interaction_queue_partition_idx",
-        text("(hashint8(user_id) & 15)"),
+        text("hashint8(user_id)"),
         interaction_queue.c.interaction_id,
     )
     Index(

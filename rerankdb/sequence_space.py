@@ -37,7 +37,7 @@ import psycopg
 import torch
 from psycopg.types.json import Jsonb
 
-from rerankdb import sequence
+from rerankdb import partitions, sequence
 from rerankdb.db import BigintArray
 from rerankdb.sqlfiles import queries
 
@@ -185,9 +185,12 @@ def store(conn: psycopg.Connection[Any], trained: Trained) -> int:
     the same transaction, by their rebuild (:func:`refresh_users`)."""
     config = trained.model.config
     report = {**dataclasses.asdict(trained.report), "config": dataclasses.asdict(config)}
+    version = conn.execute(Q["next_version"]).fetchone()
+    assert version is not None
     row = conn.execute(
         Q["insert_model"],
         {
+            "version": version[0],
             "items": trained.items.tolist(),
             "dim": config.dim,
             "max_len": config.max_len,
@@ -197,15 +200,9 @@ def store(conn: psycopg.Connection[Any], trained: Trained) -> int:
     ).fetchone()
     assert row is not None
     vectors = sequence.item_vectors(trained.model)
-    conn.execute(Q["create_item_stage"])
-    conn.execute(Q["clear_item_stage"])
-    with conn.cursor().copy(Q["copy_item_stage"]) as cp:
-        cp.set_types(["int8", "vector"])
-        for item, vec in zip(trained.items.tolist(), vectors, strict=True):
-            if np.isfinite(vec).all() and vec.any():
-                cp.write_row((item, vec))
-    conn.execute(Q["write_items"])
-    conn.execute(Q["clear_other_items"])
+    written = _item_rows(trained.items.tolist(), vectors)
+    conn.execute(Q["write_items"], written)
+    conn.execute(Q["clear_other_items"], written)
     # Items embedded since the log was read: their text part.
     rows = conn.execute(Q["items_without_seq"], {"items": None}, binary=True).fetchall()
     if rows:
@@ -245,7 +242,8 @@ def _computed(conn: psycopg.Connection[Any], users: Sequence[int]) -> dict[str, 
     if loaded is None:
         return None
     max_len = loaded.model.config.max_len
-    rows = conn.execute(Q["histories"], {"users": list(users), "max_len": max_len}).fetchall()
+    query = Q["histories_citus"] if partitions.of(conn).citus else Q["histories"]
+    rows = conn.execute(query, {"users": list(users), "max_len": max_len}).fetchall()
     unknown = sorted({i for _, h in rows if h for i in h if i not in loaded.index})
     table = loaded.items
     extra: dict[int, int] = {}
@@ -322,15 +320,14 @@ def _write_new_items(
     conn: psycopg.Connection[Any], model: sequence.SequenceModel, items: list[int], text: np.ndarray
 ) -> int:
     """Write the projection of ``text`` as the sequence vector of ``items``."""
-    vectors = sequence.new_item_vectors(model, text)
-    conn.execute(Q["create_item_stage"])
-    conn.execute(Q["clear_item_stage"])
-    with conn.cursor().copy(Q["copy_item_stage"]) as cp:
-        cp.set_types(["int8", "vector"])
-        written = 0
-        for item, vec in zip(items, vectors, strict=True):
-            if np.isfinite(vec).all() and vec.any():
-                cp.write_row((item, vec))
-                written += 1
-    conn.execute(Q["write_items"])
-    return written
+    written = _item_rows(items, sequence.new_item_vectors(model, text))
+    conn.execute(Q["write_items"], written)
+    return len(written["items"])
+
+
+def _item_rows(items: list[int], vectors: np.ndarray) -> dict[str, list[Any]]:
+    """The parameters of write_items: the items whose vector is finite and not zero."""
+    kept = [
+        (item, vec) for item, vec in zip(items, vectors, strict=True) if np.isfinite(vec).all() and vec.any()
+    ]
+    return {"items": [k[0] for k in kept], "vectors": [k[1] for k in kept]}

@@ -138,14 +138,18 @@ def train(
     # interactions stay queued); readers and writers of the log do not.
     with conn.transaction():
         conn.execute(Q["exclusive_fold_lock"])
-        conn.execute(Q["create_collab_stage"])
-        with conn.cursor().copy(Q["copy_collab_stage"]) as cp:
-            cp.set_types(["int8", "vector", "int4"])
-            for item, vec, n in zip(items.tolist(), factors, support.tolist(), strict=True):
-                if vec.any():
-                    cp.write_row((item, vec, n))
-        conn.execute(Q["set_collab"])
-        conn.execute(Q["clear_untrained_collab"])
+        trained = [
+            (item, vec, n)
+            for item, vec, n in zip(items.tolist(), factors, support.tolist(), strict=True)
+            if vec.any()
+        ]
+        rows = {
+            "items": [t[0] for t in trained],
+            "vectors": [t[1] for t in trained],
+            "supports": [t[2] for t in trained],
+        }
+        conn.execute(Q["set_collab"], rows)
+        conn.execute(Q["clear_untrained_collab"], rows)
         conn.execute(Q["mark_trained"])
         if seq is not None:
             version = sequence_space.store(conn, seq)  # the users follow in the rebuild

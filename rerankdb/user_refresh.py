@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from rerankdb import backoff, sequence_space, user_state
+from rerankdb import backoff, db, partitions, sequence_space, user_state
 from rerankdb.encoder import Encoder, text_budget
 from rerankdb.fold import FoldParams, problems
 from rerankdb.sqlfiles import queries
@@ -89,17 +89,15 @@ def refresh_users(
     ``before_commit`` runs just before each batch commits (fault injection in tests).
     """
     fold_args = (encoder, context_weight, dim, before_commit)
-    claimed: dict[int, int] = {}
+    claimed: dict[int, tuple[int, int]] = {}
     max_chars = text_budget(encoder)
     # Contexts are encoded only with an encoder and a context weight.
     context_chars = CONTEXT_TEXTS * max_chars if encoder is not None and context_weight > 0 else None
     try:
         claim = functools.partial(_claim_partitions, conn, limit, max_chars, context_chars)
         return _fold_claimed(conn, claim, claimed, *fold_args)
-    except psycopg.OperationalError:
-        raise
     except Exception as exc:
-        if not claimed:
+        if not claimed or db.lost_connection(exc):
             raise
         log.warning("a batch of %d interactions failed (%s); folding it in parts", len(claimed), exc)
         total, failed = _isolate(conn, claimed, exc, *fold_args)
@@ -119,23 +117,50 @@ def _claim_partitions(
     """Up to ``limit`` due interactions, from partitions of users that no other fold
     holds, taken one after another (in a random order, so workers spread out) until
     the batch is full: one worker takes every partition, two share them out.  None
-    when every partition with work is taken.  Contexts come cut to ``max_chars``
-    characters; ``context_chars``: the batch is also full once its distinct contexts
-    hold that many characters (their encoding bounds how long the fold takes)."""
-    parts = [r[0] for r in conn.execute(Q["due_partitions"]).fetchall()]
-    random.shuffle(parts)
+    when every partition with work is taken.  A partition is a range of
+    hashint8(user_id) (partitions.py); on Citus a shard, and a batch takes one, so
+    that its FOR UPDATE and its writes stay on that shard.  Contexts come cut to
+    ``max_chars`` characters; ``context_chars``: the batch is also full once its
+    distinct contexts hold that many characters (their encoding bounds how long the
+    fold takes)."""
+    ranges = partitions.of(conn)
+    if ranges.citus:  # the oldest first: each probe of a partition is a query of every shard
+        hashes = conn.execute(Q["due_hashes"], {"limit": DUE_SAMPLE}).fetchall()
+        parts = list(dict.fromkeys(ranges.index(h) for (h,) in hashes))
+    else:
+        bounds = {"lower": list(ranges.lower), "upper": list(ranges.upper)}
+        parts = [r[0] for r in conn.execute(Q["due_partitions"], bounds).fetchall()]
+        random.shuffle(parts)
     rows: list[tuple[Any, ...]] = []
     contexts: set[str] = set()
     for part in parts:
         got = conn.execute(Q["try_lock_partition"], {"part": part}).fetchone()
         if got is not None and got[0]:
-            params = {"part": part, "limit": limit - len(rows), "max_chars": max_chars}
-            claimed = conn.execute(Q["claim_interactions"], params, binary=True).fetchall()
+            claimed = _claim_partition(conn, ranges, part, limit - len(rows), max_chars)
             kept = within_context_budget(claimed, contexts, context_chars, first=not rows)
             rows += kept
-            if len(rows) >= limit or len(kept) < len(claimed):
+            if len(rows) >= limit or len(kept) < len(claimed) or (ranges.citus and rows):
                 break
     return rows
+
+
+DUE_SAMPLE = 1000  # on Citus, the oldest due interactions whose partitions a fold tries first
+
+
+def _claim_partition(
+    conn: psycopg.Connection[Any], ranges: partitions.Partitions, part: int, limit: int, max_chars: int
+) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` due interactions of partition ``part``, locked (skipping locked rows)."""
+    bounds = {"lower": ranges.lower[part], "upper": ranges.upper[part]}
+    if not ranges.citus:
+        return conn.execute(Q["claim_interactions"], {**bounds, "limit": limit, "max_chars": max_chars},
+                            binary=True).fetchall()  # fmt: skip
+    found = conn.execute(Q["users_of_partition"], {**bounds, "limit": limit}).fetchall()
+    users = sorted({u for (u,) in found})
+    if not users:
+        return []
+    params = {"users": users, "limit": limit, "max_chars": max_chars}
+    return conn.execute(Q["claim_interactions_of_users"], params, binary=True).fetchall()
 
 
 def within_context_budget(
@@ -157,47 +182,48 @@ def within_context_budget(
     return list(rows)
 
 
-def _claim_by_id(conn: psycopg.Connection[Any], ids: list[int], max_chars: int) -> list[tuple[Any, ...]]:
-    """The due interactions among ``ids`` (a failed batch, folded again in parts)."""
-    params = {"ids": ids, "max_chars": max_chars}
+def _claim_by_id(
+    conn: psycopg.Connection[Any], ids: list[int], users: list[int], max_chars: int
+) -> list[tuple[Any, ...]]:
+    """The due interactions among ``ids`` of ``users`` (a failed batch, folded again in parts)."""
+    params = {"ids": ids, "users": users, "max_chars": max_chars}
     return conn.execute(Q["claim_interactions_by_id"], params, binary=True).fetchall()
 
 
 def _fold_claimed(
     conn: psycopg.Connection[Any],
     claim: Callable[[], list[tuple[Any, ...]]],
-    claimed: dict[int, int],
+    claimed: dict[int, tuple[int, int]],
     encoder: Encoder | None,
     context_weight: float,
     dim: int,
     before_commit: Callable[[], None] | None,
 ) -> UserBatch:
     """Claim (``claim()``, in the transaction), check and fold one batch in one
-    transaction; ``claimed`` gets {id: attempts}."""
+    transaction; ``claimed`` gets {id: (user, attempts)}."""
     with conn.transaction():
         clock = begin_batch(conn, context_weight)
         rows = claim()
         if not rows:
             return UserBatch(0, 0, 0)
-        claimed.update((r[0], r[6]) for r in rows)
+        claimed.update((r[0], (r[1], r[6])) for r in rows)
         rows, bad = without_problems(rows, clock)
         if bad:
-            _set_aside(conn, [(r[0], r[6], error) for r, error in bad])
+            _set_aside(conn, [(r[0], r[1], r[6], error) for r, error in bad])
         item_vecs = user_state.item_vectors(conn, {r[5] for r in rows})
         ready = [r for r in rows if r[5] in item_vecs]
         waiting = [r[0] for r in rows if r[5] not in item_vecs]
         if waiting:  # the item has no vector yet: keep the interaction for later
-            conn.execute(Q["defer_interactions"], {"ids": waiting})
+            conn.execute(Q["defer_interactions"], {"ids": waiting, "users": sorted({r[1] for r in rows})})
         n_users = 0
         if ready:
             users = np.unique(np.array([r[1] for r in ready], dtype=np.int64))
             st = user_state.lock_states(conn, users, dim, user_state.collab_dim(item_vecs))
             user_state.fold_rows(st, ready, item_vecs, encoder, clock.params)
-            conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready]})
+            conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready], "users": users.tolist()})
             # The sequence vectors from the log, the batch's rows now folded (out of the
             # queue), written with the states.
             user_state.write_states(conn, st, sequence_space.user_rows(conn, users.tolist()))
-            conn.execute(Q["mark_user_refresh"])
             n_users = len(users)
         if before_commit is not None:
             before_commit()
@@ -206,36 +232,38 @@ def _fold_claimed(
 
 def _isolate(
     conn: psycopg.Connection[Any],
-    ids: dict[int, int],
+    ids: dict[int, tuple[int, int]],
     exc: Exception,
     encoder: Encoder | None,
     context_weight: float,
     dim: int,
     before_commit: Callable[[], None] | None,
-) -> tuple[UserBatch, list[tuple[int, int, str]]]:
-    """Fold the interactions of a failed batch in halves: (what was folded, the rows that
-    fail alone as (interaction_id, attempts so far, error)); the caller sets those aside."""
+) -> tuple[UserBatch, list[tuple[int, int, int, str]]]:
+    """Fold the interactions of a failed batch ({id: (user, attempts)}) in halves: (what
+    was folded, the rows that fail alone as (interaction_id, user_id, attempts so far,
+    error)); the caller sets those aside."""
     if len(ids) == 1:
-        ((iid, attempts),) = ids.items()
-        return UserBatch(0, 0, 0), [(iid, attempts, f"{type(exc).__name__}: {str(exc).strip()}")]
+        ((iid, (user, attempts)),) = ids.items()
+        return UserBatch(0, 0, 0), [(iid, user, attempts, f"{type(exc).__name__}: {str(exc).strip()}")]
     order = sorted(ids)
     total = UserBatch(0, 0, 0)
-    failed: list[tuple[int, int, str]] = []
+    failed: list[tuple[int, int, int, str]] = []
     for part in (order[: len(order) // 2], order[len(order) // 2 :]):
-        claimed: dict[int, int] = {}
+        claimed: dict[int, tuple[int, int]] = {}
+        users = sorted({ids[i][0] for i in part})
         try:
             total += _fold_claimed(
                 conn,
-                functools.partial(_claim_by_id, conn, part, text_budget(encoder)),
+                functools.partial(_claim_by_id, conn, part, users, text_budget(encoder)),
                 claimed,
                 encoder,
                 context_weight,
                 dim,
                 before_commit,
             )
-        except psycopg.OperationalError:
-            raise
         except Exception as part_exc:
+            if db.lost_connection(part_exc):
+                raise
             if claimed:
                 part_total, part_failed = _isolate(
                     conn, claimed, part_exc, encoder, context_weight, dim, before_commit
@@ -282,18 +310,29 @@ def without_problems(
     return [r for i, r in enumerate(rows) if i not in found], [(rows[i], e) for i, e in found.items()]
 
 
-def _set_aside(conn: psycopg.Connection[Any], failed: Sequence[tuple[int, int, str]]) -> None:
-    """Record (interaction_id, attempts so far, error) as failed; retried after a backoff."""
+def _set_aside(conn: psycopg.Connection[Any], failed: Sequence[tuple[int, int, int, str]]) -> None:
+    """Record (interaction_id, user_id, attempts so far, error) as failed; retried after a backoff."""
+    row = conn.execute(Q["now"]).fetchone()
+    assert row is not None
+    now = row[0]
     conn.execute(
         Q["set_aside"],
         {
             "ids": [f[0] for f in failed],
-            "errors": [f[2] for f in failed],
-            "delays": [retry_delay(f[1] + 1) for f in failed],
+            "users": [f[1] for f in failed],
+            "errors": [f[3] for f in failed],
+            "not_before": [now + timedelta(seconds=retry_delay(f[2] + 1)) for f in failed],
         },
     )
-    for iid, attempts, error in failed:
+    for iid, _user, attempts, error in failed:
         log.warning("interaction %s set aside (attempt %s): %s", iid, attempts + 1, error)
+
+
+def mark_refreshed(conn: psycopg.Connection[Any]) -> None:
+    """Record when users were last folded (rerankdb.status): once per drain, in its own
+    transaction, not in every fold's (on Citus worker_state is a reference table, a copy
+    on every node: in a fold it would make each fold a two-phase commit on every node)."""
+    conn.execute(Q["mark_user_refresh"])
 
 
 def release_deferred(conn: psycopg.Connection[Any]) -> int:
@@ -364,8 +403,23 @@ def _rebuild_in_transaction(
     users: Sequence[int],
     clock: Clock,
 ) -> tuple[int, int]:
-    """The body of :func:`_rebuild`, in the caller's transaction; ``clock`` from begin_batch."""
-    ids = sorted(set(users))
+    """The body of :func:`_rebuild`, in the caller's transaction; ``clock`` from begin_batch.
+    On Citus, one partition (shard) at a time: a statement that locks rows stays on one shard."""
+    done = (0, 0)
+    for group in partitions.by_partition(conn, sorted(set(users))):
+        n_users, counted = _rebuild_group(conn, encoder, dim, group, clock)
+        done = (done[0] + n_users, done[1] + counted)
+    return done
+
+
+def _rebuild_group(
+    conn: psycopg.Connection[Any],
+    encoder: Encoder | None,
+    dim: int,
+    ids: list[int],
+    clock: Clock,
+) -> tuple[int, int]:
+    """:func:`_rebuild_in_transaction` for users (sorted, unique) of one partition."""
     requests = conn.execute(Q["rebuild_requests"], {"users": ids}).fetchall()  # before the log
     conn.execute(Q["lock_queued_interactions_of_users"], {"users": ids})
     params = {"users": ids, "max_chars": text_budget(encoder)}
@@ -381,11 +435,14 @@ def _rebuild_in_transaction(
     if ready:
         user_state.fold_rows(st, ready, item_vecs, encoder, clock.params)
     if ready:
-        conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready]})
+        conn.execute(Q["dequeue_interactions"], {"ids": [r[0] for r in ready], "users": ids})
     if waiting:
-        conn.execute(Q["requeue_deferred"], {"ids": [r[0] for r in waiting]})
+        conn.execute(Q["requeue_deferred"], {"ids": [r[0] for r in waiting], "users": ids})
     if bad:
-        conn.execute(Q["set_aside_unqueued"], {"ids": [r[0] for r, _ in bad], "errors": [e for _, e in bad]})
+        conn.execute(
+            Q["set_aside_unqueued"],
+            {"ids": [r[0] for r, _ in bad], "users": [r[1] for r, _ in bad], "errors": [e for _, e in bad]},
+        )
     # The sequence vectors from the same snapshot of the log, written with the states.
     user_state.write_states(conn, st, sequence_space.user_rows(conn, ids))
     if requests:
@@ -510,17 +567,17 @@ def _batch_then_each(
     others.  Returns (interactions counted, users that failed)."""
     try:
         return rebuild(users), 0
-    except psycopg.OperationalError:
-        raise
     except Exception as exc:
+        if db.lost_connection(exc):
+            raise
         log.warning("rebuilding users %s..%s failed (%s); one at a time", users[0], users[-1], exc)
     counted = errors = 0
     for user in users:
         try:
             counted += rebuild([user])
-        except psycopg.OperationalError:
-            raise
         except Exception as exc:
+            if db.lost_connection(exc):
+                raise
             failed(user, exc)
             errors += 1
     return counted, errors

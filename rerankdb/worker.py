@@ -170,7 +170,7 @@ class Worker:
                 conn = None
                 failures += 1
                 delay = retry_delay(failures)
-                if isinstance(exc, psycopg.OperationalError):
+                if db.lost_connection(exc):
                     log.warning("database unreachable (%s); retrying in %.1f s", str(exc).strip(), delay)
                 else:
                     log.exception("refresh failed; retrying in %.1f s", delay)

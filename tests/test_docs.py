@@ -93,8 +93,12 @@ NO_RUN: dict[tuple[str, str], str] = {
     ): "needs a streaming replica; tests/test_replica.py starts a real one",
     (
         "docs/scaling.md",
-        "psql -v ON_ERROR_STOP=1 -v code_ready=yes -v shard_count=32 -f sql/citus/layout.sql",
-    ): "needs a Citus cluster; tests/test_citus_layout.py runs the script against stand-ins",
+        "RERANKDB_DATABASE_URL=postgresql://owner@coordinator/app rerankdb migrate --citus",
+    ): "needs a Citus cluster; tests/test_citus.py installs on a real one the same way",
+    (
+        "docs/scaling.md",
+        "RERANKDB_POLL_SECONDS=0.05 rerankdb worker",
+    ): "runs until stopped; tests/test_citus.py runs two worker processes on a real cluster",
     (
         "docs/evaluation.md",
         "rerankdb eval movielens ../shared/datasets/ml-latest-small --out eval-out",

@@ -127,7 +127,7 @@ def test_a_context_is_fetched_only_as_far_as_the_encoder_reads_it(conn: Any, cat
     add_interactions(conn, [(7, 1, "like", None, text, T0)])
     ids = [r[0] for r in conn.execute("select interaction_id from rerankdb.interactions")]
     with conn.transaction():
-        params = {"ids": ids, "max_chars": 5120}
+        params = {"ids": ids, "users": [7], "max_chars": 5120}
         (row,) = conn.execute(user_refresh.Q["claim_interactions_by_id"], params).fetchall()
     assert row[3] == text[:5120]
 

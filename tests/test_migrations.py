@@ -302,3 +302,38 @@ def test_offline_sql_runs_where_downgrade_base_left_the_version_table(empty_db_u
     with psycopg.connect(db.libpq_url(empty_db_url), autocommit=True) as c:
         c.execute(script.stdout)  # type: ignore[call-overload]  # a whole script, no parameters
     assert migrate.current_revision(empty_db_url) == migrate.head_revision()
+
+
+def test_upgrade_to_0013_rekeys_the_log_with_its_rows_and_dates_given_vectors(empty_db_url: str) -> None:
+    """0013 keys the log and its queue by (interaction_id, user_id) with rows in them, and
+    records the text a vector given before stands for (on Citus the worker finds changed
+    texts by it); down again, the keys are interaction_id alone."""
+    url = empty_db_url
+    migrate.upgrade(url, revision="0012")
+    vec = "[" + ",".join(["1"] * 384) + "]"
+    with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
+        c.execute("insert into rerankdb.items (item_id, content) values (1, 'given'), (2, 'b')")
+        c.execute("select rerankdb.set_item_vectors(array[1]::bigint[], array[%s::vector])", [vec])
+        c.execute("insert into rerankdb.interactions (user_id, item_id) values (7, 1), (8, 2)")
+    migrate.upgrade(url)
+    with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
+        assert c.execute(
+            "select content_sha256 = sha256('given'::bytea), model from rerankdb.item_vectors"
+        ).fetchall() == [(True, None)]
+        assert c.execute("select count(*) from rerankdb.interaction_queue").fetchone() == (2,)
+        # The queue follows a user_id changed in the log (ON UPDATE CASCADE).
+        c.execute("update rerankdb.interactions set user_id = 9 where user_id = 8")
+        assert c.execute("select user_id from rerankdb.interaction_queue order by 1").fetchall() == [
+            (7,),
+            (9,),
+        ]
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            c.execute(
+                "insert into rerankdb.interaction_queue (interaction_id, item_id, user_id) values (1, 1, 99)"
+            )
+    migrate.downgrade(url, revision="0012")
+    with psycopg.connect(db.libpq_url(url)) as c:
+        assert c.execute(
+            "select pg_get_constraintdef(oid) from pg_constraint where conname = 'interactions_pkey'"
+        ).fetchone() == ("PRIMARY KEY (interaction_id)",)
+        assert c.execute("select count(*) from rerankdb.interaction_queue").fetchone() == (2,)

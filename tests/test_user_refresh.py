@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rerankdb import db, user_refresh
+from rerankdb import db, partitions, user_refresh
 from tests.worker_helpers import (
     CONTEXT_WEIGHT,
     DIM,
@@ -230,7 +230,8 @@ def test_a_fold_skips_the_partitions_of_users_another_fold_holds(
     """Two workers never wait for each other: the users of a partition another fold holds
     stay queued for it, the others are folded; nothing is lost once it lets go."""
     add_interactions(conn, [(u, 1 + u % 6, "view", None, None, T0) for u in range(1, 41)])
-    part_of = dict(conn.execute("select u, hashint8(u) & 15 from generate_series(1, 40) u").fetchall())
+    hashed = dict(conn.execute("select u, hashint8(u) from generate_series(1, 40) u").fetchall())
+    part_of = {u: partitions.ONE_NODE.index(h) for u, h in hashed.items()}
     held = part_of[7]
     with db.connect(db_url) as other:  # another worker's fold transaction, on user 7's partition
         other.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rerankdb.bench import features, fleet, loads, rerank, scale, sequence, short_term, soak, worker
+from rerankdb.bench import citus, features, fleet, loads, rerank, scale, sequence, short_term, soak, worker
 
 
 def main() -> None:
@@ -21,6 +21,7 @@ def main() -> None:
     fleet.add_arguments(sub)
     sequence.add_arguments(sub)
     loads.add_arguments(sub)
+    citus.add_arguments(sub)
     args = parser.parse_args()
     args.run(args)
 

@@ -13,11 +13,11 @@ as $fn$
 begin
     insert into rerankdb.user_rebuild_queue as q (user_id) values (old.user_id)
     on conflict (user_id) do update
-        set enqueued_at = clock_timestamp(), attempts = 0, last_error = null, not_before = '-infinity';
+        set enqueued_at = excluded.enqueued_at, attempts = 0, last_error = null, not_before = '-infinity';
     if tg_op = 'UPDATE' and new.user_id is distinct from old.user_id then
         insert into rerankdb.user_rebuild_queue as q (user_id) values (new.user_id)
         on conflict (user_id) do update
-            set enqueued_at = clock_timestamp(), attempts = 0, last_error = null, not_before = '-infinity';
+            set enqueued_at = excluded.enqueued_at, attempts = 0, last_error = null, not_before = '-infinity';
     end if;
     return null;
 end

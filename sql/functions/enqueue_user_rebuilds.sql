@@ -18,7 +18,7 @@ begin
     select distinct d.user_id from deleted d
     order by d.user_id
     on conflict (user_id) do update
-        set enqueued_at = clock_timestamp(), attempts = 0, last_error = null, not_before = '-infinity';
+        set enqueued_at = excluded.enqueued_at, attempts = 0, last_error = null, not_before = '-infinity';
     return null;
 end
 $fn$;

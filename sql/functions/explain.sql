@@ -94,7 +94,8 @@ begin
             where i.user_id = explain.user_id
               and exists (select 1 from rerankdb.item_rank r where r.item_id = i.item_id)
               and not exists (select 1 from rerankdb.interaction_queue q
-                              where q.interaction_id = i.interaction_id and q.attempts > 0)
+                              where q.interaction_id = i.interaction_id and q.user_id = i.user_id
+                                and q.attempts > 0)
         ), decayed as (
             -- 2^-age/half-life, exactly 0 past 1000 half-lives (no float underflow)
             select e.*,

@@ -12,6 +12,11 @@
 -- and never see an error.  Between a training's commit and this one, the
 -- old keys find the candidates (rerankdb.nearest scores them exactly with
 -- the new vectors).
+-- On Citus (revision 0013) collab_keys is a reference table, a copy on
+-- every node: a new table would be a coordinator table that the workers
+-- cannot read, so the keys are replaced in place instead (one transaction,
+-- the HNSW index updated row by row; readers see the old keys until the
+-- commit).
 -- Output  the number of keys.  Concurrent calls run one after the other.
 -- Edge    a transaction holding the old table for over 3 s: error 55P03,
 --         nothing changed (see the swap below).
@@ -31,6 +36,19 @@ declare
     attempt integer;
 begin
     perform pg_advisory_xact_lock('rerankdb.item_rank'::regclass::oid::integer, 2);
+    if to_regclass('pg_catalog.pg_dist_partition') is not null then
+        if exists (select 1 from pg_catalog.pg_dist_partition p
+                   where p.logicalrelid = 'rerankdb.collab_keys'::regclass) then
+            delete from rerankdb.collab_keys;
+            insert into rerankdb.collab_keys (item_id, key)
+            select r.item_id, rerankdb.collab_key(r.collab)
+            from rerankdb.item_rank r
+            where r.collab is not null
+            order by r.item_id;
+            get diagnostics n = row_count;
+            return n;
+        end if;
+    end if;
     drop table if exists rerankdb.collab_keys_next;
     create table rerankdb.collab_keys_next (
         item_id bigint primary key,

@@ -18,7 +18,7 @@ begin
     select x.id, x.e from unnest(user_ids, embeddings) as x(id, e)
     order by x.id
     on conflict (user_id) do update
-       set embedding = excluded.embedding, short_embedding = null, updated_at = now();
+       set embedding = excluded.embedding, short_embedding = null, updated_at = excluded.updated_at;
     get diagnostics n = row_count;
     return n;
 end

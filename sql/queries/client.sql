@@ -44,7 +44,7 @@ copy _items from stdin
 insert into rerankdb.items as t (item_id, content, metadata)
 select item_id, content, metadata from _items
 on conflict (item_id) do update
-   set content = excluded.content, metadata = excluded.metadata, updated_at = now()
+   set content = excluded.content, metadata = excluded.metadata, updated_at = excluded.updated_at
  where (t.content, t.metadata) is distinct from (excluded.content, excluded.metadata)
 
 -- name: delete_items

@@ -25,7 +25,7 @@ from rerankdb.interactions i
 join rerankdb.interaction_kinds k on k.kind = i.kind
 where i.user_id = any(%(users)s::bigint[])
   and i.occurred_at < %(before)s
-  and not exists (select 1 from rerankdb.interaction_queue q where q.interaction_id = i.interaction_id)
+  and not exists (select 1 from rerankdb.interaction_queue q where q.interaction_id = i.interaction_id and q.user_id = i.user_id)
   and exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id)
 order by i.interaction_id
 
@@ -35,7 +35,9 @@ order by i.interaction_id
 select user_id from rerankdb.user_rebuild_queue where user_id = any(%(users)s::bigint[]) for update
 
 -- name: delete_rows
-delete from rerankdb.interactions where interaction_id = any(%(ids)s::bigint[])
+-- (user_id: on Citus, the statement goes to the users' shard alone)
+delete from rerankdb.interactions
+where interaction_id = any(%(ids)s::bigint[]) and user_id = any(%(users)s::bigint[])
 
 -- name: drop_own_rebuild_requests
 -- The rows deleted are in the snapshot now: their users' states are right as
@@ -52,7 +54,7 @@ update rerankdb.worker_state
 select count(*),
        count(*) filter (where nullif(btrim(i.context), '') is not null),
        count(*) filter (where exists (select 1 from rerankdb.interaction_queue q
-                                      where q.interaction_id = i.interaction_id)
+                                      where q.interaction_id = i.interaction_id and q.user_id = i.user_id)
                            or not exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id))
 from rerankdb.interactions i
 where i.occurred_at < %(before)s

@@ -10,7 +10,7 @@ from rerankdb.interactions i
 join rerankdb.interaction_kinds k on k.kind = i.kind
 where exists (select 1 from rerankdb.item_rank r where r.item_id = i.item_id)
   and not exists (select 1 from rerankdb.interaction_queue q
-                  where q.interaction_id = i.interaction_id and q.attempts > 0)
+                  where q.interaction_id = i.interaction_id and q.user_id = i.user_id and q.attempts > 0)
 order by i.user_id, i.occurred_at, i.interaction_id
 
 -- name: catalog

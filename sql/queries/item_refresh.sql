@@ -28,7 +28,7 @@ with due as (
     left join rerankdb.items i on i.item_id = d.item_id
 )
 update rerankdb.item_queue q
-   set not_before = clock_timestamp() + make_interval(secs => %(lease)s)
+   set not_before = now() + make_interval(secs => %(lease)s)  -- (Citus: no volatile function in an UPDATE)
   from costed c
  where q.item_id = c.item_id and c.before < %(budget)s
 returning q.item_id, q.enqueued_at, q.attempts
@@ -65,7 +65,35 @@ join rerankdb.items i
 order by s.item_id
 on conflict (item_id) do update
    set embedding = excluded.embedding, content_sha256 = excluded.content_sha256,
-       model = excluded.model, updated_at = now()
+       model = excluded.model, updated_at = excluded.updated_at
+
+-- name: enqueue_unembedded
+-- On Citus, where the items' triggers cannot queue them (a reference table's
+-- trigger cannot write another table): the items with no vector, or with a
+-- vector made from another text, that are not queued, queued now.  Reads
+-- every item's text (its hash); on one node the triggers queue instead.
+insert into rerankdb.item_queue (item_id)
+select i.item_id
+from rerankdb.items i
+left join rerankdb.item_vectors v on v.item_id = i.item_id
+where (v.item_id is null or v.content_sha256 is distinct from sha256(convert_to(i.content, 'UTF8')))
+  and not exists (select 1 from rerankdb.item_queue q where q.item_id = i.item_id)
+order by i.item_id
+on conflict (item_id) do nothing
+
+-- name: sync_rank_of_staged
+-- On Citus, the item_vectors triggers' work, by the writer: the copies in
+-- item_rank of the vectors just written ...
+insert into rerankdb.item_rank as r (item_id, embedding)
+select v.item_id, v.embedding from rerankdb.item_vectors v
+where v.item_id = any(%(items)s::bigint[])
+order by v.item_id
+on conflict (item_id) do update set embedding = excluded.embedding
+
+-- name: release_deferred_of_items
+-- ... and the interactions that waited for them, due now.
+update rerankdb.interaction_queue q set deferred = false
+where q.deferred and q.item_id = any(%(items)s::bigint[])
 
 -- name: dequeue_items
 -- Only the queue rows claimed: an item queued again meanwhile stays queued.
@@ -76,7 +104,7 @@ where q.item_id = f.id and q.enqueued_at = f.at
 -- name: record_failure
 update rerankdb.item_queue
    set attempts = %(attempts)s, last_error = %(error)s,
-       not_before = clock_timestamp() + make_interval(secs => %(backoff)s)
+       not_before = now() + make_interval(secs => %(backoff)s)
  where item_id = %(item)s and enqueued_at = %(enqueued)s
 
 -- name: set_aside_item
@@ -95,4 +123,4 @@ update rerankdb.worker_state set last_item_refresh_at = now(), model = %(model)s
 insert into rerankdb.item_queue (item_id)
 select item_id from rerankdb.items
 on conflict (item_id) do update
-   set enqueued_at = clock_timestamp(), attempts = 0, last_error = null, not_before = '-infinity'
+   set enqueued_at = excluded.enqueued_at, attempts = 0, last_error = null, not_before = '-infinity'

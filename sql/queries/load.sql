@@ -54,7 +54,7 @@ insert into rerankdb.items as t (item_id, content, metadata)
 select item_id, content, coalesce(metadata, '{}') from _load_items
 order by item_id
 on conflict (item_id) do update
-   set content = excluded.content, metadata = excluded.metadata, updated_at = now()
+   set content = excluded.content, metadata = excluded.metadata, updated_at = excluded.updated_at
  where (t.content, t.metadata) is distinct from (excluded.content, excluded.metadata)
 
 -- name: set_item_vectors

@@ -48,27 +48,40 @@ cross join lateral (
         join rerankdb.interaction_kinds kd on kd.kind = i.kind
         where i.user_id = u.user_id
           and coalesce(i.weight, kd.weight) > 0
-          and not exists (select 1 from rerankdb.interaction_queue q where q.interaction_id = i.interaction_id)
+          and not exists (select 1 from rerankdb.interaction_queue q where q.interaction_id = i.interaction_id and q.user_id = i.user_id)
           and exists (select 1 from rerankdb.item_rank r where r.item_id = i.item_id)
         order by i.occurred_at desc, i.interaction_id desc
         limit %(max_len)s
     ) t
 ) h
 
--- name: create_item_stage
-create temp table if not exists _item_seq (item_id bigint, seq vector) on commit delete rows
-
--- name: clear_item_stage
--- (The stage empties at the commit; a transaction may fill it more than once.)
-delete from _item_seq
-
--- name: copy_item_stage
-copy _item_seq from stdin with (format binary)
+-- name: histories_citus
+-- histories on Citus, which cannot run the lateral subquery over the users
+-- above (a join of a function to distributed tables): a window partitioned
+-- by user_id, pushed down to each user's shard.  It reads every positive row
+-- of the users, where the lateral reads max_len of each through the index:
+-- one node keeps the lateral.  A user with none has no row (NULL above).
+select t.user_id, array_agg(t.item_id order by t.occurred_at, t.interaction_id) as items
+from (
+    select i.user_id, i.item_id, i.occurred_at, i.interaction_id,
+           row_number() over (partition by i.user_id order by i.occurred_at desc, i.interaction_id desc) as n
+    from rerankdb.interactions i
+    join rerankdb.interaction_kinds kd on kd.kind = i.kind
+    where i.user_id = any(%(users)s::bigint[])
+      and coalesce(i.weight, kd.weight) > 0
+      and not exists (select 1 from rerankdb.interaction_queue q
+                      where q.interaction_id = i.interaction_id and q.user_id = i.user_id)
+      and exists (select 1 from rerankdb.item_rank r where r.item_id = i.item_id)
+) t
+where t.n <= %(max_len)s
+group by t.user_id
 
 -- name: write_items
+-- The vectors as arrays, not a temporary stage: on Citus item_rank is a
+-- reference table, which a statement may not update from a local table.
 update rerankdb.item_rank r
    set seq = s.seq
-  from _item_seq s
+  from unnest(%(items)s::bigint[], %(vectors)s::vector[]) as s(item_id, seq)
  where r.item_id = s.item_id
 
 -- name: clear_other_items
@@ -76,7 +89,7 @@ update rerankdb.item_rank r
 update rerankdb.item_rank r
    set seq = null
  where r.seq is not null
-   and not exists (select 1 from _item_seq s where s.item_id = r.item_id)
+   and not (r.item_id = any(%(items)s::bigint[]))
 
 -- name: items_without_seq
 -- Of some items (NULL: all), those with a text vector and no sequence vector yet.
@@ -84,10 +97,15 @@ select item_id, embedding::vector
 from rerankdb.item_rank
 where (%(items)s::bigint[] is null or item_id = any(%(items)s::bigint[])) and seq is null
 
+-- name: next_version
+-- (Read apart from the insert: Citus cannot insert into a reference table
+-- what a select of the same table computes.  The caller holds the exclusive
+-- fold lock: no other training runs.)
+select coalesce(max(version), 0) + 1 from rerankdb.sequence_model
+
 -- name: insert_model
 insert into rerankdb.sequence_model (version, items, dim, max_len, weights, report)
-select coalesce(max(version), 0) + 1, %(items)s, %(dim)s, %(max_len)s, %(weights)s, %(report)s
-from rerankdb.sequence_model
+values (%(version)s, %(items)s, %(dim)s, %(max_len)s, %(weights)s, %(report)s)
 returning version
 
 -- name: drop_old_models

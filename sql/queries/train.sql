@@ -19,16 +19,12 @@ join rerankdb.interaction_kinds kd on kd.kind = i.kind
 where coalesce(i.weight, kd.weight) > 0
   and exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id)
 
--- name: create_collab_stage
-create temp table if not exists _collab (item_id bigint, collab vector, support integer) on commit drop
-
--- name: copy_collab_stage
-copy _collab from stdin with (format binary)
-
 -- name: set_collab
+-- The trained vectors as arrays, not a temporary stage: on Citus item_rank
+-- is a reference table, which a statement may not update from a local table.
 update rerankdb.item_rank r
    set collab = c.collab, support = c.support
-  from _collab c
+  from unnest(%(items)s::bigint[], %(vectors)s::vector[], %(supports)s::int[]) as c(item_id, collab, support)
  where r.item_id = c.item_id
 
 -- name: clear_untrained_collab
@@ -36,7 +32,7 @@ update rerankdb.item_rank r
 update rerankdb.item_rank r
    set collab = null, support = null
  where r.collab is not null
-   and not exists (select 1 from _collab c where c.item_id = r.item_id)
+   and not (r.item_id = any(%(items)s::bigint[]))
 
 -- name: mark_trained
 update rerankdb.settings set trained_at = now()

@@ -8,31 +8,69 @@
 -- rerankdb.sqlfiles.queries("user_refresh"); each "-- name:" starts a statement.
 
 -- name: due_partitions
--- The partitions of users (revision 0009: hashint8(user_id) & 15) with
--- interactions due; a fold claims from one of them at a time.
-select p from generate_series(0, 15) p
+-- The partitions of users (ranges of hashint8(user_id), rerankdb/partitions.py)
+-- with interactions due, by their bounds: one index probe each.  One node.
+select p.n - 1
+from unnest(%(lower)s::int[], %(upper)s::int[]) with ordinality as p(lower, upper, n)
 where exists (select 1 from rerankdb.interaction_queue q
-              where (hashint8(q.user_id) & 15) = p and not q.deferred and q.not_before <= clock_timestamp())
+              where hashint8(q.user_id) between p.lower and p.upper
+                and not q.deferred and q.not_before <= clock_timestamp())
+
+-- name: due_hashes
+-- On Citus (where the probes above would each be a query of every shard): the
+-- partitions of the oldest due interactions, by the hash of their users.
+select hashint8(q.user_id)
+from rerankdb.interaction_queue q
+where not q.deferred and q.not_before <= clock_timestamp()
+order by q.interaction_id
+limit %(limit)s
+
+-- name: users_of_partition
+-- On Citus: the users of one partition with the oldest due interactions (the
+-- users a claim then names, so that Citus sends it to their one shard).
+select q.user_id
+from rerankdb.interaction_queue q
+where hashint8(q.user_id) between %(lower)s and %(upper)s
+  and not q.deferred and q.not_before <= clock_timestamp()
+order by q.interaction_id
+limit %(limit)s
 
 -- name: try_lock_partition
 -- A partition of users for this fold transaction alone: a second worker takes
 -- another (without waiting), so two folds never share a user and never wait
 -- for each other's user_state locks.  The key is the queue's oid and the
--- partition (the fold lock is user_state's: another key).
+-- partition (the fold lock is user_state's: another key).  On Citus it is
+-- taken on the coordinator, where every worker connects.
 select pg_try_advisory_xact_lock('rerankdb.interaction_queue'::regclass::oid::integer, %(part)s)
 
 -- name: claim_interactions
--- Due interactions of a partition of users, oldest first, with the weight
+-- Due interactions of one partition of users, oldest first, with the weight
 -- they fold with (their own, else their kind's), their context as far as the
 -- encoder reads it (%(max_chars)s characters: a 10 MB context is not sent),
 -- their time in epoch seconds and how often they failed before.  Set-aside
--- rows wait for their not_before.
+-- rows wait for their not_before.  One node.
 select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, left(i.context, %(max_chars)s),
        extract(epoch from i.occurred_at)::float8, q.item_id, q.attempts
 from rerankdb.interaction_queue q
-join rerankdb.interactions i on i.interaction_id = q.interaction_id
+join rerankdb.interactions i on i.interaction_id = q.interaction_id and i.user_id = q.user_id
 join rerankdb.interaction_kinds k on k.kind = i.kind
-where (hashint8(q.user_id) & 15) = %(part)s and not q.deferred and q.not_before <= clock_timestamp()
+where hashint8(q.user_id) between %(lower)s and %(upper)s
+  and not q.deferred and q.not_before <= clock_timestamp()
+order by q.interaction_id
+limit %(limit)s
+for update of q skip locked
+
+-- name: claim_interactions_of_users
+-- The same on Citus, for the users of one partition (users_of_partition):
+-- Citus runs FOR UPDATE only on one shard, and prunes to it by user_id
+-- (named for both tables: it prunes each).
+select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, left(i.context, %(max_chars)s),
+       extract(epoch from i.occurred_at)::float8, q.item_id, q.attempts
+from rerankdb.interaction_queue q
+join rerankdb.interactions i on i.interaction_id = q.interaction_id and i.user_id = q.user_id
+join rerankdb.interaction_kinds k on k.kind = i.kind
+where q.user_id = any(%(users)s::bigint[]) and i.user_id = any(%(users)s::bigint[])
+  and not q.deferred and q.not_before <= clock_timestamp()
 order by q.interaction_id
 limit %(limit)s
 for update of q skip locked
@@ -42,9 +80,11 @@ for update of q skip locked
 select q.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, left(i.context, %(max_chars)s),
        extract(epoch from i.occurred_at)::float8, q.item_id, q.attempts
 from rerankdb.interaction_queue q
-join rerankdb.interactions i on i.interaction_id = q.interaction_id
+join rerankdb.interactions i on i.interaction_id = q.interaction_id and i.user_id = q.user_id
 join rerankdb.interaction_kinds k on k.kind = i.kind
-where q.interaction_id = any(%(ids)s::bigint[]) and not q.deferred and q.not_before <= clock_timestamp()
+where q.interaction_id = any(%(ids)s::bigint[])
+  and q.user_id = any(%(users)s::bigint[]) and i.user_id = any(%(users)s::bigint[])
+  and not q.deferred and q.not_before <= clock_timestamp()
 order by q.interaction_id
 for update of q skip locked
 
@@ -83,29 +123,37 @@ update rerankdb.user_vectors set collab = null where user_id = %(user)s
 
 -- name: set_aside
 -- Interactions that could not be folded: their error, one more attempt, and
--- when to try again.  They block nothing meanwhile.
+-- when to try again (now() + their delay, computed by the caller: Citus
+-- refuses now() beside a column in an UPDATE).  They block nothing meanwhile.
 update rerankdb.interaction_queue q
-   set attempts = q.attempts + 1, last_error = f.error,
-       not_before = clock_timestamp() + make_interval(secs => f.delay)
-  from unnest(%(ids)s::bigint[], %(errors)s::text[], %(delays)s::float8[]) as f(id, error, delay)
- where q.interaction_id = f.id
+   set attempts = q.attempts + 1, last_error = f.error, not_before = f.not_before
+  from unnest(%(ids)s::bigint[], %(users)s::bigint[], %(errors)s::text[], %(not_before)s::timestamptz[])
+       as f(id, user_id, error, not_before)
+ where q.interaction_id = f.id and q.user_id = f.user_id and q.user_id = any(%(users)s::bigint[])
+
+-- name: now
+select now()
 
 -- name: set_aside_unqueued
 -- A rebuild found a row it cannot fold that is not queued (it was folded
 -- before the checks existed, or dequeued): queue it as set aside.
 insert into rerankdb.interaction_queue as q (interaction_id, item_id, user_id, attempts, last_error, not_before)
-select i.interaction_id, i.item_id, i.user_id, 1, f.error, clock_timestamp() + interval '5 seconds'
-from unnest(%(ids)s::bigint[], %(errors)s::text[]) as f(id, error)
-join rerankdb.interactions i on i.interaction_id = f.id
-on conflict (interaction_id) do update
+select i.interaction_id, i.item_id, i.user_id, 1, f.error, now() + interval '5 seconds'
+from unnest(%(ids)s::bigint[], %(users)s::bigint[], %(errors)s::text[]) as f(id, user_id, error)
+join rerankdb.interactions i on i.interaction_id = f.id and i.user_id = f.user_id
+where i.user_id = any(%(users)s::bigint[])
+on conflict (interaction_id, user_id) do update
    set attempts = q.attempts + 1, last_error = excluded.last_error, not_before = excluded.not_before
 
 -- name: defer_interactions
 -- The item has no vector yet: keep the interaction until it has.
-update rerankdb.interaction_queue set deferred = true where interaction_id = any(%(ids)s::bigint[])
+update rerankdb.interaction_queue set deferred = true
+where interaction_id = any(%(ids)s::bigint[]) and user_id = any(%(users)s::bigint[])
 
 -- name: dequeue_interactions
-delete from rerankdb.interaction_queue where interaction_id = any(%(ids)s::bigint[])
+-- (user_id: on Citus, the statement goes to the users' shard alone)
+delete from rerankdb.interaction_queue
+where interaction_id = any(%(ids)s::bigint[]) and user_id = any(%(users)s::bigint[])
 
 -- name: mark_user_refresh
 update rerankdb.worker_state set last_user_refresh_at = now()
@@ -122,8 +170,7 @@ set transaction isolation level repeatable read
 -- name: lock_queued_interactions_of_users
 select q.interaction_id
 from rerankdb.interaction_queue q
-join rerankdb.interactions i on i.interaction_id = q.interaction_id
-where i.user_id = any(%(users)s::bigint[])
+where q.user_id = any(%(users)s::bigint[])
 for update of q
 
 -- name: interactions_of_users
@@ -136,15 +183,15 @@ from rerankdb.interactions i
 join rerankdb.interaction_kinds k on k.kind = i.kind
 where i.user_id = any(%(users)s::bigint[])
   and not exists (select 1 from rerankdb.interaction_queue q
-                  where q.interaction_id = i.interaction_id and q.attempts > 0)
+                  where q.interaction_id = i.interaction_id and q.user_id = i.user_id and q.attempts > 0)
 
 -- name: requeue_deferred
 -- Counted by nobody: their item lost its vector.  Queued as deferred.
 insert into rerankdb.interaction_queue (interaction_id, item_id, user_id, deferred)
 select i.interaction_id, i.item_id, i.user_id, true
 from rerankdb.interactions i
-where i.interaction_id = any(%(ids)s::bigint[])
-on conflict (interaction_id) do update set deferred = true
+where i.interaction_id = any(%(ids)s::bigint[]) and i.user_id = any(%(users)s::bigint[])
+on conflict (interaction_id, user_id) do update set deferred = true
 
 -- name: users_to_rebuild
 -- Users whose log changed after they were folded (deleted or updated rows),
@@ -172,7 +219,7 @@ select attempts from rerankdb.user_rebuild_queue where user_id = %(user)s
 -- A user whose rebuild failed: one more attempt, later, with the error.
 update rerankdb.user_rebuild_queue
    set attempts = attempts + 1, last_error = %(error)s,
-       not_before = clock_timestamp() + make_interval(secs => %(delay)s)
+       not_before = now() + make_interval(secs => %(delay)s)
  where user_id = %(user)s
 
 -- name: all_users

@@ -76,7 +76,7 @@ on conflict (user_id) do update
    set embedding = excluded.embedding, collab = excluded.collab,
        short_embedding = excluded.short_embedding, short_collab = excluded.short_collab,
        seq = excluded.seq, seq_items = excluded.seq_items, seq_attention = excluded.seq_attention,
-       updated_at = now()
+       updated_at = excluded.updated_at  -- the default, now() (Citus: no function in DO UPDATE)
 
 -- name: delete_directionless_user_vectors
 delete from rerankdb.user_vectors v
@@ -125,4 +125,4 @@ on conflict (user_id) do update
        short_sum = excluded.short_sum, short_collab_sum = excluded.short_collab_sum,
        collab_trained_at = excluded.collab_trained_at, half_life = excluded.half_life,
        short_half_life = excluded.short_half_life,
-       compacted_before = greatest(p.compacted_before, excluded.compacted_before), updated_at = now()
+       compacted_before = greatest(p.compacted_before, excluded.compacted_before), updated_at = excluded.updated_at

@@ -10,7 +10,7 @@ with gone as (
 )
 insert into rerankdb.workers (worker_id, host, pid, started_at, seen_at)
 values (%(worker_id)s, %(host)s, %(pid)s, to_timestamp(%(started)s), now())
-on conflict (worker_id) do update set seen_at = now()
+on conflict (worker_id) do update set seen_at = excluded.seen_at
 
 -- name: publish_worker
 -- The process's totals since it started (what its Prometheus endpoint serves).
