@@ -25,7 +25,7 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from rerankdb import backoff, db, item_refresh, user_refresh
+from rerankdb import backoff, db, item_refresh, partitions, user_refresh
 from rerankdb.config import Settings
 from rerankdb.drain import DrainReport, drain
 from rerankdb.encoder import Encoder
@@ -37,6 +37,7 @@ Q = queries("worker")
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+CITUS_POLL_HINT = 0.05  # seconds: the poll suggested on Citus, where no NOTIFY wakes the worker
 
 
 def retry_delay(failures: int) -> float:
@@ -68,6 +69,7 @@ class Worker:
         self.url = url
         self.settings = settings
         self.encoder = encoder
+        self._citus_warned = False
         self.listen = listen
         self.before_commit = before_commit
         self.context_weight = settings.context_weight  # the half-lives are in rerankdb.settings
@@ -142,6 +144,20 @@ class Worker:
 
     # -- the loop ---------------------------------------------------------------
 
+    def _warn_if_citus_polls_slowly(self, conn: psycopg.Connection[Any]) -> None:
+        """On Citus no NOTIFY wakes the worker (sql/citus/README.md): say so once if it polls slowly."""
+        if self._citus_warned or not partitions.of(conn).citus:
+            return
+        self._citus_warned = True
+        if self.settings.poll_seconds > CITUS_POLL_HINT:
+            log.warning(
+                "on Citus no NOTIFY reaches the worker: it polls every %g s, so a new interaction "
+                "waits up to that long; set RERANKDB_POLL_SECONDS=%g for folds within about %d ms",
+                self.settings.poll_seconds,
+                CITUS_POLL_HINT,
+                CITUS_POLL_HINT * 1000,
+            )
+
     def _refresh_loop(self) -> None:
         failures = 0
         conn: psycopg.Connection[Any] | None = None  # kept open: a wake-up costs no connect
@@ -153,6 +169,7 @@ class Worker:
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = db.connect(self.url, autocommit=True)
+                    self._warn_if_citus_polls_slowly(conn)
                 report = self.drain_once(conn)
                 self.stats.record(report)
                 self.stats.publish(conn, force=did_work(report))

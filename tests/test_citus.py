@@ -521,5 +521,28 @@ def test_the_app_reader_and_worker_roles_work_on_every_node(
     assert denied(app, "select * from rerankdb.interaction_queue")
     with db.connect(worker, autocommit=True) as wconn:
         assert drain(wconn, None, 0.0, DIM).interactions_folded == len(users)
+    with Client(worker) as as_worker:
+        assert as_worker.status().pending_interactions == 0, "the view's grants are back"
+    with (
+        Client(app) as as_app,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table item_queue"),
+    ):
+        as_app.status()  # the limit that remains: Citus checks the shards with the reader's rights
     assert rows(app, "select rerankdb.forget_user(%s)", [1]) == [(7,)]
     counted_against_the_log(cconn)
+
+
+def test_the_worker_says_once_that_it_polls_on_citus(curl: str, cconn: Any, caplog: Any) -> None:
+    from rerankdb.config import Settings
+    from rerankdb.worker import Worker
+
+    slow, fast = (
+        Worker(curl, Settings(poll_seconds=1.0), None),
+        Worker(curl, Settings(poll_seconds=0.05), None),
+    )
+    with caplog.at_level("WARNING", logger="rerankdb.worker"):
+        slow._warn_if_citus_polls_slowly(cconn)
+        slow._warn_if_citus_polls_slowly(cconn)
+        fast._warn_if_citus_polls_slowly(cconn)
+    said = [r.getMessage() for r in caplog.records if "no NOTIFY" in r.getMessage()]
+    assert len(said) == 1 and "RERANKDB_POLL_SECONDS=0.05" in said[0] and "every 1 s" in said[0]

@@ -339,6 +339,10 @@ from pg_dist_partition
 where logicalrelid::regclass::text like 'rerankdb.%'
 order by logicalrelid::regclass::text;
 
+-- Citus recreates the views over the tables it distributes, without their
+-- grants: rerankdb.status gets its grants back, as on one node.
+grant select on rerankdb.status to rerankdb_app, rerankdb_worker;
+
 -- -------------------------------------------------------------- the result
 select table_name, citus_table_type, distribution_column, colocation_id, shard_count, table_size
 from citus_tables
