@@ -34,6 +34,10 @@ from rerankdb.bench.worker import reflected, seed_catalog
 from rerankdb.config import Settings
 from rerankdb.worker import Worker
 
+NODE_OF_USER = (
+    "select nodename || ':' || nodeport from pg_dist_shard_placement "
+    "where shardid = get_shard_id_for_distribution_column('rerankdb.interactions', %s::bigint)"
+)
 CITUS_POLL_SECONDS = 0.05  # the worker's poll on Citus (RERANKDB_POLL_SECONDS), no NOTIFY there
 
 
@@ -125,6 +129,18 @@ def _delegation(url: str, user: int) -> str:
     return "\n".join(plan) + f"\n(user {user}'s shard is on {node[0]})"
 
 
+def _users_on(url: str, port: int, users: int) -> list[int]:
+    """The users (of 1..users) whose shard is on the worker node listening on ``port``."""
+    with psycopg.connect(db.libpq_url(url), autocommit=True) as conn:
+        rows = conn.execute(
+            "select u from generate_series(1, %s) u join pg_dist_shard_placement p "
+            "on p.shardid = get_shard_id_for_distribution_column('rerankdb.interactions', u::bigint) "
+            "where p.nodeport = %s",
+            [users, port],
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 def _row(name: str, one: np.ndarray, dist: np.ndarray) -> list[str]:
     (a50, a99), (b50, b99) = p50_p99(one), p50_p99(dist)
     return [name, f"{a50:.2f}", f"{b50:.2f}", f"{b50 - a50:+.2f}", f"{a99:.2f}", f"{b99:.2f}"]
@@ -177,6 +193,34 @@ def run(args: argparse.Namespace) -> None:
         rows.append(_row("recommend, k = 10", ms["one node"], ms["Citus"]))
         print(f"Calls from one connection, ms ({args.rounds} alternating rounds of {args.calls} calls each)")
         print(table(["call", "one node p50", "Citus p50", "Citus adds", "one node p99", "Citus p99"], rows))
+
+        # Where Citus's cost goes: the same calls sent to the user's worker node directly
+        # (Citus answers on any node), for users whose shard is on the first worker.
+        local = _users_on(urls["Citus"], cluster.ports[1], args.users)
+        where = {**urls, "the user's worker node": cluster.url(1)}
+        split = []
+        for cands in (100, 1000):
+
+            def local_params(rng: np.random.Generator, cands: int = cands) -> list[Any]:
+                ids = rng.choice(np.arange(1, args.items + 1), cands, replace=False)
+                return [int(rng.choice(local)), ids.tolist()]
+
+            ms = _calls(
+                where,
+                "select * from rerankdb.rerank(%s, %s)",
+                local_params,
+                args.calls,
+                args.rounds,
+                args.seed,
+            )
+            split.append(
+                [str(cands)]
+                + [f"{p50_p99(ms[k])[0]:.2f}" for k in ("one node", "the user's worker node", "Citus")]
+            )
+        print("\nrerank p50, ms, for users on the first worker node: where the added time goes")
+        print(
+            table(["candidates", "one node", "on the user's worker node", "through the coordinator"], split)
+        )
 
         one = _freshness(urls["one node"], True, 1.0, args.events, args.items, args.seed)
         dist = _freshness(urls["Citus"], False, CITUS_POLL_SECONDS, args.events, args.items, args.seed)
