@@ -14,6 +14,7 @@ import inspect
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -121,9 +122,10 @@ def as_user(url: str, user: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{PASSWORD}@{host}"))
 
 
-@pytest.fixture
-def login(conn: psycopg.Connection[Any], db_url: str) -> Iterator[Callable[[str], str]]:
-    """login(role) -> the URL of a new LOGIN user that is a member of ``role`` only."""
+@contextmanager
+def logins(conn: psycopg.Connection[Any], url: str) -> Iterator[Callable[[str], str]]:
+    """make(role) -> the URL of a new LOGIN user that is a member of ``role`` only; the
+    users go at the end (on Citus, the role and its membership reach every node)."""
     made: list[str] = []
 
     def make(role: str) -> str:
@@ -134,12 +136,21 @@ def login(conn: psycopg.Connection[Any], db_url: str) -> Iterator[Callable[[str]
             )
         )
         made.append(name)
-        return as_user(db_url, name)
+        return as_user(url, name)
 
-    yield make
-    for name in made:
-        conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+    try:
+        yield make
+    finally:
+        for name in made:
+            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def login(conn: psycopg.Connection[Any], db_url: str) -> Iterator[Callable[[str], str]]:
+    """login(role) -> the URL of a new LOGIN user that is a member of ``role`` only."""
+    with logins(conn, db_url) as make:
+        yield make
 
 
 # --- the contract tests run on both clients: AsyncClient behind a blocking face ---

@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
 
 from rerankdb import citus, db, partitions, user_refresh
 from rerankdb.client import Client, Interaction
 from rerankdb.drain import drain
 from rerankdb.errors import RerankdbError
 from tests import citus_helpers
-from tests.conftest import PASSWORD, as_user
+from tests.conftest import logins
+from tests.test_roles import denied
 from tests.worker_helpers import T0, state_counts, user_vectors, wait_for
 
 DIM = 384
@@ -468,33 +468,8 @@ def test_a_training_and_a_tune_run_on_the_cluster(curl: str, cconn: Any) -> None
 
 @pytest.fixture
 def login(cconn: Any, curl: str) -> Iterator[Callable[[str], str]]:
-    """login(role) -> the URL of a new LOGIN user, a member of ``role`` only, on every node
-    (Citus propagates the role and its membership)."""
-    made: list[str] = []
-
-    def make(role: str) -> str:
-        name = f"rerankdb_citus_{role}_{len(made)}"
-        cconn.execute(
-            sql.SQL("create role {} login password {} in role {}").format(
-                sql.Identifier(name), sql.Literal(PASSWORD), sql.Identifier(role)
-            )
-        )
-        made.append(name)
-        return as_user(curl, name)
-
-    yield make
-    for name in made:
-        cconn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
-        cconn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
-
-
-def denied(url: str, statement: str) -> bool:
-    with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
-        try:
-            c.execute(statement)  # type: ignore[arg-type]
-        except psycopg.errors.InsufficientPrivilege:
-            return True
-    return False
+    with logins(cconn, curl) as make:
+        yield make
 
 
 def test_the_app_reader_and_worker_roles_work_on_every_node(

@@ -29,7 +29,7 @@ import psycopg
 
 from rerankdb import citus, db, embedded, migrate
 from rerankdb.bench.common import machine, p50_p99, table
-from rerankdb.bench.fleet import fold_with
+from rerankdb.bench.fleet import fold_with, seed_users
 from rerankdb.bench.worker import reflected, seed_catalog
 from rerankdb.config import Settings
 from rerankdb.worker import Worker
@@ -52,17 +52,6 @@ def add_arguments(sub: Any) -> None:
     p.add_argument("--shards", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)
-
-
-def _users(url: str, users: int, items: int, seed: int) -> None:
-    """``users`` users with 20 interactions each (the same on both), folded."""
-    rng = np.random.default_rng(seed)
-    with db.connect(url, autocommit=True) as conn:
-        with conn.cursor().copy("copy rerankdb.interactions (user_id, item_id, kind) from stdin") as cp:
-            for u in range(1, users + 1):
-                for i in rng.integers(1, items + 1, 20).tolist():
-                    cp.write_row((u, i, "view"))
-        Worker(url, Settings(), None, listen=False).drain_once(conn)
 
 
 def _calls(
@@ -156,7 +145,7 @@ def run(args: argparse.Namespace) -> None:
         citus.apply_layout(urls["Citus"], shard_count=args.shards)
         for url in urls.values():
             seed_catalog(url, args.items, args.seed)
-            _users(url, args.users, args.items, args.seed)
+            seed_users(url, args.users, args.items, args.seed)
         with db.connect(urls["one node"]) as conn:
             print(f"machine: {machine(conn)}")
         print(

@@ -38,7 +38,7 @@ from rerankdb.worker import Worker
 # --- replica ------------------------------------------------------------------------
 
 
-def _users(url: str, users: int, items: int, seed: int) -> None:
+def seed_users(url: str, users: int, items: int, seed: int) -> None:
     """``users`` users with 20 interactions each, folded: the readers' population."""
     rng = np.random.default_rng(seed)
     with db.connect(url, autocommit=True) as conn:
@@ -115,7 +115,7 @@ def replica(args: argparse.Namespace) -> None:
         primary = embedded.start(primary_home)
         migrate.upgrade(primary)
         seed_catalog(primary, args.items, args.seed)
-        _users(primary, args.users, args.items, args.seed)
+        seed_users(primary, args.users, args.items, args.seed)
         standby = embedded.start_replica(primary_home, replica_home)
         with db.connect(primary) as conn:
             print(f"machine: {machine(conn)}")
