@@ -7,7 +7,7 @@ vector dimension is an install-time choice, hence :func:`build_metadata`.
 
 from __future__ import annotations
 
-from pgvector.sqlalchemy import Vector
+from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -25,10 +25,20 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, INTERVAL, JSONB, REAL
+from sqlalchemy.types import UserDefinedType
 
 from rerankdb.config import DEFAULT_DIM
 
 SCHEMA = "rerankdb"
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (``pg_current_xact_id()``)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "xid8"
 
 
 def _key_owned_by(name: str, parent: str) -> Column[int]:
@@ -225,6 +235,35 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         collab_keys.c.key,
         postgresql_using="hnsw",
         postgresql_ops={"key": "vector_ip_ops"},
+    )
+    # Revision 0014: one HNSW index by rerank's score itself (rerankdb.refresh_hybrid_keys
+    # builds it, with the dimension and the index, and swaps it in), what it was built
+    # with, and the items embedded since.
+    Table(
+        "hybrid_keys",
+        md,
+        Column("item_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("key", HALFVEC(), nullable=False),
+    )
+    Table(
+        "hybrid_meta",
+        md,
+        Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+        Column("text_dim", Integer, nullable=False),
+        Column("collab_dim", Integer, nullable=False),
+        Column("seq_dim", Integer, nullable=False),
+        Column("collab_weight", REAL, nullable=False),
+        Column("collab_shrink", REAL, nullable=False),
+        Column("sequence_weight", DOUBLE_PRECISION, nullable=False),
+        Column("trained_at", DateTime(timezone=True), nullable=True),
+        Column("built_at", DateTime(timezone=True), nullable=False),
+        Column("items", BigInteger, nullable=False),
+    )
+    Table(
+        "hybrid_keys_fresh",
+        md,
+        Column("item_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("xid", Xid8(), nullable=False, server_default=text("pg_current_xact_id()")),
     )
     Table(
         "settings",

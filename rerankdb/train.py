@@ -167,6 +167,13 @@ def train(
     t_keys = time.perf_counter()
     conn.execute(Q["refresh_collab_keys"])
     log.info("rebuilt the collaborative HNSW index in %.1f s", time.perf_counter() - t_keys)
+    t_keys = time.perf_counter()
+    keys = conn.execute(Q["refresh_hybrid_keys"]).fetchone()
+    log.info(
+        "rebuilt the hybrid HNSW index (%d keys) in %.1f s",
+        keys[0] if keys else 0,
+        time.perf_counter() - t_keys,
+    )
     seconds = time.perf_counter() - t0
     log.info(
         "trained %d-d collaborative vectors for %d items from %d interactions of %d users; "

@@ -657,6 +657,11 @@ def apply(
                 counted = rebuild_all_in_transaction(conn, encoder, context_weight, dim, why="tuning")
                 conn.execute(Q["refresh_centers"])
                 log.info("tune: every user rebuilt with the new half-lives (%d interactions)", counted)
+    # recommend's hybrid index carries the weights: rebuilt after the commit if they changed.
+    stale = conn.execute(Q["hybrid_keys_stale"]).fetchone()
+    if stale is not None and stale[0]:
+        keys = conn.execute(Q["refresh_hybrid_keys"]).fetchone()
+        log.info("tune: rebuilt the hybrid HNSW index for the new weights (%d keys)", keys[0] if keys else 0)
     return retrained, rebuilt
 
 

@@ -25,6 +25,7 @@ EXPECTED_TABLES = {
     "config", "items", "interaction_kinds", "interactions", "item_vectors", "user_vectors",
     "item_queue", "interaction_queue", "user_state", "worker_state", "status", "settings", "item_rank",
     "user_rebuild_queue", "collab_keys", "user_snapshot", "workers", "sequence_model",
+    "hybrid_keys", "hybrid_meta", "hybrid_keys_fresh",
 }  # fmt: skip
 EXPECTED_FUNCTIONS = {
     "dimension", "normalize_embedding", "rerank", "nearest", "recommend", "similar_items",
@@ -35,6 +36,7 @@ EXPECTED_FUNCTIONS = {
     "blend", "notice_half_life_changed",
     "collab_key", "diversify", "explain", "refresh_collab_keys", "mmr",
     "enqueue_interactions", "enqueue_user_rebuilds", "check_interactions", "refuse_interaction",
+    "hybrid_key", "swap_in_next", "refresh_hybrid_keys",
 }  # fmt: skip
 
 

@@ -133,7 +133,7 @@ def test_the_worker_role_cannot_erase_a_history(
         "select rerankdb.set_user_vectors(array[1]::bigint[], array[array_fill(1, array[384])::vector])",
         "select rerankdb.set_item_vectors(array[1]::bigint[], array[array_fill(1, array[384])::vector])",
         "select * from rerankdb.rerank(1, array[1, 2])",
-        "select * from rerankdb.nearest(array_fill(1, array[384])::vector, null, 3)",
+        "select * from rerankdb.nearest(array_fill(1, array[384])::vector, null, null, 3)",
     ]:
         assert denied(url, statement), statement
     assert conn.execute("select count(*) from rerankdb.interactions where user_id = 1").fetchone() == (1,)
@@ -286,7 +286,7 @@ def test_nearest_stays_the_owners(world: None, login: Callable[[str], str]) -> N
     """With chosen query vectors it would give the item embeddings away."""
     for role in ("rerankdb_reader", "rerankdb_app"):
         url = login(role)
-        assert denied(url, "select * from rerankdb.nearest(array_fill(1, array[384])::vector, null, 3)")
+        assert denied(url, "select * from rerankdb.nearest(array_fill(1, array[384])::vector, null, null, 3)")
         assert denied(
             url, "select * from rerankdb.diversify(array[1, 2]::bigint[], array[1, 0.5], 0.5, 2, true)"
         )

@@ -114,6 +114,27 @@ def test_new_items_rank_by_text_until_the_next_training(conn: Any, client: Clien
     assert got[100] == pytest.approx(1.0, abs=1e-5) and got[101] == pytest.approx(-1.0, abs=1e-5)
 
 
+def test_training_builds_the_hybrid_index_recommend_searches(conn: Any, client: Client, world: Any) -> None:
+    """After the training's commit: one key per item (all 60, with or without a collaborative
+    vector), built for the trained dimension and the current weights; recommend's results are
+    rerank's best over the whole catalog, and a new item is found at once."""
+    meta = conn.execute(
+        "select m.items, m.text_dim, m.collab_dim, m.collab_weight = st.collab_weight,"
+        " m.trained_at = st.trained_at"
+        " from rerankdb.hybrid_meta m, rerankdb.settings st"
+    ).fetchone()
+    assert meta == (60, DIM, 8, True, True)
+    everything = (
+        "select item_id from rerankdb.rerank(1, (select array_agg(item_id) from rerankdb.items), 5,"
+        " exclude_seen => true)"
+    )
+    want = [r[0] for r in conn.execute(everything)]
+    assert [r[0] for r in conn.execute("select item_id from rerankdb.recommend(1, 5)")] == want
+    text_u = vectors(conn, "user_vectors", "embedding", "user_id")[1]
+    load_items(client, text_u[None, :], ids=[100])
+    assert conn.execute("select item_id from rerankdb.recommend(1, 1)").fetchone() == (100,)
+
+
 def test_training_with_too_little_data_changes_nothing(conn: Any) -> None:
     report = train(conn, None, CONTEXT_WEIGHT, DIM)
     assert report.dim == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -228,6 +229,17 @@ def test_the_nightly_job_can_tune_after_training(
     worker._scheduled("train", job)
     assert "tuned:" in caplog.text and "scheduled train done" in caplog.text
     assert conn.execute("select tuned_at is not null from rerankdb.settings").fetchone() == (True,)
+    built_for_these = (
+        "select m.collab_weight = st.collab_weight and m.collab_shrink = st.collab_shrink"
+        " and m.sequence_weight = st.sequence_weight and m.trained_at = st.trained_at"
+        " from rerankdb.hybrid_meta m, rerankdb.settings st"
+    )
+    assert conn.execute(built_for_these).fetchone() == (True,), "recommend's hybrid index follows the tuning"
+    # Weights written by the tuner: the hybrid index is rebuilt with them after the commit.
+    current, _, _ = tune.current_settings(conn)
+    tune.apply(conn, replace(current, collab_weight=0.25), encoder=None, context_weight=0.0, dim=DIM)
+    assert conn.execute(built_for_these).fetchone() == (True,)
+    assert conn.execute("select collab_weight from rerankdb.hybrid_meta").fetchone() == (0.25,)
 
 
 def test_the_worker_role_can_tune(conn: Any, sessions: Any, login: Any) -> None:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from rerankdb.bench import citus, features, fleet, loads, rerank, scale, sequence, short_term, soak, worker
+from rerankdb.bench import (
+    citus,
+    features,
+    fleet,
+    hybrid,
+    loads,
+    rerank,
+    scale,
+    sequence,
+    short_term,
+    soak,
+    worker,
+)
 
 
 def main() -> None:
@@ -17,6 +29,7 @@ def main() -> None:
     soak.add_arguments(sub)
     short_term.add_arguments(sub)
     features.add_arguments(sub)
+    hybrid.add_arguments(sub)
     scale.add_arguments(sub)
     fleet.add_arguments(sub)
     sequence.add_arguments(sub)

@@ -58,10 +58,12 @@ select n.item_id
 from rerankdb.user_vectors u cross join rerankdb.settings st
 cross join lateral rerankdb.nearest(
     rerankdb.blend(u.embedding, u.short_embedding, st.short_weight, st.text_center, st.text_centering),
-    null, 10, u.user_id) n
+    null, null, 10, u.user_id) n
 where u.user_id = %s
 order by n.rank
 """
+# What recommend's index approximates: rerank's score over every item, the seen left out.
+EXACT_TOP_10 = "select item_id from rerankdb.rerank(%s, %s::bigint[], 10, exclude_seen => true)"
 PREVIOUS = TuneSettings(30 * DAY, 600.0, 0.7, 0.0, 1.0, 0.0, 0.0, 0.0, 64)
 
 
@@ -166,8 +168,8 @@ def full_catalog(
     conn: psycopg.Connection[Any], proto: Protocol, split_name: str, chosen: TuneSettings, dim: int, seed: int
 ) -> dict[str, Any]:
     """Top 10 of the whole catalog (items the user has not seen): rerankdb.recommend
-    (the hybrid score, through the text and collaborative HNSW indexes), its text
-    index alone (revision 0006's recommend), and popularity."""
+    (rerank's score, through the hybrid HNSW index that tune.apply rebuilt for these
+    settings), its text index alone (revision 0006's recommend), and popularity."""
     targets = {s.user_id: s.target for s in proto.splits[split_name]}
     seen = {s.user_id: {r.item_id for r in s.history} for s in proto.splits[split_name]}
     pop = proto.popularity[split_name]
@@ -177,10 +179,17 @@ def full_catalog(
         u: [r[0] for r in conn.execute("select item_id from rerankdb.recommend(%s, 10)", [u]).fetchall()]
         for u in targets
     }
+    everything = db.BigintArray(np.asarray(sorted(proto.items), dtype=np.int64))
+    exact = {u: [r[0] for r in conn.execute(EXACT_TOP_10, [u, everything]).fetchall()] for u in targets}
+    overlap = float(np.mean([len(set(ranked[u]) & set(exact[u])) / max(len(exact[u]), 1) for u in targets]))
+    _log(f"recommend's top 10 holds {overlap:.3f} of the exact top 10 (rerank over the whole catalog)")
     text_only = {u: [r[0] for r in conn.execute(TEXT_ONLY_RECOMMEND, [u]).fetchall()] for u in targets}
     popular = {u: [i for i in by_pop if i not in seen[u]][:10] for u in targets}
     return {
         "rerankdb.recommend (tuned, hybrid)": summarize(evaluate(ranked, targets), seed),
+        "rerank over the whole catalog (exact; what recommend's index approximates)": summarize(
+            evaluate(exact, targets), seed
+        ),
         "text index only (0006's recommend)": summarize(evaluate(text_only, targets), seed),
         "popularity": summarize(evaluate(popular, targets), seed),
     }

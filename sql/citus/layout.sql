@@ -104,8 +104,8 @@ begin
         raise exception 'rerankdb citus layout: no schema rerankdb; run rerankdb migrate (alembic upgrade head) first';
     end if;
     select version_num into head from public.rerankdb_alembic_version;
-    if head is distinct from '0013' then
-        raise exception 'rerankdb citus layout: written for revision 0013, this database is at %', head
+    if head is distinct from '0014' then
+        raise exception 'rerankdb citus layout: written for revision 0014, this database is at %', head
             using hint = 'upgrade first (rerankdb migrate --citus); a newer revision needs a newer rerankdb';
     end if;
     if exists (select 1 from pg_catalog.run_command_on_workers(
@@ -217,19 +217,22 @@ select create_distributed_function('rerankdb.enqueue_interactions()');
 select create_distributed_function('rerankdb.enqueue_item()');
 select create_distributed_function('rerankdb.enqueue_user_rebuild()');
 select create_distributed_function('rerankdb.enqueue_user_rebuilds()');
+select create_distributed_function('rerankdb.hybrid_key(vector, double precision, vector, double precision, integer, vector, double precision, integer)');
 select create_distributed_function('rerankdb.interaction_problem(timestamp with time zone, double precision)');
 select create_distributed_function('rerankdb.mmr(bigint[], double precision[], double precision[], boolean, double precision, integer)');
-select create_distributed_function('rerankdb.nearest(vector, vector, integer, bigint, bigint)');
+select create_distributed_function('rerankdb.nearest(vector, vector, vector, integer, bigint, bigint)');
 select create_distributed_function('rerankdb.normalize_embedding()');
 select create_distributed_function('rerankdb.notice_half_life_changed()');
 select create_distributed_function('rerankdb.notify_worker()');
 select create_distributed_function('rerankdb.refresh_centers(integer)');
 select create_distributed_function('rerankdb.refresh_collab_keys()');
+select create_distributed_function('rerankdb.refresh_hybrid_keys()');
 select create_distributed_function('rerankdb.refuse_interaction(timestamp with time zone, text)');
 select create_distributed_function('rerankdb.release_deferred()');
 select create_distributed_function('rerankdb.set_item_vectors(bigint[], vector[])');
 select create_distributed_function('rerankdb.set_user_vectors(bigint[], vector[])');
 select create_distributed_function('rerankdb.similar_items(bigint, integer)');
+select create_distributed_function('rerankdb.swap_in_next(text, text)');
 select create_distributed_function('rerankdb.sync_item_rank()');
 
 -- ------------------------------------------------------ 4. reference tables
@@ -262,6 +265,15 @@ select create_reference_table('rerankdb.item_queue')
 where not exists (select 1 from citus_tables where table_name = 'rerankdb.item_queue'::regclass and citus_table_type = 'reference');
 select create_reference_table('rerankdb.collab_keys')
 where not exists (select 1 from citus_tables where table_name = 'rerankdb.collab_keys'::regclass and citus_table_type = 'reference');
+-- The hybrid index (revision 0014): read by nearest on every node, never
+-- built on Citus (rerankdb.refresh_hybrid_keys returns 0 there), so nearest
+-- keeps the text and collaborative indexes.
+select create_reference_table('rerankdb.hybrid_meta')
+where not exists (select 1 from citus_tables where table_name = 'rerankdb.hybrid_meta'::regclass and citus_table_type = 'reference');
+select create_reference_table('rerankdb.hybrid_keys')
+where not exists (select 1 from citus_tables where table_name = 'rerankdb.hybrid_keys'::regclass and citus_table_type = 'reference');
+select create_reference_table('rerankdb.hybrid_keys_fresh')
+where not exists (select 1 from citus_tables where table_name = 'rerankdb.hybrid_keys_fresh'::regclass and citus_table_type = 'reference');
 
 -- ---------------------------------------------------- 5. distributed tables
 -- create_distributed_table(table_name regclass, distribution_column text,
@@ -328,8 +340,13 @@ select create_distributed_function(
 -- from a query on a shard") unless told that it is safe.  It is: nearest
 -- reads the node's reference copies (settings, the item indexes) and the
 -- same user's colocated log.
-alter function rerankdb.nearest(vector, vector, integer, bigint, bigint)
+alter function rerankdb.nearest(vector, vector, vector, integer, bigint, bigint)
     set citus.allow_nested_distributed_execution = on;
+-- On one node nearest keeps one generic plan; Citus plans a query of its
+-- tables only with the parameters' values ("could not create distributed
+-- plan"), so here each call gets its own.
+alter function rerankdb.nearest(vector, vector, vector, integer, bigint, bigint)
+    set plan_cache_mode = 'force_custom_plan';
 
 -- ------------------------------------------ 7. the coordinator's local data
 -- create_* copied the rows into the shards; the coordinator's own copies are

@@ -3,15 +3,13 @@
 -- (no candidate list needed; rerankdb.nearest).
 --
 -- Output  (item_id, score, rank) like rerankdb.rerank: score is rerank's
---         hybrid score (the text and collaborative query vectors, each
+--         score (the text and collaborative query vectors, each
 --         rerankdb.blend of the long-term and short-term vectors with the
---         space's settings), highest first, ties by item_id; rank counts
---         from 1.  With the sequence space (settings.sequence_weight s > 0
---         and a user sequence vector), the 2k best (at least 40) by that
---         score are scored again as rerank scores them, (1 - s) * score +
---         s * sequence cosine where the item has a sequence vector, and the
---         k best of those return: the indexes find the pool, the sequence
---         reorders it.
+--         space's settings, and the user's sequence vector), highest first,
+--         ties by item_id; rank counts from 1.  One HNSW index ranks by that
+--         score where it is built (rerankdb.refresh_hybrid_keys), else the
+--         text and collaborative indexes find a pool that is scored exactly
+--         (rerankdb.nearest).
 -- exclude_seen (default true) leaves out every item the user has an
 --         interaction with, and still returns k rows when k unseen items
 --         exist (pgvector's iterative index scan; see rerankdb.nearest).
@@ -34,9 +32,6 @@ security definer
 set search_path = pg_catalog, public
 as $fn$
 #variable_conflict use_column
-declare
-    user_seq vector;
-    seq_share double precision;
 begin
     if k is null or k < 0 then
         raise exception 'rerankdb.recommend: k must be >= 0, got %', coalesce(k::text, 'NULL')
@@ -45,52 +40,18 @@ begin
     if exclude_seen is null then
         raise exception 'rerankdb.recommend: exclude_seen must be true or false, got NULL' using errcode = '22023';
     end if;
-    select u.seq, st.sequence_weight into user_seq, seq_share
-    from rerankdb.user_vectors u cross join rerankdb.settings st
-    where u.user_id = recommend.user_id;
-    if user_seq is not null and seq_share > 0 then
-        return query
-            select s.item_id, s.score, (row_number() over (order by s.score desc, s.item_id))::integer
-            from (
-                select n.item_id,
-                       case when r.seq is not null and vector_dims(r.seq) = vector_dims(user_seq)
-                            then n.score + seq_share * (-(r.seq <#> user_seq) - n.score)
-                            else n.score
-                       end as score
-                from rerankdb.nearest(
-                    (select rerankdb.blend(u.embedding, u.short_embedding, st.short_weight, st.text_center,
-                                           st.text_centering)
-                     from rerankdb.user_vectors u
-                     left join rerankdb.settings st on true
-                     where u.user_id = recommend.user_id),
-                    (select rerankdb.blend(u.collab, u.short_collab, st.collab_short_weight, st.collab_center,
-                                           st.collab_centering)
-                     from rerankdb.user_vectors u
-                     left join rerankdb.settings st on true
-                     where u.user_id = recommend.user_id),
-                    greatest(2 * k, 40),
-                    case when exclude_seen then recommend.user_id end
-                ) n
-                join rerankdb.item_rank r on r.item_id = n.item_id
-            ) s
-            order by s.score desc, s.item_id
-            limit k;
-        return;
-    end if;
     return query
         select n.item_id, n.score, n.rank
-        from rerankdb.nearest(
-            (select rerankdb.blend(u.embedding, u.short_embedding, st.short_weight, st.text_center, st.text_centering)
-             from rerankdb.user_vectors u
-             left join rerankdb.settings st on true
-             where u.user_id = recommend.user_id),
-            (select rerankdb.blend(u.collab, u.short_collab, st.collab_short_weight, st.collab_center,
-                                   st.collab_centering)
-             from rerankdb.user_vectors u
-             left join rerankdb.settings st on true
-             where u.user_id = recommend.user_id),
+        from rerankdb.user_vectors u
+        left join rerankdb.settings st on true
+        cross join lateral rerankdb.nearest(
+            rerankdb.blend(u.embedding, u.short_embedding, st.short_weight, st.text_center, st.text_centering),
+            rerankdb.blend(u.collab, u.short_collab, st.collab_short_weight, st.collab_center, st.collab_centering),
+            u.seq,
             k,
             case when exclude_seen then recommend.user_id end
-        ) n;
+        ) n
+        where u.user_id = recommend.user_id
+        order by n.rank;
 end
 $fn$;

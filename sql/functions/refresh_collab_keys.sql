@@ -9,7 +9,7 @@
 -- takes a fraction of the per-row inserts' time), and the new table takes
 -- the old one's name in the last statements.  Readers use the old keys
 -- until the commit, then the new ones; they wait only for the swap itself
--- and never see an error.  Between a training's commit and this one, the
+-- and never see an error (rerankdb.swap_in_next).  Between a training's commit and this one, the
 -- old keys find the candidates (rerankdb.nearest scores them exactly with
 -- the new vectors).
 -- On Citus (revision 0013) collab_keys is a reference table, a copy on
@@ -31,9 +31,6 @@ set maintenance_work_mem = '256MB'
 as $fn$
 declare
     n bigint;
-    saved_timeout text;
-    locked boolean := false;
-    attempt integer;
 begin
     perform pg_advisory_xact_lock('rerankdb.item_rank'::regclass::oid::integer, 2);
     if to_regclass('pg_catalog.pg_dist_partition') is not null then
@@ -61,34 +58,7 @@ begin
     order by r.item_id;
     get diagnostics n = row_count;
     create index collab_keys_next_hnsw on rerankdb.collab_keys_next using hnsw (key vector_ip_ops);
-    -- The swap: the only statements that lock the table readers use.  A reader
-    -- queued behind a waiting ACCESS EXCLUSIVE lock would wait too, so the lock
-    -- is tried for 50 ms at a time, 20 times, giving readers the table between
-    -- tries; a transaction that keeps reading the old keys all along makes
-    -- this fail (55P03), with everything left as it was.
-    saved_timeout := current_setting('lock_timeout');
-    for attempt in 1..20 loop
-        begin
-            perform set_config('lock_timeout', '50ms', true);
-            lock table rerankdb.collab_keys in access exclusive mode;
-            locked := true;
-            exit;
-        exception when lock_not_available then
-            perform pg_sleep(0.1);
-        end;
-    end loop;
-    perform set_config('lock_timeout', saved_timeout, true);
-    if not locked then
-        raise exception 'rerankdb.refresh_collab_keys: a transaction kept reading rerankdb.collab_keys for 3 s; '
-                        'the old keys stay (recommend still works with them)'
-            using errcode = '55P03', hint = 'end long transactions that call recommend, then run it again';
-    end if;
-    drop table rerankdb.collab_keys;
-    alter table rerankdb.collab_keys_next rename to collab_keys;
-    alter index rerankdb.collab_keys_next_pkey rename to collab_keys_pkey;
-    alter index rerankdb.collab_keys_next_hnsw rename to collab_keys_hnsw;
-    grant select on rerankdb.collab_keys to rerankdb_worker;
-    analyze rerankdb.collab_keys;
+    perform rerankdb.swap_in_next('collab_keys', 'refresh_collab_keys');
     return n;
 end
 $fn$;

@@ -4,9 +4,13 @@
 -- not called item_id because PostgreSQL forbids an input and an output
 -- parameter of the same name; call it positionally.)
 --
--- Output  (item_id, score, rank) like rerankdb.rerank: the text cosine, or
---         (1 - w) * text + w * collaborative cosine where both items have a
---         collaborative vector (w of the scored item, as in rerank), highest first, ties by item_id; rank counts from 1.
+-- Output  (item_id, score, rank) like rerankdb.rerank: the score a user whose
+--         vectors are the item's gets.  The text cosine, or (1 - w) * text + w
+--         * collaborative cosine where both items have a collaborative vector
+--         (w of the scored item, as in rerank); then (1 - s) * that + s *
+--         sequence cosine where both have a sequence vector
+--         (settings.sequence_weight s; revision 0014).  Highest first, ties by
+--         item_id; rank counts from 1.
 -- NULL    k has a default (10), so k NULL is error 22023, as for every option
 --         of rerankdb's functions whose default is not NULL.  A NULL
 --         source_item_id is an unknown item.
@@ -35,6 +39,7 @@ begin
             -- (::vector: the text vector is halfvec where installed so, revision 0008)
             (select r.embedding::vector from rerankdb.item_rank r where r.item_id = similar_items.source_item_id),
             (select r.collab from rerankdb.item_rank r where r.item_id = similar_items.source_item_id),
+            (select r.seq from rerankdb.item_rank r where r.item_id = similar_items.source_item_id),
             k,
             null,
             similar_items.source_item_id

@@ -44,3 +44,8 @@ select rerankdb.refresh_centers()
 -- After the training has committed: the collaborative HNSW index rebuilt in
 -- bulk beside the old one and swapped in (sql/functions/refresh_collab_keys.sql).
 select rerankdb.refresh_collab_keys()
+
+-- name: refresh_hybrid_keys
+-- Then the one index by the hybrid score, built the same way
+-- (sql/functions/refresh_hybrid_keys.sql).
+select rerankdb.refresh_hybrid_keys()

@@ -40,3 +40,16 @@ select exists (select 1 from rerankdb.interactions where context is not null and
 
 -- name: refresh_centers
 select rerankdb.refresh_centers()
+
+-- name: hybrid_keys_stale
+-- Whether the hybrid index was built with other settings than these (or not
+-- at all) on a trained installation: rerankdb.nearest does not use it then.
+select st.trained_at is not null
+       and not exists (select 1 from rerankdb.hybrid_meta m
+                       where m.collab_weight = st.collab_weight and m.collab_shrink = st.collab_shrink
+                         and m.sequence_weight = st.sequence_weight
+                         and m.trained_at is not distinct from st.trained_at)
+from rerankdb.settings st
+
+-- name: refresh_hybrid_keys
+select rerankdb.refresh_hybrid_keys()
