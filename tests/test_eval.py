@@ -216,7 +216,9 @@ def test_eval_runs_through_the_product(
     }
     # recommend finds what the exact ranking finds, nearly: its index stands for the score.
     exact = full["rerank over the whole catalog (exact; what recommend's index approximates)"]
-    assert full["rerankdb.recommend (tuned, hybrid)"]["recall@10"]["mean"] >= exact["recall@10"]["mean"] - 0.05
+    assert (
+        full["rerankdb.recommend (tuned, hybrid)"]["recall@10"]["mean"] >= exact["recall@10"]["mean"] - 0.05
+    )
     for split_name in ("validation", "test"):
         sweep = saved["results"][f"{split_name} diversity"]
         assert set(sweep) == {"0", "0.1", "0.2", "0.3", "0.5"}
