@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql as pgsql
 
-from rerankdb import db, embedded
+from rerankdb import db, embedded, sqlfiles
 from rerankdb.config import Settings
 
 BENCH_DATABASE = "rerankdb_bench"
@@ -67,3 +68,30 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def install_frozen_recommend(conn: psycopg.Connection[Any], recommend_rev: str, nearest_rev: str) -> str:
+    """Revision ``recommend_rev``'s recommend calling revision ``nearest_rev``'s nearest, from
+    their frozen files, under other names in schema rerankdb (a same-run baseline); returns
+    the recommend's qualified name (drop both with :func:`drop_frozen_recommend`)."""
+    recommend_name, nearest_name = _frozen_names(recommend_rev, nearest_rev)
+    nearest = sqlfiles.read_sql(f"revisions/{nearest_rev}/functions/nearest.sql")
+    conn.execute(nearest.replace("function rerankdb.nearest(", f"function rerankdb.{nearest_name}("))
+    recommend = sqlfiles.read_sql(f"revisions/{recommend_rev}/functions/recommend.sql")
+    renamed = (
+        recommend.replace("function rerankdb.recommend(", f"function rerankdb.{recommend_name}(")
+        .replace("from rerankdb.nearest(", f"from rerankdb.{nearest_name}(")
+        .replace("recommend.user_id", f"{recommend_name}.user_id")
+    )
+    assert renamed.count(f"function rerankdb.{recommend_name}(") == 1 and nearest_name in renamed
+    conn.execute(renamed)
+    return f"rerankdb.{recommend_name}"
+
+
+def drop_frozen_recommend(conn: psycopg.Connection[Any], recommend_rev: str, nearest_rev: str) -> None:
+    for name in _frozen_names(recommend_rev, nearest_rev):
+        conn.execute(pgsql.SQL("drop function {}").format(pgsql.Identifier("rerankdb", name)))
+
+
+def _frozen_names(recommend_rev: str, nearest_rev: str) -> tuple[str, str]:
+    return f"_bench_recommend_{recommend_rev}", f"_bench_nearest_{nearest_rev}"

@@ -30,12 +30,18 @@ from psycopg import sql as pgsql
 
 from rerankdb import db, sqlfiles
 from rerankdb.bench import rerank as bench_rerank
-from rerankdb.bench.common import bench_url, machine, p50_p99, table
+from rerankdb.bench.common import (
+    bench_url,
+    drop_frozen_recommend,
+    install_frozen_recommend,
+    machine,
+    p50_p99,
+    table,
+)
 from rerankdb.bench.short_term import fill
 from rerankdb.config import Settings
 
 ROUNDS = 3
-OLD_NEAREST = "rerankdb._bench_nearest_0001"
 OLD_RECOMMEND = "rerankdb._bench_recommend_0006"
 OLD_RERANK = "rerankdb._bench_rerank_0011"  # diversity as 0011 did it: two reads of each candidate
 OLD_DIVERSIFY = "rerankdb._bench_diversify_0008"
@@ -45,16 +51,7 @@ SEEN_PER_USER = 20
 
 def install_old_recommend(conn: psycopg.Connection[Any]) -> None:
     """0006's recommend and the 0001 nearest it calls, under other names."""
-    nearest = sqlfiles.read_sql("revisions/0001/functions/nearest.sql")
-    conn.execute(nearest.replace("function rerankdb.nearest(", f"function {OLD_NEAREST}("))
-    recommend = sqlfiles.read_sql("revisions/0006/functions/recommend.sql")
-    renamed = (
-        recommend.replace("function rerankdb.recommend(", f"function {OLD_RECOMMEND}(")
-        .replace("from rerankdb.nearest(", f"from {OLD_NEAREST}(")
-        .replace("recommend.user_id", "_bench_recommend_0006.user_id")
-    )
-    assert renamed.count(OLD_RECOMMEND) == 1 and renamed.count(OLD_NEAREST) == 1
-    conn.execute(renamed)
+    assert install_frozen_recommend(conn, "0006", "0001") == OLD_RECOMMEND
 
 
 def install_old_diversity(conn: psycopg.Connection[Any]) -> None:
@@ -87,8 +84,7 @@ def drop_old_diversity(conn: psycopg.Connection[Any]) -> None:
 
 
 def drop_old_recommend(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(pgsql.SQL("drop function {}(bigint, integer, boolean)").format(_name(OLD_RECOMMEND)))
-    conn.execute(pgsql.SQL("drop function {}(vector, integer, bigint, bigint)").format(_name(OLD_NEAREST)))
+    drop_frozen_recommend(conn, "0006", "0001")
 
 
 def _name(qualified: str) -> pgsql.Identifier:

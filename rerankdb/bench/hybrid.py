@@ -32,8 +32,8 @@ import numpy as np
 import psycopg
 from psycopg import sql as pgsql
 
-from rerankdb import Client, db, embedded, migrate, sqlfiles
-from rerankdb.bench.common import machine, p50_p99, table
+from rerankdb import Client, db, embedded, migrate
+from rerankdb.bench.common import drop_frozen_recommend, install_frozen_recommend, machine, p50_p99, table
 from rerankdb.bench.features import OLD_RECOMMEND, drop_old_recommend, install_old_recommend, user_ms
 from rerankdb.config import Settings
 
@@ -44,8 +44,7 @@ SEEN = 20
 ROUNDS = 3
 FRESH = 200
 WARM = 50  # unmeasured calls before each block
-TWO_INDEXES = "rerankdb._bench_recommend_0013"
-TWO_NEAREST = "rerankdb._bench_nearest_0007"
+TWO_INDEXES = "rerankdb._bench_recommend_0011"  # shipped by 0011, unchanged up to 0013
 
 
 def noisy(rng: np.random.Generator, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -144,33 +143,6 @@ def load(url: str, args: argparse.Namespace) -> None:
             conn.execute(pgsql.SQL("vacuum analyze rerankdb.{}").format(pgsql.Identifier(name)))
 
 
-def install_two_indexes(conn: psycopg.Connection[Any]) -> None:
-    """Revision 0013's recommend (two indexes, then the sequence reorder) and 0007's nearest."""
-    nearest = sqlfiles.read_sql("revisions/0007/functions/nearest.sql")
-    conn.execute(nearest.replace("function rerankdb.nearest(", f"function {TWO_NEAREST}("))
-    recommend = sqlfiles.read_sql("revisions/0011/functions/recommend.sql")
-    renamed = (
-        recommend.replace("function rerankdb.recommend(", f"function {TWO_INDEXES}(")
-        .replace("from rerankdb.nearest(", f"from {TWO_NEAREST}(")
-        .replace("recommend.user_id", "_bench_recommend_0013.user_id")
-    )
-    assert renamed.count(TWO_NEAREST) == 2, "0013's recommend calls nearest twice"
-    conn.execute(renamed)
-
-
-def drop_two_indexes(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(
-        pgsql.SQL("drop function {}(bigint, integer, boolean)").format(
-            pgsql.Identifier(*TWO_INDEXES.split("."))
-        )
-    )
-    conn.execute(
-        pgsql.SQL("drop function {}(vector, vector, integer, bigint, bigint)").format(
-            pgsql.Identifier(*TWO_NEAREST.split("."))
-        )
-    )
-
-
 def recall(conn: psycopg.Connection[Any], sql: str, exact: dict[int, set[int]]) -> float:
     got = {u: {r[0] for r in conn.execute(sql, [u]).fetchall()} for u in exact}
     return float(np.mean([len(got[u] & exact[u]) / 10 for u in exact]))
@@ -192,12 +164,12 @@ def run(args: argparse.Namespace) -> None:
             f"({built[0] if built else 0:,} keys, halfvec({dims[0] if dims else 0})) in {t2 - t1:.1f} s"
         )
         install_old_recommend(conn)
-        install_two_indexes(conn)
+        assert install_frozen_recommend(conn, "0011", "0007") == TWO_INDEXES
         try:
             rows = measure(conn, url, args)
         finally:
             drop_old_recommend(conn)
-            drop_two_indexes(conn)
+            drop_frozen_recommend(conn, "0011", "0007")
             conn.execute("delete from rerankdb.items where item_id > %s", [args.items])
     print(
         f"\nrecommend, k = 10, exclude_seen: server ms ({ROUNDS} alternating rounds of {args.repeats} users), "
