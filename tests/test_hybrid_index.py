@@ -278,3 +278,19 @@ def test_without_training_nothing_is_built(conn: Any, client: Client, rng: np.ra
     assert conn.execute("select count(*) from rerankdb.hybrid_keys_fresh").fetchone() == (0,), (
         "nothing is listed while no index is built"
     )
+
+
+def test_only_the_owner_and_the_worker_build_it(conn: Any, login: Any) -> None:
+    """The worker role builds the index (train, tune); the app and reader roles may neither
+    build it, nor swap a table, nor read the keys (they would give the embeddings away)."""
+    with db.connect(login("rerankdb_worker"), autocommit=True) as worker:
+        assert worker.execute("select rerankdb.refresh_hybrid_keys()").fetchone() == (0,)
+    for role in ("rerankdb_app", "rerankdb_reader"):
+        with db.connect(login(role), autocommit=True) as other:
+            for sql in (
+                "select rerankdb.refresh_hybrid_keys()",
+                "select rerankdb.swap_in_next('collab_keys', 'refresh_collab_keys')",
+                "select count(*) from rerankdb.hybrid_keys",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    other.execute(sql)

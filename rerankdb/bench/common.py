@@ -95,3 +95,11 @@ def drop_frozen_recommend(conn: psycopg.Connection[Any], recommend_rev: str, nea
 
 def _frozen_names(recommend_rev: str, nearest_rev: str) -> tuple[str, str]:
     return f"_bench_recommend_{recommend_rev}", f"_bench_nearest_{nearest_rev}"
+
+
+def exact_top_10(conn: psycopg.Connection[Any], users: Sequence[int], n_items: int) -> dict[int, set[int]]:
+    """Each user's exact top 10 of items 1..n_items: rerank over them all, the seen left out
+    (what recommend's indexes approximate)."""
+    everything = db.BigintArray(np.arange(1, n_items + 1))
+    query = "select item_id from rerankdb.rerank(%s, %s::bigint[], 10, exclude_seen => true)"
+    return {u: {r[0] for r in conn.execute(query, [u, everything]).fetchall()} for u in users}

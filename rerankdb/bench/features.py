@@ -33,6 +33,7 @@ from rerankdb.bench import rerank as bench_rerank
 from rerankdb.bench.common import (
     bench_url,
     drop_frozen_recommend,
+    exact_top_10,
     install_frozen_recommend,
     machine,
     p50_p99,
@@ -141,18 +142,8 @@ def recommend_rows(conn: psycopg.Connection[Any], args: argparse.Namespace) -> l
         samples["text index only (0006)"] += user_ms(conn, old, users)
         samples["hybrid (both indexes)"] += user_ms(conn, RECOMMEND, users)
     # Recall@10 against the exact hybrid top 10: rerank over the whole catalog.
-    everything = db.BigintArray(np.arange(1, args.items + 1))
     probe = users[:20]
-    exact = {
-        u: {
-            r[0]
-            for r in conn.execute(
-                "select item_id from rerankdb.rerank(%s, %s::bigint[], 10, exclude_seen => true)",
-                [u, everything],
-            ).fetchall()
-        }
-        for u in probe
-    }
+    exact = exact_top_10(conn, probe, args.items)
     recall = {}
     for label, sql in (("text index only (0006)", old), ("hybrid (both indexes)", RECOMMEND)):
         got = {u: {r[0] for r in conn.execute(sql, [u]).fetchall()} for u in probe}

@@ -33,7 +33,14 @@ import psycopg
 from psycopg import sql as pgsql
 
 from rerankdb import Client, db, embedded, migrate
-from rerankdb.bench.common import drop_frozen_recommend, install_frozen_recommend, machine, p50_p99, table
+from rerankdb.bench.common import (
+    drop_frozen_recommend,
+    exact_top_10,
+    install_frozen_recommend,
+    machine,
+    p50_p99,
+    table,
+)
 from rerankdb.bench.features import OLD_RECOMMEND, drop_old_recommend, install_old_recommend, user_ms
 from rerankdb.config import Settings
 
@@ -204,17 +211,7 @@ def measure(conn: psycopg.Connection[Any], url: str, args: argparse.Namespace) -
             # embedded server): each block first reads its own pages back, unmeasured.
             user_ms(conn, sql, users[:WARM])
             samples[label] += user_ms(conn, sql, users)
-    everything = db.BigintArray(np.arange(1, args.items + 1))
-    exact = {
-        u: {
-            r[0]
-            for r in conn.execute(
-                "select item_id from rerankdb.rerank(%s, %s::bigint[], 10, exclude_seen => true)",
-                [u, everything],
-            ).fetchall()
-        }
-        for u in users[: args.probe]
-    }
+    exact = exact_top_10(conn, users[: args.probe], args.items)
     recalls = {label: recall(conn, sql, exact) for label, sql in variants.items()}
     # Items embedded since the build: scored exactly beside the index search.
     fresh_ids = list(range(args.items + 1, args.items + FRESH + 1))
@@ -228,17 +225,7 @@ def measure(conn: psycopg.Connection[Any], url: str, args: argparse.Namespace) -
     for _ in range(ROUNDS):
         user_ms(conn, head, users[:WARM])
         samples[label] += user_ms(conn, head, users)
-    everything = db.BigintArray(np.arange(1, args.items + FRESH + 1))
-    exact = {
-        u: {
-            r[0]
-            for r in conn.execute(
-                "select item_id from rerankdb.rerank(%s, %s::bigint[], 10, exclude_seen => true)",
-                [u, everything],
-            ).fetchall()
-        }
-        for u in exact
-    }
+    exact = exact_top_10(conn, list(exact), args.items + FRESH)
     recalls[label] = recall(conn, head, exact)
     base = float(np.percentile(samples["text index alone (0006), baseline"], 50))
     out = []
