@@ -178,6 +178,46 @@ def test_diversity_without_collaborative_vectors_uses_the_text_space(
     assert [r[0] for r in rows] == world.mmr(order, rel, 0.5, 15, use_collab=False)[:15]
 
 
+def test_diversity_ties_go_to_the_plain_order(conn: Any, world: World, rng: np.random.Generator) -> None:
+    """Copies of items (the same vectors and support): equal scores and equal
+    similarities all along, so every choice between them is a tie, decided by
+    the input position, as the numpy greedy decides it."""
+    for copy, original in ((201, 7), (202, 7), (203, 7), (120, 44), (121, 44)):
+        conn.execute(
+            "update rerankdb.item_rank r set embedding = o.embedding, collab = o.collab, support = o.support"
+            " from rerankdb.item_rank o where o.item_id = %s and r.item_id = %s",
+            [original, copy],
+        )
+        world.text[copy], world.collab[copy] = world.text[original], world.collab[original]
+        world.support[copy] = world.support[original]
+    qt, qc = set_user(conn, 1, rng.standard_normal(DIM), rng.standard_normal(16))
+    cands = [
+        int(c)
+        for c in rng.permutation([i for i in world.text if i not in (7, 44, 120, 121, 201, 202, 203)])[:80]
+    ]
+    cands[10:10] = [203, 7, 121]
+    cands[40:40] = [201, 44, 202, 120]
+    order = world.plain(cands, qt, qc)
+    rel = {c: world.score(c, qt, qc) for c in order}
+    for lam in (0.05, 0.3, 0.9):
+        rows = rerank(conn, "select * from rerankdb.rerank(%s, %s, 30, diversity => %s)", 1, cands, lam)
+        assert [r[0] for r in rows] == world.mmr(order, rel, lam, 30, use_collab=True)[:30]
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 7, 500])
+def test_diversity_at_every_k(conn: Any, world: World, rng: np.random.Generator, k: int) -> None:
+    """k = 0 (no rows), 1 (the most relevant), and more than the candidates
+    (every one, the scored by MMR, then the one without a vector)."""
+    qt, qc = set_user(conn, 1, rng.standard_normal(DIM), rng.standard_normal(16))
+    cands = [int(c) for c in rng.permutation(list(world.text))[:150]] + [8888]
+    order = world.plain(cands, qt, qc)
+    rel = {c: world.score(c, qt, qc) for c in order}
+    rows = rerank(conn, "select * from rerankdb.rerank(%s, %s, %s, diversity => 0.4)", 1, cands, k)
+    want = [*world.mmr(order, rel, 0.4, min(k, len(order)), use_collab=True), 8888][:k]
+    assert [r[0] for r in rows] == want
+    assert [r[2] for r in rows] == list(range(1, len(want) + 1))
+
+
 @pytest.mark.parametrize("bad", ["-0.1", "1.5", "'NaN'", "null"])
 def test_bad_diversity_is_refused(conn: Any, world: World, bad: str) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"diversity must be in \[0, 1\]"):

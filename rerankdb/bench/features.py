@@ -5,8 +5,11 @@ collaborative vector for every item and user and both spaces centered (what a
 training leaves), server execution time (EXPLAIN ANALYZE, TIMING OFF):
 
 * rerank with k = 20 and 100 / 1000 candidates: plain, with diversity 0.3
-  (MMR; and as revision 0011 did it, reading every candidate twice, installed
-  from its frozen files as ``rerankdb._bench_rerank_0011``), with five context items, and with exclude_seen (every user has 20
+  (MMR; as revisions 0012 to 0014 did it, their mmr reading the candidates it
+  touched again, installed from the frozen files as
+  ``rerankdb._bench_rerank_0012``; and as revision 0011 did it, reading every
+  candidate twice, as ``rerankdb._bench_rerank_0011``), with five context
+  items, and with exclude_seen (every user has 20
   positive interactions, some among the candidates), in alternating rounds on
   the same candidate lists;
 * recommend (k = 10) through both HNSW indexes (the hybrid), beside revision
@@ -46,6 +49,10 @@ ROUNDS = 3
 OLD_RECOMMEND = "rerankdb._bench_recommend_0006"
 OLD_RERANK = "rerankdb._bench_rerank_0011"  # diversity as 0011 did it: two reads of each candidate
 OLD_DIVERSIFY = "rerankdb._bench_diversify_0008"
+LAZY_RERANK = (
+    "rerankdb._bench_rerank_0012"  # diversity as 0012 to 0014 did it: mmr reads its candidates again
+)
+LAZY_MMR = "rerankdb._bench_mmr_0012"
 RECOMMEND = "select * from rerankdb.recommend(%s, 10)"
 SEEN_PER_USER = 20
 
@@ -69,6 +76,34 @@ def install_old_diversity(conn: psycopg.Connection[Any]) -> None:
     )
     assert renamed.count(OLD_RERANK) == 2 and renamed.count(OLD_DIVERSIFY) == 1
     conn.execute(renamed)
+
+
+def install_lazy_diversity(conn: psycopg.Connection[Any]) -> None:
+    """0012's rerank and mmr (the lazy greedy that rescans the items it touched and reads their
+    vectors again, returning every row), under other names."""
+    mmr = sqlfiles.read_sql("revisions/0012/functions/mmr.sql")
+    conn.execute(mmr.replace("function rerankdb.mmr(", f"function {LAZY_MMR}("))
+    rerank = sqlfiles.read_sql("revisions/0012/functions/rerank.sql")
+    renamed = (
+        rerank.replace("function rerankdb.rerank(", f"function {LAZY_RERANK}(")
+        .replace("from rerankdb.mmr(", f"from {LAZY_MMR}(")
+        .replace("rerank.user_id", "_bench_rerank_0012.user_id")
+    )
+    assert renamed.count(LAZY_RERANK) == 1 and renamed.count(LAZY_MMR) == 1
+    conn.execute(renamed)
+
+
+def drop_lazy_diversity(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        pgsql.SQL("drop function {}(bigint, bigint[], integer, double precision, bigint[], boolean)").format(
+            _name(LAZY_RERANK)
+        )
+    )
+    conn.execute(
+        pgsql.SQL(
+            "drop function {}(bigint[], double precision[], double precision[], boolean, double precision, integer)"
+        ).format(_name(LAZY_MMR))
+    )
 
 
 def drop_old_diversity(conn: psycopg.Connection[Any]) -> None:
@@ -109,6 +144,10 @@ def rerank_rows(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list
     variants = [
         ("plain", "select * from rerankdb.rerank(%s, %s::bigint[], 20)"),
         ("diversity 0.3", "select * from rerankdb.rerank(%s, %s::bigint[], 20, diversity => 0.3)"),
+        (
+            "diversity 0.3, as 0012-0014 (mmr reads again)",
+            f"select * from {LAZY_RERANK}(%s, %s::bigint[], 20, diversity => 0.3)",
+        ),
         (
             "diversity 0.3, as 0011 (two reads)",
             f"select * from {OLD_RERANK}(%s, %s::bigint[], 20, diversity => 0.3)",
@@ -164,6 +203,7 @@ def run(args: argparse.Namespace) -> None:
         print(machine(conn))
         install_old_recommend(conn)
         install_old_diversity(conn)
+        install_lazy_diversity(conn)
         t0 = time.perf_counter()
         fill(conn, [("item_rank", "collab")], range(1, args.items + 1), k, 2)
         t1 = time.perf_counter()
@@ -195,6 +235,7 @@ def run(args: argparse.Namespace) -> None:
         finally:
             drop_old_recommend(conn)
             drop_old_diversity(conn)
+            drop_lazy_diversity(conn)
             conn.execute("truncate rerankdb.interactions cascade")
             conn.execute("update rerankdb.user_vectors set collab = null")
             conn.execute("update rerankdb.item_rank set collab = null, support = null")

@@ -104,8 +104,8 @@ begin
         raise exception 'rerankdb citus layout: no schema rerankdb; run rerankdb migrate (alembic upgrade head) first';
     end if;
     select version_num into head from public.rerankdb_alembic_version;
-    if head is distinct from '0014' then
-        raise exception 'rerankdb citus layout: written for revision 0014, this database is at %', head
+    if head is distinct from '0015' then
+        raise exception 'rerankdb citus layout: written for revision 0015, this database is at %', head
             using hint = 'upgrade first (rerankdb migrate --citus); a newer revision needs a newer rerankdb';
     end if;
     if exists (select 1 from pg_catalog.run_command_on_workers(
@@ -219,7 +219,7 @@ select create_distributed_function('rerankdb.enqueue_user_rebuild()');
 select create_distributed_function('rerankdb.enqueue_user_rebuilds()');
 select create_distributed_function('rerankdb.hybrid_key(vector, double precision, vector, double precision, integer, vector, double precision, integer)');
 select create_distributed_function('rerankdb.interaction_problem(timestamp with time zone, double precision)');
-select create_distributed_function('rerankdb.mmr(bigint[], double precision[], double precision[], boolean, double precision, integer)');
+select create_distributed_function('rerankdb.mmr(bigint[], double precision[], bigint[], double precision[], double precision, double precision, double precision, integer)');
 select create_distributed_function('rerankdb.nearest(vector, vector, vector, integer, bigint, bigint)');
 select create_distributed_function('rerankdb.normalize_embedding()');
 select create_distributed_function('rerankdb.notice_half_life_changed()');

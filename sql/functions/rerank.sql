@@ -100,7 +100,12 @@ declare
     scored bigint[];
     relevance double precision[];
     unscored bigint[];
-    bounds double precision[];  -- with diversity: each scored candidate's MMR bound
+    -- With diversity: the scored candidates, the first first, the rest by their MMR
+    -- bound; their input positions; those without a vector; the MMR picks.
+    bounds double precision[];
+    positions bigint[];
+    unscored_positions bigint[];
+    picks integer[];
 begin
     if k < 0 then
         raise exception 'rerankdb.rerank: k must be NULL or >= 0, got %', k using errcode = '22023';
@@ -203,8 +208,8 @@ begin
     if diversity > 0 then
         -- One read: every candidate scored as below (the same expressions),
         -- with its vectors' similarity to the best one, MMR's bound
-        -- (rerankdb.mmr reads the vectors of the few it considers); the
-        -- scored in the plain order, those without a vector in input order.
+        -- (rerankdb.mmr reads the vectors of the few it takes in); the
+        -- scored by bound, the best one first, those without a vector apart.
         with s as materialized (
             select b.item_id, b.pos, b.t, b.c, b.cw,
                    case when b.seq_cosine is not null then b.score + seq_share * (b.seq_cosine - b.score)
@@ -238,31 +243,47 @@ begin
             offset 0  -- computed once per row: the blend below names b.score twice
             ) b
         ), f as (
-            select s.t, s.c from s where s.score is not null order by s.score desc, s.pos limit 1
+            select s.pos, s.t, s.c from s where s.score is not null order by s.score desc, s.pos limit 1
         )
-        -- (One sort of the rows, which the aggregates take in that order.)
+        -- (One sort of the rows, which the aggregates take in that order: the
+        -- first item, then by bound, ties to the plain order.)
         select array_agg(o.item_id) filter (where o.score is not null),
                array_agg(o.score) filter (where o.score is not null),
+               array_agg(o.pos) filter (where o.score is not null),
                array_agg(o.bound) filter (where o.score is not null),
-               array_agg(o.item_id) filter (where o.score is null)
-        into scored, relevance, bounds, unscored
+               array_agg(o.item_id) filter (where o.score is null),
+               array_agg(o.pos) filter (where o.score is null)
+        into scored, relevance, positions, bounds, unscored, unscored_positions
         from (
-            select s.item_id, s.pos, s.score,
+            select s.item_id, s.pos, s.score, s.pos is distinct from f.pos as later,
                    (1 - diversity) * s.score
                    - diversity * (case when s.c is not null and f.c is not null
                                        then (1 - s.cw) * coalesce(-(s.t <#> f.t), 0) - s.cw * (s.c <#> f.c)
                                        else coalesce(-(s.t <#> f.t), 0) end) as bound
             from s left join f on true
-            order by s.score desc nulls last, s.pos
+            order by 4, 5 desc, 3 desc, 2
         ) o;
+        picks := rerankdb.mmr(scored, relevance, positions, bounds, case when user_collab is not null then w else 0 end,
+                              shrink, diversity, coalesce(k, 100));
         return query
-            select d.item_id, d.score, d.rank
-            from rerankdb.mmr(scored, relevance, bounds, user_collab is not null, diversity, coalesce(k, 100)) d
-            union all
-            select x.item_id, null::double precision, (coalesce(cardinality(scored), 0) + x.ord)::integer
-            from unnest(unscored) with ordinality as x(item_id, ord)
-            order by 3
-            limit k;
+            select scored[x.i], relevance[x.i], x.r::integer
+            from unnest(picks) with ordinality as x(i, r);
+        if k is null or k > cardinality(picks) then
+            -- The rest in the plain order, then those without a vector in input order.
+            return query
+                select y.item_id, y.score, y.rank::integer
+                from (
+                    select x.item_id, x.score, cardinality(picks) + row_number() over (order by x.score desc, x.pos) as rank
+                    from unnest(scored, relevance, positions) with ordinality as x(item_id, score, pos, i)
+                    where x.i <> all(picks)
+                    union all
+                    select x.item_id, null::double precision,
+                           coalesce(cardinality(scored), 0) + row_number() over (order by x.pos)
+                    from unnest(unscored, unscored_positions) as x(item_id, pos)
+                ) y
+                order by y.rank
+                limit k - cardinality(picks);
+        end if;
         return;
     end if;
 
