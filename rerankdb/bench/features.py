@@ -169,7 +169,29 @@ def rerank_rows(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list
         p99 = [float(np.percentile(s, 99)) for s in samples]
         for (label, _), a, b in zip(variants, p50, p99, strict=True):
             rows.append([n, label, f"{a:.3f}", f"{b:.3f}", f"{a / p50[0]:.2f}x"])
+        print(
+            f"{n} candidates: diversity as 0012-0014 did it gave the same rows on {same_rows(conn, n, args)}"
+        )
     return rows
+
+
+def same_rows(conn: psycopg.Connection[Any], n: int, args: argparse.Namespace, lists: int = 50) -> str:
+    """On how many candidate lists today's diversity and 0012's return the same rows (k = 20
+    and k NULL: every candidate), as 'same/lists'."""
+    work = bench_rerank.Workload(args.items, args.users, n, args.seed + 99)
+    same = 0
+    for _ in range(lists):
+        user, cands = work.next()
+        same += all(
+            conn.execute(
+                f"select * from {LAZY_RERANK}(%s, %s::bigint[], {k}, diversity => 0.3)", [user, cands]
+            ).fetchall()
+            == conn.execute(
+                f"select * from rerankdb.rerank(%s, %s::bigint[], {k}, diversity => 0.3)", [user, cands]
+            ).fetchall()
+            for k in ("20", "null")
+        )
+    return f"{same}/{lists} lists"
 
 
 def recommend_rows(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[list[Any]]:
