@@ -8,6 +8,7 @@ from rerankdb.bench import (
     citus,
     features,
     fleet,
+    fold_scale,
     hybrid,
     loads,
     rerank,
@@ -31,6 +32,7 @@ def main() -> None:
     features.add_arguments(sub)
     hybrid.add_arguments(sub)
     scale.add_arguments(sub)
+    fold_scale.add_arguments(sub)
     fleet.add_arguments(sub)
     sequence.add_arguments(sub)
     loads.add_arguments(sub)

@@ -180,6 +180,7 @@ def install_join_variant(conn: psycopg.Connection[Any]) -> None:
         )
         .replace("v.collab", "r2.collab")
         .replace("v.support", "r2.support")
+        .replace("v.seq", "r2.seq")
         .replace("from rerankdb.rerank(rerank.user_id", "from rerankdb._bench_rerank_join(rerank.user_id")
         .replace("rerank.user_id", "_bench_rerank_join.user_id")
     )
