@@ -71,7 +71,7 @@ begin
                                                            then (1 - v.w) * coalesce(-(v.t <#> f.t), 0) - v.w * (v.c <#> f.c)
                                                            else coalesce(-(v.t <#> f.t), 0) end) as bound
         from v cross join f
-        order by 4, 5 desc, 3
+        order by later, bound desc, v.ord
     ) o;
     picks := rerankdb.mmr(ids, rels, positions, bounds, cweight, shrink, diversity, depth);
     return query

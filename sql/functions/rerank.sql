@@ -261,7 +261,7 @@ begin
                                        then (1 - s.cw) * coalesce(-(s.t <#> f.t), 0) - s.cw * (s.c <#> f.c)
                                        else coalesce(-(s.t <#> f.t), 0) end) as bound
             from s left join f on true
-            order by 4, 5 desc, 3 desc, 2
+            order by later, bound desc, s.score desc, s.pos
         ) o;
         picks := rerankdb.mmr(scored, relevance, positions, bounds, case when user_collab is not null then w else 0 end,
                               shrink, diversity, coalesce(k, 100));
