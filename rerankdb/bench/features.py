@@ -55,6 +55,7 @@ LAZY_RERANK = (
 LAZY_MMR = "rerankdb._bench_mmr_0012"
 RECOMMEND = "select * from rerankdb.recommend(%s, 10)"
 SEEN_PER_USER = 20
+RERANK_ARGS = pgsql.SQL("bigint, bigint[], integer, double precision, bigint[], boolean")
 
 
 def install_old_recommend(conn: psycopg.Connection[Any]) -> None:
@@ -94,29 +95,22 @@ def install_lazy_diversity(conn: psycopg.Connection[Any]) -> None:
 
 
 def drop_lazy_diversity(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(
-        pgsql.SQL("drop function {}(bigint, bigint[], integer, double precision, bigint[], boolean)").format(
-            _name(LAZY_RERANK)
-        )
-    )
-    conn.execute(
-        pgsql.SQL(
-            "drop function {}(bigint[], double precision[], double precision[], boolean, double precision, integer)"
-        ).format(_name(LAZY_MMR))
+    _drop(conn, LAZY_RERANK, RERANK_ARGS)
+    _drop(
+        conn,
+        LAZY_MMR,
+        pgsql.SQL("bigint[], double precision[], double precision[], boolean, double precision, integer"),
     )
 
 
 def drop_old_diversity(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(
-        pgsql.SQL("drop function {}(bigint, bigint[], integer, double precision, bigint[], boolean)").format(
-            _name(OLD_RERANK)
-        )
-    )
-    conn.execute(
-        pgsql.SQL(
-            "drop function {}(bigint[], double precision[], double precision, integer, boolean)"
-        ).format(_name(OLD_DIVERSIFY))
-    )
+    _drop(conn, OLD_RERANK, RERANK_ARGS)
+    _drop(conn, OLD_DIVERSIFY, pgsql.SQL("bigint[], double precision[], double precision, integer, boolean"))
+
+
+def _drop(conn: psycopg.Connection[Any], qualified: str, args: pgsql.SQL) -> None:
+    """Drop the function ``qualified`` (a name of ours) taking ``args``."""
+    conn.execute(pgsql.SQL("drop function {}({})").format(_name(qualified), args))
 
 
 def drop_old_recommend(conn: psycopg.Connection[Any]) -> None:
