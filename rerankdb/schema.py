@@ -14,7 +14,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -167,13 +166,8 @@ def _worker_tables(md: MetaData, dim: int) -> None:
         Column("attempts", Integer, nullable=False, server_default=text("0")),
         Column("last_error", Text, nullable=True),
         Column("not_before", DateTime(timezone=True), nullable=False, server_default=text("'-infinity'")),
-        ForeignKeyConstraint(
-            ["interaction_id", "user_id"],
-            [f"{SCHEMA}.interactions.interaction_id", f"{SCHEMA}.interactions.user_id"],
-            name="interaction_queue_interaction_id_fkey",
-            ondelete="CASCADE",
-            onupdate="CASCADE",
-        ),
+        # No foreign key to the log since revision 0016: its triggers
+        # (rerankdb.unqueue_interactions) take a queue row along with its log row, in sets.
     )
     Index(
         "interaction_queue_partition_idx",

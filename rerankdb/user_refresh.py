@@ -422,6 +422,7 @@ def _rebuild_group(
     """:func:`_rebuild_in_transaction` for users (sorted, unique) of one partition."""
     requests = conn.execute(Q["rebuild_requests"], {"users": ids}).fetchall()  # before the log
     conn.execute(Q["lock_queued_interactions_of_users"], {"users": ids})
+    conn.execute(Q["drop_orphans_of_users"], {"users": ids})
     params = {"users": ids, "max_chars": text_budget(encoder)}
     rows = conn.execute(Q["interactions_of_users"], params, binary=True).fetchall()
     rows, bad = without_problems(rows, clock) if rows else ([], [])

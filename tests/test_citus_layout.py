@@ -311,14 +311,18 @@ def test_prerequisites_apply_and_meet_citus_rules(
         problems = _citus_rule_violations(conn, ref, dist, order)
         raise psycopg.Rollback()
     assert not problems, "after the prerequisites, the schema breaks Citus rules:\n" + "\n".join(problems)
-    # Rolled back: the test database is as migrated (the queue's foreign key, which the
-    # prerequisites drop until both tables are distributed, is there).
+    # Rolled back: the test database is as migrated (the queue's triggers, which the
+    # prerequisites replace by a foreign key once both tables are distributed, are there).
     assert conn.execute(
-        "select pg_get_constraintdef(oid) from pg_constraint where conname = 'interaction_queue_interaction_id_fkey'"
-    ).fetchone() == (
-        "FOREIGN KEY (interaction_id, user_id) REFERENCES rerankdb.interactions(interaction_id, user_id) "
-        "ON UPDATE CASCADE ON DELETE CASCADE",
-    )
+        "select tgname from pg_trigger where tgname like 'interactions_unqueue%' order by 1"
+    ).fetchall() == [
+        ("interactions_unqueue_deleted",),
+        ("interactions_unqueue_truncated",),
+        ("interactions_unqueue_updated",),
+    ]
+    assert not conn.execute(
+        "select 1 from pg_constraint where conname = 'interaction_queue_interaction_id_fkey'"
+    ).fetchall()
 
 
 def _citus_rule_violations(

@@ -37,6 +37,7 @@ EXPECTED_FUNCTIONS = {
     "collab_key", "diversify", "explain", "refresh_collab_keys", "mmr",
     "enqueue_interactions", "enqueue_user_rebuilds", "check_interactions", "refuse_interaction",
     "hybrid_key", "swap_in_next", "refresh_hybrid_keys",
+    "unqueue_interactions",
 }  # fmt: skip
 
 
@@ -317,7 +318,7 @@ def test_upgrade_to_0013_rekeys_the_log_with_its_rows_and_dates_given_vectors(em
         c.execute("insert into rerankdb.items (item_id, content) values (1, 'given'), (2, 'b')")
         c.execute("select rerankdb.set_item_vectors(array[1]::bigint[], array[%s::vector])", [vec])
         c.execute("insert into rerankdb.interactions (user_id, item_id) values (7, 1), (8, 2)")
-    migrate.upgrade(url)
+    migrate.upgrade(url, revision="0015")  # 0016 replaces the queue's foreign key (the test below)
     with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
         assert c.execute(
             "select content_sha256 = sha256('given'::bytea), model from rerankdb.item_vectors"
@@ -339,3 +340,34 @@ def test_upgrade_to_0013_rekeys_the_log_with_its_rows_and_dates_given_vectors(em
             "select pg_get_constraintdef(oid) from pg_constraint where conname = 'interactions_pkey'"
         ).fetchone() == ("PRIMARY KEY (interaction_id)",)
         assert c.execute("select count(*) from rerankdb.interaction_queue").fetchone() == (2,)
+
+
+def test_0016_replaces_the_queues_foreign_key_and_down_again(empty_db_url: str) -> None:
+    """0016: the queue has no foreign key (triggers take its rows along with the log's);
+    down again, a queue row whose log row is gone is dropped and the key is back."""
+    url = empty_db_url
+    migrate.upgrade(url, revision="0015")
+    with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
+        c.execute("insert into rerankdb.items (item_id, content) values (1, 'a'), (2, 'b')")
+        c.execute("insert into rerankdb.interactions (user_id, item_id) values (7, 1), (8, 2), (8, 1)")
+    migrate.upgrade(url)
+    fkey = "select count(*) from pg_constraint where conname = 'interaction_queue_interaction_id_fkey'"
+    with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
+        assert c.execute(fkey).fetchone() == (0,)
+        assert c.execute("select count(*) from rerankdb.interaction_queue").fetchone() == (3,)
+        c.execute("delete from rerankdb.interactions where user_id = 7")
+        c.execute(
+            "insert into rerankdb.interaction_queue (interaction_id, item_id, user_id) values (50, 1, 99)"
+        )
+        assert c.execute("select count(*) from rerankdb.interaction_queue").fetchone() == (3,)
+    migrate.downgrade(url, revision="0015")
+    with psycopg.connect(db.libpq_url(url), autocommit=True) as c:
+        assert c.execute(fkey).fetchone() == (1,)
+        assert c.execute("select user_id from rerankdb.interaction_queue order by 1").fetchall() == [
+            (8,),
+            (8,),
+        ]
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            c.execute(
+                "insert into rerankdb.interaction_queue (interaction_id, item_id, user_id) values (50, 1, 99)"
+            )

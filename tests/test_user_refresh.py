@@ -277,3 +277,65 @@ _rebuild_all_in_transaction = user_refresh.rebuild_all_in_transaction
 
 def rebuild_in_batches_of_two(*args: Any, **kwargs: Any) -> int:
     return _rebuild_all_in_transaction(*args, **kwargs, batch_users=2)
+
+
+# --- the queue follows its log (revision 0016: triggers, no foreign key) ---------------
+
+
+def _queued(conn: Any) -> set[tuple[int, int, int]]:
+    rows = conn.execute("select interaction_id, user_id, item_id from rerankdb.interaction_queue")
+    return set(rows.fetchall())
+
+
+def _log(conn: Any) -> dict[int, tuple[int, int]]:
+    rows = conn.execute("select interaction_id, user_id, item_id from rerankdb.interactions").fetchall()
+    return {i: (u, item) for i, u, item in rows}
+
+
+def test_a_deleted_row_leaves_the_queue_in_one_statement(conn: Any, catalog: Any) -> None:
+    add_interactions(conn, [(u, i, "view", None, None, T0) for u in (1, 2, 3) for i in (1, 2, 3)])
+    log = _log(conn)
+    gone = [i for i, (u, item) in log.items() if u == 2 or item == 3]
+    conn.execute("delete from rerankdb.interactions where interaction_id = any(%s)", (gone,))
+    assert _queued(conn) == {(i, u, item) for i, (u, item) in log.items() if i not in gone}
+    # the rest folds as it would have, and equals a rebuild from the log
+    drain(conn, None, 0.0)
+    assert state_counts(conn) == {1: 2, 3: 2}
+    assert_matches_rebuild(conn, None, 0.0)
+
+
+def test_a_truncated_log_empties_the_queue(conn: Any, catalog: Any) -> None:
+    add_interactions(conn, [(1, 1, "view", None, None, T0), (2, 2, "like", None, None, T0)])
+    conn.execute("truncate rerankdb.interactions")  # no CASCADE needed: no foreign key
+    assert _queued(conn) == set()
+    assert status(conn)["pending_interactions"] == 0
+
+
+def test_a_queued_row_follows_an_update_of_its_user_and_item(conn: Any, catalog: Any) -> None:
+    add_interactions(conn, [(1, 1, "view", None, None, T0), (1, 2, "view", None, None, T0)])
+    first = min(_log(conn))
+    conn.execute(
+        "update rerankdb.interactions set user_id = 9, item_id = 4 where interaction_id = %s", (first,)
+    )
+    assert _queued(conn) == {(first, 9, 4), (first + 1, 1, 2)}
+    drain(conn, None, 0.0)
+    assert state_counts(conn) == {1: 1, 9: 1}
+    np.testing.assert_allclose(user_vectors(conn)[9], catalog[4] / np.linalg.norm(catalog[4]), atol=1e-6)
+    assert_matches_rebuild(conn, None, 0.0)
+
+
+def test_a_rebuild_drops_queue_rows_whose_log_row_is_gone(conn: Any, catalog: Any) -> None:
+    # What a rebuild racing a delete may leave: a queue row read from its snapshot,
+    # queued again after the delete committed (nothing would ever claim it).
+    add_interactions(conn, [(5, 1, "view", None, None, T0), (6, 2, "view", None, None, T0)])
+    drain(conn, None, 0.0)
+    conn.execute(
+        "insert into rerankdb.interaction_queue (interaction_id, item_id, user_id, deferred)"
+        " values (999999, 1, 5, true), (999998, 2, 6, false)"
+    )
+    assert status(conn)["pending_interactions"] == 1  # the other is deferred
+    user_refresh.rebuild_users(conn, None, 0.0, DIM, [5])
+    assert _queued(conn) == {(999998, 6, 2)}  # user 6 was not rebuilt
+    user_refresh.rebuild_users(conn, None, 0.0, DIM, [6])
+    assert _queued(conn) == set()
+    assert state_counts(conn) == {5: 1, 6: 1}

@@ -104,8 +104,8 @@ begin
         raise exception 'rerankdb citus layout: no schema rerankdb; run rerankdb migrate (alembic upgrade head) first';
     end if;
     select version_num into head from public.rerankdb_alembic_version;
-    if head is distinct from '0015' then
-        raise exception 'rerankdb citus layout: written for revision 0015, this database is at %', head
+    if head is distinct from '0016' then
+        raise exception 'rerankdb citus layout: written for revision 0016, this database is at %', head
             using hint = 'upgrade first (rerankdb migrate --citus); a newer revision needs a newer rerankdb';
     end if;
     if exists (select 1 from pg_catalog.run_command_on_workers(
@@ -135,12 +135,12 @@ select exists (
 begin;
 -- >>> prerequisites
 -- P1. Keys: revision 0013 keys the log and its queue by (interaction_id,
--- user_id), as Citus requires of a distributed table.  The queue's foreign
--- key on the log comes back in step 5, once both are distributed (Citus
--- distributes one table at a time and refuses a foreign key from a local
--- table to a distributed one), without ON UPDATE CASCADE (Citus refuses it
--- on the distribution column, which it never lets change anyway).
-alter table rerankdb.interaction_queue drop constraint interaction_queue_interaction_id_fkey;
+-- user_id), as Citus requires of a distributed table.  The queue has no
+-- foreign key on the log since revision 0016 (its statement triggers take a
+-- queue row along with its log row, P3); on Citus the key is added in step
+-- 5, once both are distributed, with ON DELETE CASCADE and without ON
+-- UPDATE CASCADE (Citus refuses it on the distribution column, which it
+-- never lets change anyway).
 
 -- P2. (none needed) The other user-keyed tables (user_state, user_vectors,
 -- user_rebuild_queue, user_snapshot) are keyed by user_id alone; the
@@ -187,6 +187,12 @@ drop trigger interactions_rebuild_deleted on rerankdb.interactions;
 create trigger interactions_rebuild_deleted
     after delete on rerankdb.interactions
     for each row execute function rerankdb.enqueue_user_rebuild();
+-- What the foreign key of step 5 does instead (revision 0016's triggers: per
+-- statement, on truncate, and a row trigger writing the queue from the log's
+-- shard).
+drop trigger interactions_unqueue_deleted on rerankdb.interactions;
+drop trigger interactions_unqueue_truncated on rerankdb.interactions;
+drop trigger interactions_unqueue_updated on rerankdb.interactions;
 -- Kept: interactions_rebuild_user (writes the same user's colocated rebuild
 -- queue shard), the normalize triggers (change only NEW),
 -- settings_half_life_changed (raises a notice).
@@ -234,6 +240,7 @@ select create_distributed_function('rerankdb.set_user_vectors(bigint[], vector[]
 select create_distributed_function('rerankdb.similar_items(bigint, integer)');
 select create_distributed_function('rerankdb.swap_in_next(text, text)');
 select create_distributed_function('rerankdb.sync_item_rank()');
+select create_distributed_function('rerankdb.unqueue_interactions()');
 
 -- ------------------------------------------------------ 4. reference tables
 -- create_reference_table(table_name regclass).  Referenced tables first
@@ -296,7 +303,8 @@ select create_distributed_table('rerankdb.user_snapshot', 'user_id', colocate_wi
 where not exists (select 1 from citus_tables where table_name = 'rerankdb.user_snapshot'::regclass and citus_table_type = 'distributed');
 
 -- The queue's foreign key on the log, on (interaction_id, user_id): both
--- sides colocated, so Citus enforces it shard by shard.
+-- sides colocated, so Citus enforces it shard by shard (on one node, revision
+-- 0016's triggers do its work in sets; P3 dropped them here).
 do $$
 begin
     if not exists (select 1 from pg_constraint where conname = 'interaction_queue_interaction_id_fkey'

@@ -173,6 +173,17 @@ from rerankdb.interaction_queue q
 where q.user_id = any(%(users)s::bigint[])
 for update of q
 
+-- name: drop_orphans_of_users
+-- Queue rows of these users whose row of the log is gone (the queue has no
+-- foreign key since revision 0016): a rebuild queues rows it read in its
+-- snapshot (requeue_deferred, set_aside_unqueued), which another transaction
+-- may delete meanwhile.  Rare, and nothing would ever claim them.
+delete from rerankdb.interaction_queue q
+where q.user_id = any(%(users)s::bigint[])
+  and not exists (select 1 from rerankdb.interactions i
+                  where i.interaction_id = q.interaction_id and i.user_id = q.user_id
+                    and i.user_id = any(%(users)s::bigint[]))
+
 -- name: interactions_of_users
 -- The whole log of some users, as claim_interactions returns it, but for the
 -- rows set aside (the incremental state does not count them either; they are
