@@ -133,24 +133,32 @@ def fold_rows(
 ) -> None:
     """Fold claimed rows (interaction_id, user_id, weight, context, time, item_id) into ``st``."""
     pos = {u: i for i, u in enumerate(st.users.tolist())}
-    user_idx = np.array([pos[r[1]] for r in rows])
-    times = np.array([r[4] for r in rows])
-    weights = np.array([r[2] for r in rows])
-    text = np.stack([item_vecs[r[5]][0] for r in rows])
-    vecs = interaction_vectors(text, [r[3] for r in rows], encoder, params)
+    n = len(rows)
+    user_idx = np.fromiter((pos[r[1]] for r in rows), np.intp, n)
+    times = np.fromiter((r[4] for r in rows), np.float64, n)
+    weights = np.fromiter((r[2] for r in rows), np.float64, n)
+    items: dict[int, int] = {}  # the batch's distinct items, each with its column
+    columns = np.fromiter((items.setdefault(r[5], len(items)) for r in rows), np.intp, n)
+    text = np.stack([item_vecs[i][0] for i in items])
+    vecs, vec_columns = interaction_vectors(text, columns, [r[3] for r in rows], encoder, params)
     old_refs = st.refs
-    st.sums, st.refs = fold(st.sums, old_refs, user_idx, times, weights, vecs, params)
+    st.sums, st.refs = fold(st.sums, old_refs, user_idx, times, weights, vecs, params, columns=vec_columns)
     # Every other sum is decayed to the same reference times as this one.
     short = params.short()
-    st.short, _ = fold(st.short, old_refs, user_idx, times, weights, vecs, short, new_refs=st.refs)
+    st.short, _ = fold(
+        st.short, old_refs, user_idx, times, weights, vecs, short, new_refs=st.refs, columns=vec_columns
+    )
     st.counts = st.counts + np.bincount(user_idx, minlength=len(st.users))
     if st.collab is not None and st.short_collab is not None:
         k = st.collab.shape[1]
-        sel = [j for j, r in enumerate(rows) if _has_collab(item_vecs[r[5]][1], k)]
-        cvecs = np.stack([item_vecs[rows[j][5]][1] for j in sel]) if sel else np.zeros((0, k))  # type: ignore[misc]
+        with_collab = [i for i in items if _has_collab(item_vecs[i][1], k)]
+        cpos = {item: j for j, item in enumerate(with_collab)}
+        sel = [j for j, r in enumerate(rows) if r[5] in cpos]
+        ccols = np.fromiter((cpos[rows[j][5]] for j in sel), np.intp, len(sel))
+        cvecs = np.stack([item_vecs[i][1] for i in with_collab]) if with_collab else np.zeros((0, k))  # type: ignore[misc]
         args = (user_idx[sel], times[sel], weights[sel], cvecs.astype(np.float64))
-        st.collab, _ = fold(st.collab, old_refs, *args, params, new_refs=st.refs)
-        st.short_collab, _ = fold(st.short_collab, old_refs, *args, short, new_refs=st.refs)
+        st.collab, _ = fold(st.collab, old_refs, *args, params, new_refs=st.refs, columns=ccols)
+        st.short_collab, _ = fold(st.short_collab, old_refs, *args, short, new_refs=st.refs, columns=ccols)
 
 
 def _has_collab(vec: np.ndarray | None, k: int) -> bool:
