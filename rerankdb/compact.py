@@ -42,7 +42,7 @@ import psycopg
 from rerankdb import partitions, user_state
 from rerankdb.config import MAX_RETAIN_DAYS
 from rerankdb.encoder import Encoder, text_budget
-from rerankdb.errors import InvalidInputError, PermissionDeniedError
+from rerankdb.errors import InvalidInputError, PermissionDeniedError, RerankdbError
 from rerankdb.sqlfiles import queries
 from rerankdb.user_refresh import FoldLockBusy, begin_repeatable_read_batch, without_problems
 
@@ -206,23 +206,24 @@ def _compact_users(
         clock = begin_repeatable_read_batch(conn, context_weight)
         conn.execute(Q["lock_states"], {"users": users})
         params = {"users": users, "before": before, "max_chars": text_budget(encoder)}
-        rows = conn.execute(Q["rows_to_compact"], params, binary=True).fetchall()
-        rows = without_problems(rows, clock)[0] if rows else []  # unfoldable rows stay in the log
-        older = _older_count(conn, users, before)
+        older = conn.execute(Q["rows_to_compact"], params, binary=True).fetchall()
+        rows = [r for r in older if r[7]]
+        rows, bad = without_problems(rows, clock) if rows else ([], [])  # unfoldable rows stay in the log
         if not rows:
-            return 0, 0, older
+            return 0, 0, len(older)
         item_vecs = user_state.item_vectors(conn, {r[5] for r in rows})
         arr = np.unique(np.array([r[1] for r in rows], dtype=np.int64))
         st = user_state.snapshot_states(conn, arr, dim, user_state.collab_dim(item_vecs))
         user_state.fold_rows(st, rows, item_vecs, encoder, clock.params)
         user_state.write_snapshots(conn, st, before)
         waiting = [r[0] for r in conn.execute(Q["rebuild_requests"], {"users": arr.tolist()})]
-        conn.execute(Q["delete_rows"], {"ids": [r[0] for r in rows], "users": arr.tolist()})
+        kept = [r[0] for r, _ in bad]
+        deleted = conn.execute(
+            Q["delete_rows"], {"users": arr.tolist(), "before": before, "kept": kept}
+        ).rowcount
+        if deleted != len(rows):  # not in one snapshot after all: write nothing
+            raise RerankdbError(
+                f"compaction read {len(rows)} rows of users {arr.tolist()} but deleted {deleted}"
+            )
         conn.execute(Q["drop_own_rebuild_requests"], {"users": arr.tolist(), "waiting": waiting})
-        return len(arr), len(rows), older - len(rows)
-
-
-def _older_count(conn: psycopg.Connection[Any], users: list[int], before: datetime) -> int:
-    row = conn.execute(Q["older_of_users"], {"users": users, "before": before}).fetchone()
-    assert row is not None
-    return int(row[0])
+        return len(arr), len(rows), len(older) - len(rows)

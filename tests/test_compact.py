@@ -131,6 +131,24 @@ def test_rows_not_counted_yet_are_kept(conn: Any, encoder: Any, catalog: dict[in
     assert_matches_rebuild(conn, encoder)
 
 
+def test_a_row_the_fold_refuses_stays_in_the_log(
+    conn: Any, encoder: Any, catalog: dict[int, np.ndarray]
+) -> None:
+    """A row that is not queued but cannot be folded (written before the checks existed) is
+    kept; the rows beside it are compacted, and only they are deleted."""
+    add_interactions(conn, [(3, 1, "view", None, None, T0), (3, 2, "view", None, None, T0)])
+    drain(conn, encoder)
+    with conn.transaction():
+        conn.execute("set local session_replication_role = replica")  # no triggers: never queued
+        conn.execute(
+            "insert into rerankdb.interactions (user_id, item_id, occurred_at) values (3, 4, '-infinity')"
+        )
+    report = run_compact(conn, encoder)
+    assert (report.users, report.interactions, report.kept) == (1, 2, 1)
+    assert conn.execute("select user_id, item_id from rerankdb.interactions").fetchall() == [(3, 4)]
+    assert_matches_rebuild(conn, encoder)
+
+
 def test_a_user_whose_whole_log_is_compacted_keeps_their_vector(
     conn: Any, encoder: Any, catalog: dict[int, np.ndarray]
 ) -> None:

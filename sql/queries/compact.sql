@@ -16,17 +16,19 @@ limit %(limit)s
 select user_id from rerankdb.user_state where user_id = any(%(users)s::bigint[]) order by user_id for update
 
 -- name: rows_to_compact
--- What the users' states count from before the cutoff: rows that are not
--- queued (so folded: not pending, deferred or set aside) and whose item has
--- a vector (a rebuild defers the others).  As claim_interactions returns rows.
+-- The users' rows from before the cutoff, as claim_interactions returns rows,
+-- each with whether the users' states count it (compactable): not queued (so
+-- folded: not pending, deferred or set aside) and with an item vector (a
+-- rebuild defers the others).  The rest stay in the log (the report's kept).
 select i.interaction_id, i.user_id, coalesce(i.weight, k.weight)::float8, left(i.context, %(max_chars)s),
-       extract(epoch from i.occurred_at)::float8, i.item_id, 0
+       extract(epoch from i.occurred_at)::float8, i.item_id, 0,
+       not exists (select 1 from rerankdb.interaction_queue q
+                   where q.interaction_id = i.interaction_id and q.user_id = i.user_id)
+       and exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id) as compactable
 from rerankdb.interactions i
 join rerankdb.interaction_kinds k on k.kind = i.kind
 where i.user_id = any(%(users)s::bigint[])
   and i.occurred_at < %(before)s
-  and not exists (select 1 from rerankdb.interaction_queue q where q.interaction_id = i.interaction_id and q.user_id = i.user_id)
-  and exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id)
 order by i.interaction_id
 
 -- name: rebuild_requests
@@ -35,9 +37,17 @@ order by i.interaction_id
 select user_id from rerankdb.user_rebuild_queue where user_id = any(%(users)s::bigint[]) for update
 
 -- name: delete_rows
+-- The rows rows_to_compact found compactable, but those the fold refused
+-- (%(kept)s), by the same conditions: in the batch's REPEATABLE READ snapshot,
+-- the same rows (the caller checks the count); no list of a million ids is sent.
 -- (user_id: on Citus, the statement goes to the users' shard alone)
-delete from rerankdb.interactions
-where interaction_id = any(%(ids)s::bigint[]) and user_id = any(%(users)s::bigint[])
+delete from rerankdb.interactions i
+where i.user_id = any(%(users)s::bigint[])
+  and i.occurred_at < %(before)s
+  and i.interaction_id <> all(%(kept)s::bigint[])
+  and not exists (select 1 from rerankdb.interaction_queue q
+                  where q.interaction_id = i.interaction_id and q.user_id = i.user_id)
+  and exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id)
 
 -- name: drop_own_rebuild_requests
 -- The rows deleted are in the snapshot now: their users' states are right as
@@ -58,7 +68,3 @@ select count(*),
                            or not exists (select 1 from rerankdb.item_vectors v where v.item_id = i.item_id))
 from rerankdb.interactions i
 where i.occurred_at < %(before)s
-
--- name: older_of_users
-select count(*) from rerankdb.interactions
-where user_id = any(%(users)s::bigint[]) and occurred_at < %(before)s
