@@ -85,13 +85,9 @@ def build_metadata(dim: int = DEFAULT_DIM) -> MetaData:
         # Revision 0013: in the key (Citus keys a distributed table by its distribution column).
         Column("user_id", BigInteger, primary_key=True, autoincrement=False),
         Column("item_id", BigInteger, nullable=False),
-        Column(
-            "kind",
-            Text,
-            ForeignKey(f"{SCHEMA}.interaction_kinds.kind", onupdate="CASCADE"),
-            nullable=False,
-            server_default=text("'view'::text"),
-        ),
+        # One of interaction_kinds: checked per statement by triggers since revision
+        # 0016 (rerankdb.check_interactions, rerankdb.check_kinds), no foreign key.
+        Column("kind", Text, nullable=False, server_default=text("'view'::text")),
         Column("weight", REAL, nullable=True),
         Column("context", Text, nullable=True),
         Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=now),

@@ -321,7 +321,7 @@ def test_prerequisites_apply_and_meet_citus_rules(
         ("interactions_unqueue_updated",),
     ]
     assert not conn.execute(
-        "select 1 from pg_constraint where conname = 'interaction_queue_interaction_id_fkey'"
+        "select 1 from pg_constraint where conname in ('interaction_queue_interaction_id_fkey', 'interactions_kind_fkey')"
     ).fetchall()
 
 

@@ -37,7 +37,7 @@ EXPECTED_FUNCTIONS = {
     "collab_key", "diversify", "explain", "refresh_collab_keys", "mmr",
     "enqueue_interactions", "enqueue_user_rebuilds", "check_interactions", "refuse_interaction",
     "hybrid_key", "swap_in_next", "refresh_hybrid_keys",
-    "unqueue_interactions",
+    "unqueue_interactions", "check_kinds",
 }  # fmt: skip
 
 

@@ -156,6 +156,43 @@ def test_unknown_interaction_kind_is_rejected_in_sql(conn: Any) -> None:
     assert conn.execute("select count(*) from rerankdb.interactions").fetchone() == (0,)
 
 
+def test_the_kinds_keep_the_rules_of_a_foreign_key(conn: Any) -> None:
+    """Revision 0016: no foreign key on the kinds, triggers with its rules and its errors."""
+    conn.execute("insert into rerankdb.interaction_kinds (kind, weight) values ('rate', 2), ('spare', 1)")
+    log = "select user_id, kind from rerankdb.interactions order by user_id"
+    conn.execute(
+        "insert into rerankdb.interactions (user_id, item_id, kind) values (1, 1, 'rate'), (2, 1, 'like')"
+    )
+    # One unknown kind among known ones: the whole statement is refused, naming it.
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="interactions_kind_fkey") as caught:
+        conn.execute(
+            "insert into rerankdb.interactions (user_id, item_id, kind)"
+            " values (3, 1, 'like'), (4, 1, 'teleport'), (5, 1, 'rate')"
+        )
+    assert (
+        caught.value.diag.message_detail
+        == 'Key (kind)=(teleport) is not present in table "interaction_kinds".'
+    )
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="interactions_kind_fkey"):
+        conn.execute("update rerankdb.interactions set kind = 'teleport' where user_id = 1")
+    assert conn.execute(log).fetchall() == [(1, "rate"), (2, "like")]
+    # A kind in use is not deleted, nor are the kinds truncated; an unused one is deleted.
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="interaction_kinds") as caught:
+        conn.execute("delete from rerankdb.interaction_kinds where kind in ('spare', 'rate')")
+    assert (
+        caught.value.diag.message_detail == 'Key (kind)=(rate) is still referenced from table "interactions".'
+    )
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("truncate rerankdb.interaction_kinds cascade")
+    conn.execute("delete from rerankdb.interaction_kinds where kind = 'spare'")
+    # A renamed kind is renamed in the log (and the rename is checked as any update).
+    conn.execute("update rerankdb.interaction_kinds set kind = 'rating' where kind = 'rate'")
+    assert conn.execute(log).fetchall() == [(1, "rating"), (2, "like")]
+    conn.execute("update rerankdb.interactions set kind = 'view' where user_id = 1")
+    conn.execute("delete from rerankdb.interaction_kinds where kind = 'rating'")
+    assert "rating" not in {r[0] for r in conn.execute("select kind from rerankdb.interaction_kinds")}
+
+
 def test_interaction_with_unknown_item_is_kept(conn: Any) -> None:
     conn.execute("insert into rerankdb.interactions (user_id, item_id, kind) values (1, 424242, 'like')")
     assert conn.execute("select user_id, item_id, kind from rerankdb.interactions").fetchall() == [

@@ -135,17 +135,17 @@ select exists (
 begin;
 -- >>> prerequisites
 -- P1. Keys: revision 0013 keys the log and its queue by (interaction_id,
--- user_id), as Citus requires of a distributed table.  The queue has no
--- foreign key on the log since revision 0016 (its statement triggers take a
--- queue row along with its log row, P3); on Citus the key is added in step
--- 5, once both are distributed, with ON DELETE CASCADE and without ON
+-- user_id), as Citus requires of a distributed table.  The log has no
+-- foreign keys since revision 0016 (statement triggers do their work in
+-- sets, P3); on Citus both keys are added in step 5, once the tables are
+-- distributed: the queue's on the log with ON DELETE CASCADE and without ON
 -- UPDATE CASCADE (Citus refuses it on the distribution column, which it
--- never lets change anyway).
+-- never lets change anyway), the log's on the kinds as revision 0001 made it.
 
 -- P2. (none needed) The other user-keyed tables (user_state, user_vectors,
 -- user_rebuild_queue, user_snapshot) are keyed by user_id alone; the
 -- item-keyed and one-row tables become reference tables, where any key is
--- allowed.  Foreign keys: interactions -> interaction_kinds is distributed ->
+-- allowed.  Foreign keys: interactions -> interaction_kinds (step 5) is distributed ->
 -- reference (allowed, also with ON UPDATE CASCADE: kind is not the
 -- distribution column); item_vectors, item_rank, item_queue -> items are
 -- reference -> reference.  No reference table refers to a distributed one.
@@ -193,6 +193,9 @@ create trigger interactions_rebuild_deleted
 drop trigger interactions_unqueue_deleted on rerankdb.interactions;
 drop trigger interactions_unqueue_truncated on rerankdb.interactions;
 drop trigger interactions_unqueue_updated on rerankdb.interactions;
+drop trigger interaction_kinds_deleted on rerankdb.interaction_kinds;
+drop trigger interaction_kinds_truncated on rerankdb.interaction_kinds;
+drop trigger interaction_kinds_renamed on rerankdb.interaction_kinds;
 -- Kept: interactions_rebuild_user (writes the same user's colocated rebuild
 -- queue shard), the normalize triggers (change only NEW),
 -- settings_half_life_changed (raises a notice).
@@ -215,6 +218,7 @@ select create_distributed_function('rerankdb.blend(vector, vector, double precis
 select create_distributed_function('rerankdb.center(vector, vector, double precision)');
 select create_distributed_function('rerankdb.check_interaction()');
 select create_distributed_function('rerankdb.check_interactions()');
+select create_distributed_function('rerankdb.check_kinds()');
 select create_distributed_function('rerankdb.collab_key(vector)');
 select create_distributed_function('rerankdb.counts()');
 select create_distributed_function('rerankdb.dimension()');
@@ -303,8 +307,9 @@ select create_distributed_table('rerankdb.user_snapshot', 'user_id', colocate_wi
 where not exists (select 1 from citus_tables where table_name = 'rerankdb.user_snapshot'::regclass and citus_table_type = 'distributed');
 
 -- The queue's foreign key on the log, on (interaction_id, user_id): both
--- sides colocated, so Citus enforces it shard by shard (on one node, revision
--- 0016's triggers do its work in sets; P3 dropped them here).
+-- sides colocated, so Citus enforces it shard by shard; and the log's on the
+-- kinds, a reference table (on one node, revision 0016's triggers do their
+-- work in sets; P3 dropped them here).
 do $$
 begin
     if not exists (select 1 from pg_constraint where conname = 'interaction_queue_interaction_id_fkey'
@@ -312,6 +317,11 @@ begin
         alter table rerankdb.interaction_queue add constraint interaction_queue_interaction_id_fkey
             foreign key (interaction_id, user_id) references rerankdb.interactions (interaction_id, user_id)
             on delete cascade;
+    end if;
+    if not exists (select 1 from pg_constraint where conname = 'interactions_kind_fkey'
+                   and conrelid = 'rerankdb.interactions'::regclass) then
+        alter table rerankdb.interactions add constraint interactions_kind_fkey
+            foreign key (kind) references rerankdb.interaction_kinds (kind) on update cascade;
     end if;
 end
 $$;
