@@ -117,6 +117,12 @@ def _time(raw: Any) -> datetime:
         return raw if raw.tzinfo else raw.replace(tzinfo=timezone.utc)
     if isinstance(raw, str):
         text = raw.strip()
+        if text[4:5] == "-":  # 2026-01-31...: ISO 8601 first, without a failed float() per row
+            try:
+                t = datetime.fromisoformat(text)
+                return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+            except ValueError:
+                pass
         try:
             raw = float(text)
         except ValueError:
@@ -139,10 +145,16 @@ def _time(raw: Any) -> datetime:
         ) from None
 
 
+_AS_SET: dict[tuple[str, ...], frozenset[str]] = {
+    names: frozenset(names)
+    for names in (ITEM_FIELDS, INTERACTION_FIELDS, ("item_id", "content"), ("user_id", "item_id"))
+}
+
+
 def _fields(record: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
     """The record without its nulls (a null is a missing value), once its fields are known."""
-    usual = record.keys() <= set(allowed) and all(n in record for n in required)
-    if usual and not any(v is None for v in record.values()):
+    keys = record.keys()
+    if keys <= _AS_SET[allowed] and keys >= _AS_SET[required] and not any(v is None for v in record.values()):
         return record  # nothing to drop, nothing unknown or missing
     record = {k: v for k, v in record.items() if v is not None}
     unknown = sorted(set(record) - set(allowed))
