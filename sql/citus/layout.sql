@@ -318,6 +318,12 @@ begin
             foreign key (interaction_id, user_id) references rerankdb.interactions (interaction_id, user_id)
             on delete cascade;
     end if;
+end
+$$;
+-- Its own transaction: Citus adds a key to a reference table over one
+-- connection per node, which it refuses after the parallel work above.
+do $$
+begin
     if not exists (select 1 from pg_constraint where conname = 'interactions_kind_fkey'
                    and conrelid = 'rerankdb.interactions'::regclass) then
         alter table rerankdb.interactions add constraint interactions_kind_fkey
