@@ -193,19 +193,37 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str, str]]:
         yield line, row, error, text
 
 
-def _csv(path: Path) -> Iterator[Record]:
+def csv_table(path: Path) -> Iterator[tuple[int, list[str] | None, str]]:
+    """A CSV file as its header and records: first (1, the header's names, stripped, ""),
+    then each record as (its first line, its cells, ""), or (line, None, why) for a line
+    that is not a record of that header; blank lines are skipped.  Nothing for an empty file."""
+    check_input(path)
     rows = _csv_rows(path)
     first = next(rows, None)
     if first is None:
         return
     header = [h.strip() for h in first[1] or []]
+    yield 1, header, ""
     for line, row, error, _ in rows:
         if row is None:
-            yield Record(line, None, error)
+            yield line, None, error
         elif not row:
             continue
         elif len(row) != len(header):
-            yield Record(line, None, f"expected {len(header)} fields (the header's), got {len(row)}")
+            yield line, None, f"expected {len(header)} fields (the header's), got {len(row)}"
+        else:
+            yield line, row, ""
+
+
+def _csv(path: Path) -> Iterator[Record]:
+    table = csv_table(path)
+    first = next(table, None)
+    if first is None:
+        return
+    header = first[1] or []
+    for line, row, error in table:
+        if row is None:
+            yield Record(line, None, error)
         else:
             yield Record(line, {h: v for h, v in zip(header, row, strict=True) if v != ""})
 

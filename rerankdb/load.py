@@ -42,7 +42,7 @@ import psycopg
 from rerankdb import filerows, load_index
 from rerankdb.errors import InvalidInputError, PermissionDeniedError, RerankdbError
 from rerankdb.load_index import cause, quietly
-from rerankdb.load_rows import BadField, interaction_row, item_row
+from rerankdb.load_rows import BadField, csv_interactions, interaction_row, item_row
 from rerankdb.sqlfiles import queries
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ MAX_ERRORS_KEPT = 100  # rejected lines described in the report (all are written
 # 2 kB per item at 384-d: 2 GB for 1M items.
 BUILD_MEMORY = "1GB"
 RETRIES = 3  # tries of the load's transaction when the database breaks a deadlock by aborting it
+# A load of at least this many interactions queues a user whose log it at least
+# doubles for one rebuild (the worker reads their log once) instead of a queue
+# row per interaction: measured by `python -m rerankdb.bench loads`.
+BY_USER_MIN = 10_000
 
 Progress = Callable[[int], None]
 
@@ -108,6 +112,7 @@ class LoadReport:
     extra: dict[str, float] = field(default_factory=dict)
     changed: int = 0  # items new, or with new content or metadata (the others were left as they were)
     queued: int = 0  # items this load queued for the worker's encoder (new text, no embedding)
+    users_queued: int = 0  # users whose interactions the worker counts by a rebuild (a large load)
 
 
 # -- the load -----------------------------------------------------------------
@@ -143,27 +148,65 @@ def _stream(
     types: list[str],
     rejects: _Rejects,
     progress: Progress | None,
+    csv_fast: CsvFast | None = None,
 ) -> int:
     """COPY every good record into the staging table; return how many."""
     n = 0
     with conn.cursor().copy(copy) as cp:
         cp.set_types(types)
-        for rec in filerows.read_records(path, fmt):
-            if rec.fields is None:
-                rejects.add(rec.line, None, rec.error or "not a record")
-                continue
-            try:
-                row = to_row(rec.fields)
-            except BadField as bad:
-                rejects.add(rec.line, bad.field, bad.message)
-                continue
-            cp.write_row((rec.line, *row))
+        for line, row in _rows(path, fmt, to_row, rejects, csv_fast):
+            cp.write_row((line, *row))
             n += 1
             if progress is not None and n % 10_000 == 0:
                 progress(n)
     if progress is not None:
         progress(n)
     return n
+
+
+# For a CSV file, given its header: a converter of a record's cells straight to a row
+# (None for a record it leaves to ``to_row``), or None (every record goes to ``to_row``).
+CsvFast = Callable[[list[str]], Callable[[list[str]], "tuple[Any, ...] | None"] | None]
+
+
+def _rows(
+    path: Path,
+    fmt: str,
+    to_row: Callable[[dict[str, Any]], tuple[Any, ...]],
+    rejects: _Rejects,
+    csv_fast: CsvFast | None,
+) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """(line, row) of every good record; the bad ones go to ``rejects``."""
+
+    def checked(line: int, fields: dict[str, Any] | None, error: str | None) -> tuple[Any, ...] | None:
+        if fields is None:
+            rejects.add(line, None, error or "not a record")
+            return None
+        try:
+            return to_row(fields)
+        except BadField as bad:
+            rejects.add(line, bad.field, bad.message)
+            return None
+
+    if fmt == "csv" and csv_fast is not None:
+        table = filerows.csv_table(path)
+        first = next(table, None)
+        header = (first[1] or []) if first is not None else []
+        fast = csv_fast(header)
+        for line, cells, error in table:
+            row = fast(cells) if fast is not None and cells is not None else None
+            if row is None:
+                fields = (
+                    None if cells is None else {h: v for h, v in zip(header, cells, strict=True) if v != ""}
+                )
+                row = checked(line, fields, error)
+            if row is not None:
+                yield line, row
+        return
+    for rec in filerows.read_records(path, fmt):
+        row = checked(rec.line, rec.fields, rec.error)
+        if row is not None:
+            yield rec.line, row
 
 
 def _db_rejects(conn: psycopg.Connection[Any], problems: str, unstage: str, rejects: _Rejects) -> None:
@@ -367,6 +410,10 @@ def load_interactions(
 ) -> LoadReport:
     """Append the interactions of ``path`` to the log (queued for folding as any insert).
 
+    A load of BY_USER_MIN rows or more queues a user whose log it at least
+    doubles for one rebuild instead of each of their rows (the report's
+    ``users_queued``): the worker then reads that user's log once.
+
     All or nothing: either every good line is committed, or nothing is written
     and the error says so.
     """
@@ -377,15 +424,19 @@ def load_interactions(
     done: dict[str, int] = {}
 
     def write() -> None:
+        if staged >= BY_USER_MIN:
+            conn.execute(Q["queue_by_user"])
         done["rows"] = int(conn.execute(Q["insert_interactions"]).rowcount)
+        done["users_queued"] = int(conn.execute(Q["users_queued"]).fetchone()[0])  # type: ignore[index]
 
     try:
         kinds = {r[0] for r in conn.execute(Q["kinds"]).fetchall()}
         rejects = _Rejects(path, fmt, out is not None)
         conn.execute(Q["create_interactions_stage"])
-        _stream(
+        staged = _stream(
             conn, path, fmt, lambda r: interaction_row(r, kinds), Q["copy_interactions_stage"],
             ["int8", "int8", "int8", "text", "float8", "text", "timestamptz"], rejects, progress,
+            lambda header: csv_interactions(header, kinds),
         )  # fmt: skip
         # Outside the transaction: a time that is not in the future now will not be at the insert.
         _db_rejects(conn, Q["interactions_stage_problems"], Q["unstage_interactions"], rejects)
@@ -407,6 +458,7 @@ def load_interactions(
         rejected=len(rejects.lines),
         errors=tuple(sorted(rejects.errors, key=lambda r: r.line)),
         seconds=time.perf_counter() - t0,
+        users_queued=done["users_queued"],
     )
     if out is not None:
         try:
@@ -432,6 +484,8 @@ def describe(report: LoadReport, what: str) -> str:
             f" ({report.changed} new or changed, {report.with_embedding} with embeddings, "
             f"{report.queued} queued for the worker's encoder)"
         )
+    elif report.users_queued:
+        text += f" ({report.users_queued} users queued for the worker to rebuild from their log)"
     return text
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -191,3 +192,39 @@ def interaction_row(record: dict[str, Any], kinds: set[str]) -> tuple[Any, ...]:
         _text(record["context"], "context") if "context" in record else None,
         _time(record["occurred_at"]) if "occurred_at" in record else None,
     )
+
+
+def csv_interactions(
+    header: list[str], kinds: set[str]
+) -> Callable[[list[str]], tuple[Any, ...] | None] | None:
+    """For CSV records under ``header``: :func:`interaction_row`'s tuple straight from the
+    cells, without a dict per record, for the usual record (cells that are plain numbers, a
+    known kind, ...); None for any other, which the caller then checks as a record (and so
+    gets the same tuple, or the error that names the field).  None for an unusual header."""
+    names = set(header)
+    if len(names) != len(header) or not names <= _AS_SET[INTERACTION_FIELDS] or "user_id" not in names:
+        return None
+    if "item_id" not in names:
+        return None
+    at = {name: i for i, name in enumerate(header)}
+    iu, ii = at["user_id"], at["item_id"]
+    ik, iw, ic, it = (at.get(n) for n in ("kind", "weight", "context", "occurred_at"))
+
+    def convert(cells: list[str]) -> tuple[Any, ...] | None:
+        try:
+            user, item = int(cells[iu]), int(cells[ii])
+            kind = cells[ik] or "view" if ik is not None else "view"
+            weight = float(cells[iw]) if iw is not None and cells[iw] else None
+            when = _time(cells[it]) if it is not None and cells[it] else None
+        except (ValueError, BadField):
+            return None
+        context = cells[ic] or None if ic is not None else None
+        if not (INT8_MIN <= user <= INT8_MAX and INT8_MIN <= item <= INT8_MAX) or kind not in kinds:
+            return None
+        if "\x00" in kind or (context is not None and "\x00" in context):
+            return None
+        if weight is not None and not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):
+            return None
+        return (user, item, kind, weight, context, when)
+
+    return convert

@@ -499,3 +499,52 @@ def test_the_load_reports_what_it_queued(
         report = client.load_items(write_jsonl(tmp_path / "d.jsonl", catalog))
     assert (report.rows, report.changed, report.queued) == (5, 2, 1)
     assert conn.execute("select array_agg(item_id) from rerankdb.item_queue").fetchone() == ([4],)
+
+
+def test_a_large_load_queues_its_users_for_one_rebuild_each(
+    db_url: str,
+    conn: psycopg.Connection[Any],
+    catalog: dict[int, np.ndarray],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A load of BY_USER_MIN rows or more: a user whose log it at least doubles is rebuilt
+    from the log (one queue row), the others' rows are queued; each row counts once."""
+    from tests.worker_helpers import T0, add_interactions, assert_matches_rebuild, drain, state_counts
+
+    monkeypatch.setattr(load, "BY_USER_MIN", 5)
+    monkeypatch.setenv("RERANKDB_DATABASE_URL", db_url)
+    add_interactions(conn, [(3, i, "view", None, None, T0) for i in (1, 2, 3, 4, 5, 6)])  # a longer log
+    drain(conn, None, 0.0)
+    conn.execute("insert into rerankdb.items (item_id, content) values (77, 'no vector yet')")
+    rows = [(1, 1), (1, 2), (1, 77), (2, 3), (2, 4), (3, 5), (3, 6)]
+    path = tmp_path / "history.csv"
+    path.write_text("user_id,item_id,occurred_at\n" + "".join(f"{u},{i},1767000000\n" for u, i in rows))
+    assert main(["load", "interactions", str(path)]) == 0
+    assert "loaded 7 interactions (2 users queued for the worker to rebuild from their log)" in (
+        capsys.readouterr().out
+    )
+    queued = "select user_id, item_id, deferred from rerankdb.interaction_queue order by 1, 2"
+    assert conn.execute(queued).fetchall() == [(3, 5, False), (3, 6, False)]
+    assert conn.execute("select user_id from rerankdb.user_rebuild_queue order by 1").fetchall() == [
+        (1,),
+        (2,),
+    ]
+    report = drain(conn, None, 0.0)
+    assert (report.users_rebuilt, report.interactions_folded) == (2, 2)
+    assert state_counts(conn) == {1: 2, 2: 2, 3: 8}
+    assert conn.execute(queued).fetchall() == [(1, 77, True)]  # waits for its item's vector
+    conn.execute(
+        "select rerankdb.set_item_vectors(array[77]::bigint[], array[%s::vector])",
+        [unit(np.random.default_rng(77).standard_normal(DIM)).tolist()],
+    )
+    drain(conn, None, 0.0)
+    assert state_counts(conn) == {1: 3, 2: 2, 3: 8}
+    assert conn.execute(queued).fetchall() == []
+    assert_matches_rebuild(conn, None, 0.0)
+    # A small load is queued row by row, as any insert.
+    small = tmp_path / "small.csv"
+    small.write_text("user_id,item_id\n4,1\n4,2\n")
+    assert load.load_interactions(conn, small).users_queued == 0
+    assert conn.execute(queued).fetchall() == [(4, 1, False), (4, 2, False)]

@@ -234,3 +234,47 @@ def test_a_bad_build_memory_is_refused_before_anything_is_written(
     assert why in str(err.value)
     assert counts(conn) == (0, 0, 0)
     assert client.load_items(path, build_memory=" 64MB", index="rebuild").index == "rebuilt"
+
+
+def test_the_csv_fast_path_gives_what_the_record_path_gives() -> None:
+    """load_rows.csv_interactions converts the usual CSV record straight from its cells; any
+    other it leaves (None) to interaction_row, so both paths load the same rows and errors."""
+    from rerankdb.load_rows import BadField, csv_interactions, interaction_row
+
+    kinds = {"view", "like"}
+    header = ["user_id", "item_id", "kind", "weight", "context", "occurred_at"]
+    usual = [
+        ["1", "2", "like", "2.5", "tea", "1767000000"],
+        ["1", "2", "", "", "", ""],
+        [" 3 ", "4", "view", "-1e6", "", "2026-01-02T03:04:05Z"],
+        ["5", "6", "", "", "", "2026-01-02 03:04:05+02:00"],
+        ["5", "6", "like", "", "", "1.2e9"],
+    ]
+    unusual = [
+        ["1", "2", "like", "nan", "", ""],
+        ["1", "2", "like", "1e7", "", ""],
+        ["1", "x", "", "", "", ""],
+        ["", "2", "", "", "", ""],
+        ["1", "2", "teleport", "", "", ""],
+        ["1", "2", " like", "", "", ""],
+        ["99999999999999999999", "1", "", "", "", ""],
+        ["1", "2", "like", "", "a\x00b", ""],
+        ["1", "2", "", "", "", "yesterday"],
+        ["1", "2", "", "", "", "1e300"],
+    ]
+    fast = csv_interactions(header, kinds)
+    assert fast is not None
+    for cells in usual + unusual:
+        fields = {h: v for h, v in zip(header, cells, strict=True) if v != ""}
+        try:
+            want = interaction_row(fields, kinds)
+        except BadField:
+            want = None
+        got = fast(cells)
+        assert got == want if cells in usual else got is None, cells
+        if cells in usual:
+            assert want is not None, cells
+    # A header with an unknown or a repeated column, or without a required one: records only.
+    assert csv_interactions(["user_id", "item_id", "price"], kinds) is None
+    assert csv_interactions(["user_id", "item_id", "item_id"], kinds) is None
+    assert csv_interactions(["user_id", "kind"], kinds) is None

@@ -1,7 +1,8 @@
 """The log without foreign keys: rerankdb.unqueue_interactions takes a deleted row's queue
 row in one set per statement (a truncate: the whole queue; an update of the key: the row
 follows); rebuilds drop queue rows whose log row is gone; rerankdb.check_interactions
-checks a statement's kinds in one query, rerankdb.check_kinds keeps the kinds' rules
+checks a statement's kinds in one query, rerankdb.check_kinds keeps the kinds' rules;
+a bulk load queues a user whose log it at least doubles for one rebuild, not each row
 
 Revision ID: 0016
 Revises: 0015
@@ -22,7 +23,7 @@ sql = RevisionSql(revision)
 # New, for up.sql's triggers (created before it).
 NEW = ("unqueue_interactions", "check_kinds")
 # Changed in place (create or replace keeps their grants); the revision that shipped each before.
-FUNCTIONS = {"check_interaction": "0012", "check_interactions": "0012"}
+FUNCTIONS = {"check_interaction": "0012", "check_interactions": "0012", "enqueue_interactions": "0013"}
 
 
 def upgrade() -> None:

@@ -4,7 +4,7 @@
 --   AFTER DELETE, once per statement: the rows the statement deleted (its
 --   transition table, "deleted"), in one join; a compaction of a million
 --   rows costs one set operation, not a million cascades;
---   AFTER TRUNCATE: the whole queue;
+--   AFTER TRUNCATE: the whole queue, truncated too (as TRUNCATE ... CASCADE did);
 --   AFTER UPDATE of its key or item, once per row (updates of the log are
 --   rare): the queue row follows it (the user is queued for a rebuild too,
 --   by rerankdb.enqueue_user_rebuild).
@@ -25,7 +25,7 @@ begin
         using deleted d
         where q.interaction_id = d.interaction_id and q.user_id = d.user_id;
     elsif tg_op = 'TRUNCATE' then
-        delete from rerankdb.interaction_queue;
+        truncate rerankdb.interaction_queue;
     else
         update rerankdb.interaction_queue
            set interaction_id = new.interaction_id, user_id = new.user_id, item_id = new.item_id

@@ -104,6 +104,15 @@ order by s.line
 -- name: unstage_interactions
 delete from _load_interactions where line = any(%(lines)s::bigint[])
 
+-- name: queue_by_user
+-- For the load's transaction: its insert queues a user whose log it at least
+-- doubles for one rebuild, not each row (rerankdb.enqueue_interactions).
+select set_config('rerankdb.queue_by_user', 'on', true)
+
+-- name: users_queued
+-- How many users the insert queued for a rebuild (0 without queue_by_user).
+select coalesce(nullif(current_setting('rerankdb.users_queued', true), ''), '0')::int
+
 -- name: insert_interactions
 insert into rerankdb.interactions (user_id, item_id, kind, weight, context, occurred_at)
 select user_id, item_id, kind, weight, context, coalesce(occurred_at, now())
