@@ -215,6 +215,11 @@ def csv_table(path: Path) -> Iterator[tuple[int, list[str] | None, str]]:
             yield line, row, ""
 
 
+def csv_fields(header: list[str], cells: list[str]) -> dict[str, str]:
+    """A CSV record's fields by name; an empty cell is a missing value."""
+    return {h: v for h, v in zip(header, cells, strict=True) if v != ""}
+
+
 def _csv(path: Path) -> Iterator[Record]:
     table = csv_table(path)
     first = next(table, None)
@@ -225,7 +230,7 @@ def _csv(path: Path) -> Iterator[Record]:
         if row is None:
             yield Record(line, None, error)
         else:
-            yield Record(line, {h: v for h, v in zip(header, row, strict=True) if v != ""})
+            yield Record(line, csv_fields(header, row))
 
 
 def _pyarrow() -> Any:

@@ -290,3 +290,32 @@ def test_nearest_stays_the_owners(world: None, login: Callable[[str], str]) -> N
         assert denied(
             url, "select * from rerankdb.diversify(array[1, 2]::bigint[], array[1, 0.5], 0.5, 2, true)"
         )
+
+
+def test_the_app_role_loads_a_large_history_and_manages_kinds_through_the_triggers(
+    login: Callable[[str], str], conn: psycopg.Connection[Any], tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Revision 0016's triggers run as their owner: the app role's large load queues its
+    users for a rebuild, and its renames and deletes of kinds keep the key's rules."""
+    from rerankdb import load
+
+    monkeypatch.setattr(load, "BY_USER_MIN", 2)
+    path = tmp_path / "h.csv"
+    path.write_text("user_id,item_id,kind\n1,1,view\n1,2,like\n2,3,view\n")
+    with psycopg.connect(db.libpq_url(login("rerankdb_app")), autocommit=True) as app:
+        assert load.load_interactions(app, path).users_queued == 2
+        app.execute("insert into rerankdb.interaction_kinds (kind, weight) values ('rate', 2)")
+        app.execute("update rerankdb.interactions set kind = 'rate' where user_id = 2")
+        app.execute("update rerankdb.interaction_kinds set kind = 'rating' where kind = 'rate'")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            app.execute("delete from rerankdb.interaction_kinds where kind = 'rating'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("select rerankdb.check_kinds()")
+    assert conn.execute("select user_id from rerankdb.user_rebuild_queue order by 1").fetchall() == [
+        (1,),
+        (2,),
+    ]
+    assert conn.execute("select kind from rerankdb.interactions where user_id = 2").fetchall() == [
+        ("rating",)
+    ]
+    assert conn.execute("select count(*) from rerankdb.interaction_queue").fetchone() == (0,)
