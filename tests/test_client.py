@@ -209,7 +209,7 @@ def test_status(client: Client, rng: np.random.Generator) -> None:
     client.record_interactions([Interaction(1, 1)])
     st = client.status()
     assert (st.schema_revision, st.dimension, st.items, st.item_vectors, st.interactions) == (
-        "0016",
+        "0017",
         384,
         4,
         4,

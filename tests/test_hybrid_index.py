@@ -162,6 +162,24 @@ def test_an_item_embedded_after_the_build_is_found_at_once(
     assert recommend(conn, 3, 1)[0][0] == 10_001
 
 
+def test_fresh_items_are_filtered_like_the_others(conn: Any, client: Client, world: list[int]) -> None:
+    """A fresh item the user has seen, or the item similar_items starts from, is scored beside
+    the search but never returned; k past the index's pool still comes back whole."""
+    user_text = conn.execute("select embedding from rerankdb.user_vectors where user_id = 3").fetchone()[0]
+    load_items(client, np.repeat(np.asarray(user_text.to_numpy())[None, :], 2, axis=0), ids=[10_001, 10_002])
+    conn.execute("insert into rerankdb.interactions (user_id, item_id) values (3, 10_001)")
+    got = recommend(conn, 3, 10)
+    assert got[0][0] == 10_002 and 10_001 not in {i for i, _ in got}
+    assert recommend(conn, 3, 1, exclude_seen=False)[0][0] in {10_001, 10_002}
+    similar = conn.execute("select item_id from rerankdb.similar_items(10_001, 5)").fetchall()
+    assert similar[0] == (10_002,) and (10_001,) not in similar
+    seen = conn.execute(
+        "select count(distinct item_id) from rerankdb.interactions where user_id = 3"
+    ).fetchone()
+    assert len(recommend(conn, 3, N + 5)) == N + 2 - seen[0]
+    assert_matches_rerank(conn, 3, k=50, found=45)
+
+
 def test_many_fresh_items_are_searched_by_text_too(
     conn: Any, client: Client, world: list[int], rng: np.random.Generator
 ) -> None:

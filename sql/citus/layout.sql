@@ -104,8 +104,8 @@ begin
         raise exception 'rerankdb citus layout: no schema rerankdb; run rerankdb migrate (alembic upgrade head) first';
     end if;
     select version_num into head from public.rerankdb_alembic_version;
-    if head is distinct from '0016' then
-        raise exception 'rerankdb citus layout: written for revision 0016, this database is at %', head
+    if head is distinct from '0017' then
+        raise exception 'rerankdb citus layout: written for revision 0017, this database is at %', head
             using hint = 'upgrade first (rerankdb migrate --citus); a newer revision needs a newer rerankdb';
     end if;
     if exists (select 1 from pg_catalog.run_command_on_workers(

@@ -12,15 +12,16 @@
 -- Search  with the hybrid index built for the current settings and
 --         dimensions (rerankdb.refresh_hybrid_keys; rerankdb.hybrid_meta
 --         says which) and every space it holds given: the pool is the
---         nearest greatest(2 * k, 40) items by that one index, plus the items
+--         nearest k + 10 items by that one index (it ranks by the score
+--         itself; the 10 more cover its halfvec rounding), plus the items
 --         embedded since its build (rerankdb.hybrid_keys_fresh: all of them
---         up to 256, else also the nearest by text).  Otherwise two stages as
---         before revision 0014: the nearest by text (the HNSW index on
---         item_vectors) and, with collab_query, by collaborative key
---         (rerankdb.collab_keys), each greatest(2 * k, 40) deep (twice that
---         with the sequence part, which reorders the pool).  hnsw.ef_search
---         as the session sets it, 40 by default.  The pool is scored exactly
---         (item_rank) and the best k returned.
+--         up to 256, else the nearest greatest(2 * k, 40) by text).
+--         Otherwise two stages as before revision 0014: the nearest by text
+--         (the HNSW index on item_vectors) and, with collab_query, by
+--         collaborative key (rerankdb.collab_keys), each greatest(2 * k, 40)
+--         deep (twice that with the sequence part, which reorders the pool).
+--         hnsw.ef_search as the session sets it, 40 by default.  The pool is
+--         scored exactly (item_rank) and the best k returned.
 -- Output  (item_id, score, rank): highest score first, ties by item_id; rank
 --         counts from 1.
 -- Filters exclude_seen_by (a user id, or NULL) leaves out every item that user
@@ -42,7 +43,7 @@ language plpgsql stable
 set search_path = pg_catalog, public
 set hnsw.iterative_scan = 'relaxed_order'
 -- One plan for every call: choosing a custom plan each time cost more than the
--- search (the pool's branches that do not apply are one-time filters).
+-- search (the filters on parameters that do not apply are one-time filters).
 set plan_cache_mode = 'force_generic_plan'
 as $fn$
 #variable_conflict use_column
@@ -51,9 +52,10 @@ declare
     w double precision;
     shrink double precision;
     seq_share double precision;
-    query_key vector;
     hybrid_query halfvec;
-    few_fresh boolean;
+    query_key vector;
+    fresh bigint[];
+    pool bigint[];
 begin
     if k is null or k < 0 then
         raise exception 'rerankdb: k must be >= 0, got %', coalesce(k::text, 'NULL')
@@ -62,8 +64,9 @@ begin
     if text_query is null or k = 0 then
         return;
     end if;
-    -- One statement: the weights, and the query key of the hybrid index where the
-    -- index stands for the current score and this query (else NULL).
+    -- One statement: the weights; the query key of the hybrid index where the index
+    -- stands for the current score and this query (else NULL); up to 257 of the items
+    -- embedded since its build.
     select st.collab_weight, st.collab_shrink, st.sequence_weight,
            case when st.collab_weight > 0 then collab_query end,
            case when st.sequence_weight > 0 then seq_query end,
@@ -75,61 +78,63 @@ begin
                           or (st.collab_weight > 0 and vector_dims(collab_query) = m.collab_dim))
                      and (m.seq_dim = 0
                           or (st.sequence_weight > 0 and vector_dims(seq_query) = m.seq_dim))
-                then rerankdb.hybrid_key(text_query, 1, collab_query, 1, m.collab_dim,
-                                         seq_query, 1, m.seq_dim)::halfvec
+                -- the user's key: the spaces the index holds side by side (rerankdb.hybrid_key
+                -- with weights 1)
+                then (case when m.collab_dim = 0 and m.seq_dim = 0 then text_query
+                           when m.collab_dim = 0 then text_query || seq_query
+                           when m.seq_dim = 0 then text_query || collab_query
+                           else text_query || collab_query || seq_query
+                      end)::halfvec
            end,
-           (select count(*) <= 256 from (select 1 from rerankdb.hybrid_keys_fresh limit 257) f)
-    into w, shrink, seq_share, collab_query, seq_query, hybrid_query, few_fresh
+           array(select f.item_id from rerankdb.hybrid_keys_fresh f limit 257)
+    into w, shrink, seq_share, collab_query, seq_query, hybrid_query, fresh
     from rerankdb.settings st
     left join rerankdb.hybrid_meta m on true;
-    if hybrid_query is null then
-        few_fresh := false;
-        query_key := rerankdb.collab_key(collab_query);
-        if seq_query is not null then
-            depth := 2 * depth;
+
+    -- The pool: one statement per index searched (a plan with every branch costs its
+    -- unused branches at every call).
+    if hybrid_query is not null then
+        pool := array(
+            select hk.item_id
+            from rerankdb.hybrid_keys hk
+            where hk.item_id is distinct from exclude_item
+              and not (exclude_seen_by is not null and exists (
+                  select 1 from rerankdb.interactions i
+                  where i.user_id = exclude_seen_by and i.item_id = hk.item_id))
+            order by hk.key <#> hybrid_query
+            limit k + 10);
+        if cardinality(fresh) <= 256 then
+            pool := pool || fresh;  -- filtered with the rest below
+            fresh := null;
         end if;
+    elsif seq_query is not null then
+        depth := 2 * depth;
+    end if;
+    if hybrid_query is null or fresh is not null then
+        pool := pool || array(
+            select v.item_id
+            from rerankdb.item_vectors v
+            where v.item_id is distinct from exclude_item
+              and not (exclude_seen_by is not null and exists (
+                  select 1 from rerankdb.interactions i
+                  where i.user_id = exclude_seen_by and i.item_id = v.item_id))
+            order by v.embedding <#> text_query
+            limit depth);
+    end if;
+    if hybrid_query is null and collab_query is not null then
+        query_key := rerankdb.collab_key(collab_query);
+        pool := pool || array(
+            select ck.item_id
+            from rerankdb.collab_keys ck
+            where ck.item_id is distinct from exclude_item
+              and not (exclude_seen_by is not null and exists (
+                  select 1 from rerankdb.interactions i
+                  where i.user_id = exclude_seen_by and i.item_id = ck.item_id))
+            order by ck.key <#> query_key::vector(64)
+            limit depth);
     end if;
 
     return query
-        with pool as (
-            (select hk.item_id
-             from rerankdb.hybrid_keys hk
-             where hybrid_query is not null
-               and hk.item_id is distinct from exclude_item
-               and not (exclude_seen_by is not null and exists (
-                   select 1 from rerankdb.interactions i
-                   where i.user_id = exclude_seen_by and i.item_id = hk.item_id))
-             order by hk.key <#> hybrid_query
-             limit depth)
-            union
-            (select f.item_id
-             from rerankdb.hybrid_keys_fresh f
-             where few_fresh
-               and f.item_id is distinct from exclude_item
-               and not (exclude_seen_by is not null and exists (
-                   select 1 from rerankdb.interactions i
-                   where i.user_id = exclude_seen_by and i.item_id = f.item_id)))
-            union
-            (select v.item_id
-             from rerankdb.item_vectors v
-             where not few_fresh
-               and v.item_id is distinct from exclude_item
-               and not (exclude_seen_by is not null and exists (
-                   select 1 from rerankdb.interactions i
-                   where i.user_id = exclude_seen_by and i.item_id = v.item_id))
-             order by v.embedding <#> text_query
-             limit depth)
-            union
-            (select ck.item_id
-             from rerankdb.collab_keys ck
-             where query_key is not null
-               and ck.item_id is distinct from exclude_item
-               and not (exclude_seen_by is not null and exists (
-                   select 1 from rerankdb.interactions i
-                   where i.user_id = exclude_seen_by and i.item_id = ck.item_id))
-             order by ck.key <#> query_key::vector(64)
-             limit depth)
-        )
         select s.item_id, s.score, (row_number() over (order by s.score desc, s.item_id))::integer
         from (
             select h.item_id,
@@ -147,9 +152,13 @@ begin
                             else -(r.embedding <#> text_query)
                        end as hybrid
                 from rerankdb.item_rank r
-                -- (by key lookups whatever the estimated size of the pool: a merge join
-                -- would read the whole table in key order)
-                where r.item_id = any (array(select p.item_id from pool p))
+                -- (by key lookups whatever the size of the pool: a merge join would read the
+                -- whole table in key order; a duplicate id is looked up once)
+                where r.item_id = any (pool)
+                  and r.item_id is distinct from exclude_item
+                  and not (exclude_seen_by is not null and exists (
+                      select 1 from rerankdb.interactions i
+                      where i.user_id = exclude_seen_by and i.item_id = r.item_id))
             ) h
         ) s
         order by s.score desc, s.item_id
