@@ -10,6 +10,7 @@ from rerankdb.bench import (
     fleet,
     fold_scale,
     hybrid,
+    hybrid_search,
     loads,
     rerank,
     scale,
@@ -31,6 +32,7 @@ def main() -> None:
     short_term.add_arguments(sub)
     features.add_arguments(sub)
     hybrid.add_arguments(sub)
+    hybrid_search.add_arguments(sub)
     scale.add_arguments(sub)
     fold_scale.add_arguments(sub)
     fleet.add_arguments(sub)

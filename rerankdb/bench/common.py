@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 from psycopg import sql as pgsql
 
-from rerankdb import db, embedded, sqlfiles
+from rerankdb import db, embedded, migrate, sqlfiles
 from rerankdb.config import Settings
 
 BENCH_DATABASE = "rerankdb_bench"
@@ -71,16 +71,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def install_frozen_recommend(conn: psycopg.Connection[Any], recommend_rev: str, nearest_rev: str) -> str:
-    """Revision ``recommend_rev``'s recommend calling revision ``nearest_rev``'s nearest, from
-    their frozen files, under other names in schema rerankdb (a same-run baseline); returns
-    the recommend's qualified name (drop both with :func:`drop_frozen_recommend`)."""
+    """Revision ``recommend_rev``'s recommend calling revision ``nearest_rev``'s nearest, as
+    each revision shipped them (:func:`rerankdb.migrate.function_path`), under other names
+    in schema rerankdb (a same-run baseline); returns the recommend's qualified name (drop both with :func:`drop_frozen_recommend`)."""
     recommend_name, nearest_name = _frozen_names(recommend_rev, nearest_rev)
-    nearest = sqlfiles.read_sql(f"revisions/{nearest_rev}/functions/nearest.sql")
+    nearest = sqlfiles.read_sql(migrate.function_path(nearest_rev, "nearest"))
     conn.execute(nearest.replace("function rerankdb.nearest(", f"function rerankdb.{nearest_name}("))
-    recommend = sqlfiles.read_sql(f"revisions/{recommend_rev}/functions/recommend.sql")
+    recommend = sqlfiles.read_sql(migrate.function_path(recommend_rev, "recommend"))
     renamed = (
         recommend.replace("function rerankdb.recommend(", f"function rerankdb.{recommend_name}(")
-        .replace("from rerankdb.nearest(", f"from rerankdb.{nearest_name}(")
+        .replace("rerankdb.nearest(", f"rerankdb.{nearest_name}(")
         .replace("recommend.user_id", f"{recommend_name}.user_id")
     )
     assert renamed.count(f"function rerankdb.{recommend_name}(") == 1 and nearest_name in renamed

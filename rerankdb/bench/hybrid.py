@@ -16,6 +16,9 @@ against the exact top 10 (rerank over the whole catalog), for:
   the baseline;
 * two indexes, then the sequence reorder (revision 0013's recommend and
   0007's nearest, from their frozen files);
+* the one hybrid index as revision 0014 searched it (its frozen nearest: the
+  best greatest(2k, 40) by the index scored exactly, every pool branch in one
+  statement);
 * the one hybrid index (this revision), then again with 200 items embedded
   since its build (scored exactly beside the search).
 
@@ -48,10 +51,11 @@ DATABASE = "rerankdb_bench_hybrid"
 CLUSTERS = 300
 COLLAB_DIM = SEQ_DIM = 64
 SEEN = 20
-ROUNDS = 3
+ROUNDS = 4  # even: each variant runs as often early as late in a round
 FRESH = 200
 WARM = 50  # unmeasured calls before each block
 TWO_INDEXES = "rerankdb._bench_recommend_0011"  # shipped by 0011, unchanged up to 0013
+HYBRID_0014 = "rerankdb._bench_recommend_0014"  # 0014's recommend (today's) calling 0014's nearest
 
 
 def noisy(rng: np.random.Generator, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -172,11 +176,13 @@ def run(args: argparse.Namespace) -> None:
         )
         install_old_recommend(conn)
         assert install_frozen_recommend(conn, "0011", "0007") == TWO_INDEXES
+        assert install_frozen_recommend(conn, "0014", "0014") == HYBRID_0014
         try:
             rows = measure(conn, url, args)
         finally:
             drop_old_recommend(conn)
             drop_frozen_recommend(conn, "0011", "0007")
+            drop_frozen_recommend(conn, "0014", "0014")
             conn.execute("delete from rerankdb.items where item_id > %s", [args.items])
     print(
         f"\nrecommend, k = 10, exclude_seen: server ms ({ROUNDS} alternating rounds of {args.repeats} users), "
@@ -188,28 +194,25 @@ def run(args: argparse.Namespace) -> None:
 def measure(conn: psycopg.Connection[Any], url: str, args: argparse.Namespace) -> list[list[Any]]:
     rng = np.random.default_rng(args.seed + 1)
     users = [int(u) for u in rng.integers(1, args.users + 1, args.repeats)]
-    old = (
-        pgsql.SQL("select * from {}(%s, 10)")
-        .format(pgsql.Identifier(*OLD_RECOMMEND.split(".")))
-        .as_string(conn)
-    )
-    two = (
-        pgsql.SQL("select * from {}(%s, 10)")
-        .format(pgsql.Identifier(*TWO_INDEXES.split(".")))
-        .as_string(conn)
+    warm = [int(u) for u in rng.integers(1, args.users + 1, WARM)]  # other calls than those measured
+    old, two, hybrid_0014 = (
+        pgsql.SQL("select * from {}(%s, 10)").format(pgsql.Identifier(*name.split("."))).as_string(conn)
+        for name in (OLD_RECOMMEND, TWO_INDEXES, HYBRID_0014)
     )
     head = "select * from rerankdb.recommend(%s, 10)"
     variants = {
         "text index alone (0006), baseline": old,
         "two indexes + sequence reorder (0013)": two,
-        "one hybrid index (0014)": head,
+        "one hybrid index, searched as 0014 did": hybrid_0014,
+        "one hybrid index (0017)": head,
     }
     samples: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(ROUNDS):
-        for label, sql in variants.items():
-            # The tables and indexes of all three exceed shared_buffers (512MB on the
+    for round_ in range(ROUNDS):
+        # Alternately forward and backward: no variant always follows the same one.
+        for label, sql in list(variants.items())[:: 1 if round_ % 2 == 0 else -1]:
+            # The tables and indexes of all of them exceed shared_buffers (512MB on the
             # embedded server): each block first reads its own pages back, unmeasured.
-            user_ms(conn, sql, users[:WARM])
+            user_ms(conn, sql, warm)
             samples[label] += user_ms(conn, sql, users)
     exact = exact_top_10(conn, users[: args.probe], args.items)
     recalls = {label: recall(conn, sql, exact) for label, sql in variants.items()}
@@ -223,7 +226,7 @@ def measure(conn: psycopg.Connection[Any], url: str, args: argparse.Namespace) -
     label = f"one hybrid index, {FRESH} items embedded since its build"
     samples[label] = []
     for _ in range(ROUNDS):
-        user_ms(conn, head, users[:WARM])
+        user_ms(conn, head, warm)
         samples[label] += user_ms(conn, head, users)
     exact = exact_top_10(conn, list(exact), args.items + FRESH)
     recalls[label] = recall(conn, head, exact)
