@@ -177,6 +177,7 @@ def test_fresh_items_are_filtered_like_the_others(conn: Any, client: Client, wor
         "select count(distinct item_id) from rerankdb.interactions where user_id = 3"
     ).fetchone()
     assert len(recommend(conn, 3, N + 5)) == N + 2 - seen[0]
+    assert len(recommend(conn, 3, 2**31 - 1)) == N + 2 - seen[0]  # the largest k the client takes
     assert_matches_rerank(conn, 3, k=50, found=45)
 
 

@@ -65,6 +65,11 @@ def test_recommend_cold_user_and_k(conn: Any, client: Client, catalog: np.ndarra
     client.set_user_vectors([1], catalog[0][None, :])
     assert recommend(conn, 1, 0) == []
     assert len(recommend(conn, 1, 50)) == 50
+    # The largest k the client takes: every item (the catalog), not an overflow.
+    everything = conn.execute("select count(*) from rerankdb.item_vectors").fetchone()[0]
+    assert len(recommend(conn, 1, 2**31 - 1)) == everything
+    similar = conn.execute("select count(*) from rerankdb.similar_items(7, %s)", [2**31 - 1]).fetchone()
+    assert similar == (everything - 1,)
     for bad in (-1, None):
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be >= 0, got"):
             recommend(conn, 1, bad)

@@ -48,7 +48,7 @@ set plan_cache_mode = 'force_generic_plan'
 as $fn$
 #variable_conflict use_column
 declare
-    depth integer := greatest(2 * k, 40);
+    depth bigint := greatest(2 * k::bigint, 40);  -- (bigint: k goes up to 2^31 - 1)
     w double precision;
     shrink double precision;
     seq_share double precision;
@@ -102,7 +102,7 @@ begin
                   select 1 from rerankdb.interactions i
                   where i.user_id = exclude_seen_by and i.item_id = hk.item_id))
             order by hk.key <#> hybrid_query
-            limit k + 10);
+            limit k::bigint + 10);
         if cardinality(fresh) <= 256 then
             pool := pool || fresh;  -- filtered with the rest below
             fresh := null;
