@@ -5,7 +5,7 @@ Runs on the catalog ``bench hybrid`` loads and builds (run that first). Two part
 * the same run, rounds alternately forward and backward: revision 0006's recommend
   beside the bare text search it makes (``order by embedding <#> q limit 10``),
   and today's recommend beside the bare hybrid search it makes (``order by key
-  <#> q limit 20``, the user's key as ``nearest`` builds it): server ms and
+  <#> q limit 40``, the user's key as ``nearest`` builds it): server ms and
   buffers per call, so what ``recommend`` costs around its search shows apart
   from the search;
 * with ``--graphs M,EF_CONSTRUCTION ...``: for each, an HNSW index on a copy of
@@ -13,6 +13,11 @@ Runs on the catalog ``bench hybrid`` loads and builds (run that first). Two part
   ``hnsw.ef_search`` 20, 30 and 40: server ms, buffers, and recall of the best
   10 of what it finds against the exact best 10 by the key (a sequential scan):
   the graph's price for recall.
+
+With ``--lists`` (and ``--url`` of any database with a hybrid index built, the
+eval's ``rerankdb_eval`` say), only this: for every user with a vector, today's
+top 10 beside revision 0014's search and beside the exact top 10 (``rerank``
+over every item, exclude_seen).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from rerankdb import db, embedded
-from rerankdb.bench.common import machine, table
+from rerankdb.bench.common import drop_frozen_recommend, install_frozen_recommend, machine, table
 from rerankdb.bench.features import OLD_RECOMMEND, drop_old_recommend, install_old_recommend
 from rerankdb.bench.hybrid import DATABASE
 from rerankdb.config import Settings
@@ -76,8 +81,8 @@ def around_the_search(
             lambda u: [queries[u][0]],
         ),
         "recommend, today (hybrid index)": ("select * from rerankdb.recommend(%s, 10)", lambda u: [u]),
-        "its bare hybrid search, limit 20": (
-            "select item_id from rerankdb.hybrid_keys order by key <#> %s::halfvec limit 20",
+        "its bare hybrid search, limit 40": (
+            "select item_id from rerankdb.hybrid_keys order by key <#> %s::halfvec limit 40",
             lambda u: [queries[u][1]],
         ),
     }
@@ -139,6 +144,39 @@ def graphs(
     return out
 
 
+def lists(conn: psycopg.Connection[Any]) -> str:
+    old = install_frozen_recommend(conn, "0014", "0014")
+    try:
+        everything = [r[0] for r in conn.execute("select item_id from rerankdb.items")]
+        users = [r[0] for r in conn.execute("select user_id from rerankdb.user_vectors order by 1")]
+        same_old = same_exact = 0
+        overlap = []
+        for u in users:
+            today = [r[0] for r in conn.execute("select item_id from rerankdb.recommend(%s, 10)", [u])]
+            before = [
+                r[0]
+                for r in conn.execute(
+                    pgsql.SQL("select item_id from {}(%s, 10)").format(pgsql.Identifier(*old.split("."))), [u]
+                )
+            ]
+            exact = [
+                r[0]
+                for r in conn.execute(
+                    "select item_id from rerankdb.rerank(%s, %s::bigint[], 10, exclude_seen => true)",
+                    [u, everything],
+                )
+            ]
+            same_old += today == before
+            same_exact += today == exact
+            overlap.append(len(set(today) & set(exact)) / len(exact) if exact else 1.0)
+    finally:
+        drop_frozen_recommend(conn, "0014", "0014")
+    return (
+        f"{len(users)} users: top 10 the same list as 0014's search for {same_old}, as the exact top 10 for"
+        f" {same_exact}; holds {np.mean(overlap):.3f} of the exact top 10"
+    )
+
+
 def _limit(queries: dict[int, tuple[str, str]], ef: int) -> Callable[[int], list[Any]]:
     """A user's hybrid key and the limit ef (the search's parameters)."""
     return lambda u: [queries[u][1], ef]
@@ -152,6 +190,9 @@ def run(args: argparse.Namespace) -> None:
                 "bench hybrid-search: no hybrid index built here; run python -m rerankdb.bench hybrid"
             )
         print(machine(conn))
+        if args.lists:
+            print(lists(conn))
+            return
         rng = np.random.default_rng(args.seed)
         n_users = conn.execute("select max(user_id) from rerankdb.user_vectors").fetchone()[0]  # type: ignore[index]
         users = [int(u) for u in rng.choice(np.arange(1, n_users + 1), args.users, replace=False)]
@@ -193,6 +234,9 @@ def add_arguments(sub: Any) -> None:
         default=[],
         metavar="M,EF_CONSTRUCTION",
         help="other HNSW graphs to build and search",
+    )
+    p.add_argument(
+        "--lists", action="store_true", help="only compare every user's top 10 with 0014's and the exact"
     )
     p.add_argument("--seed", type=int, default=3)
     p.set_defaults(run=run)

@@ -12,8 +12,9 @@
 -- Search  with the hybrid index built for the current settings and
 --         dimensions (rerankdb.refresh_hybrid_keys; rerankdb.hybrid_meta
 --         says which) and every space it holds given: the pool is the
---         nearest k + 10 items by that one index (it ranks by the score
---         itself; the 10 more cover its halfvec rounding), plus the items
+--         nearest greatest(2 * k, 40) items by that one index, of which the
+--         best k + 10 by its key (it ranks by the score itself; the 10 more
+--         cover its halfvec rounding) are scored, plus the items
 --         embedded since its build (rerankdb.hybrid_keys_fresh: all of them
 --         up to 256, else the nearest greatest(2 * k, 40) by text).
 --         Otherwise two stages as before revision 0014: the nearest by text
@@ -94,14 +95,20 @@ begin
     -- The pool: one statement per index searched (a plan with every branch costs its
     -- unused branches at every call).
     if hybrid_query is not null then
+        -- The search returns its finds by batches (relaxed order): past the user's seen
+        -- items a later batch can hold better ones, so it goes depth deep; of those the
+        -- best k + 10 by the key are scored.
         pool := array(
-            select hk.item_id
-            from rerankdb.hybrid_keys hk
-            where hk.item_id is distinct from exclude_item
-              and not (exclude_seen_by is not null and exists (
-                  select 1 from rerankdb.interactions i
-                  where i.user_id = exclude_seen_by and i.item_id = hk.item_id))
-            order by hk.key <#> hybrid_query
+            select p.item_id
+            from (select hk.item_id, hk.key <#> hybrid_query as distance
+                  from rerankdb.hybrid_keys hk
+                  where hk.item_id is distinct from exclude_item
+                    and not (exclude_seen_by is not null and exists (
+                        select 1 from rerankdb.interactions i
+                        where i.user_id = exclude_seen_by and i.item_id = hk.item_id))
+                  order by hk.key <#> hybrid_query
+                  limit depth) p
+            order by p.distance + 0  -- (+ 0: a sort of its own, not the order the scan claims)
             limit k::bigint + 10);
         if cardinality(fresh) <= 256 then
             pool := pool || fresh;  -- filtered with the rest below
